@@ -1,0 +1,118 @@
+"""Command line: ``python -m hub serve`` runs the hub; ``python -m hub publish`` posts one event.
+
+Configuration errors print one line naming the key and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from hub import logs
+from hub.config import ConfigError, load
+
+__all__ = ["main"]
+
+#: For ``publish``: not HUB_* because those are the server's settings, checked strictly.
+URL_ENV = "SSEHUB_URL"
+TOKEN_ENV = "SSEHUB_TOKEN"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the hub")
+    serve.add_argument("--config", help="TOML file (default: $HUB_CONFIG, else ./config.toml)")
+    serve.add_argument("--host", help="address to listen on")
+    serve.add_argument("--port", type=int, help="TCP port (0: any free port)")
+    serve.add_argument("--backplane", help='"memory" or a Redis URL')
+    serve.add_argument("--log-format", choices=("text", "json"))
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    publish = commands.add_parser("publish", help="publish one event to a running hub")
+    publish.add_argument("channel")
+    publish.add_argument("data", help="the event data: text, or JSON with --json")
+    publish.add_argument("--event", default=None, help="event type (default: message)")
+    publish.add_argument("--json", action="store_true", help="DATA is JSON, not text")
+    publish.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, "http://127.0.0.1:8080"),
+        help=f"the hub's base URL (default: ${URL_ENV} or http://127.0.0.1:8080)",
+    )
+    publish.add_argument(
+        "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default: ${TOKEN_ENV})"
+    )
+    publish.add_argument("--idempotency-key", help="a retry with the same key publishes once")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hub.server import run  # imports aiohttp; keeps `publish` light
+
+    try:
+        config = load(
+            args.config,
+            overrides={
+                "host": args.host,
+                "port": args.port,
+                "backplane": args.backplane,
+                "log_format": args.log_format,
+                "log_level": args.log_level,
+            },
+        )
+    except ConfigError as problem:
+        print(f"ssehub: config error: {problem}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_format, config.log_level)
+    return run(config)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    if args.json:
+        try:
+            data = json.loads(args.data)
+        except json.JSONDecodeError as problem:
+            print(f"ssehub: DATA is not valid JSON: {problem}", file=sys.stderr)
+            return 2
+    else:
+        data = args.data
+    body: dict[str, object] = {"data": data}
+    if args.event is not None:
+        body["event"] = args.event
+    channel = urllib.parse.quote(args.channel, safe="/:@")
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/channels/{channel}/events",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    if args.token:
+        request.add_header("Authorization", f"Bearer {args.token}")
+    if args.idempotency_key:
+        request.add_header("Idempotency-Key", args.idempotency_key)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            print(answer.read().decode())
+            return 0
+    except urllib.error.HTTPError as problem:
+        print(f"ssehub: {problem.code}: {problem.read().decode()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as problem:
+        print(f"ssehub: cannot reach {args.url}: {problem.reason}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _publish(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

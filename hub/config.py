@@ -1,0 +1,243 @@
+"""Settings: built-in defaults < config file (TOML) < ``HUB_*`` environment < command-line flags.
+
+Every setting has one entry in ``Config`` with its type and its check; the file, the environment
+and the flags all go through the same checks, and an error names the key, the bad value and where
+it came from, so a typo stops start-up instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from hub.events import InvalidInput
+from hub.ticker import check_interval, check_timezone
+
+__all__ = ["ClockSpec", "Config", "ConfigError", "load"]
+
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+#: Read when no --config is given and the working directory has one.
+DEFAULT_CONFIG_FILE = "config.toml"
+ENV_PREFIX = "HUB_"
+#: The environment variable naming the config file (same as --config).
+CONFIG_ENV = "HUB_CONFIG"
+
+
+class ConfigError(Exception):
+    """A setting is unknown or bad; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSpec:
+    timezone: str
+    interval: int
+
+
+def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("expected a whole number")
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"expected {low} to {high}" if high else f"expected at least {low}")
+        return value
+
+    return check
+
+
+def _number(low: float, high: float | None = None) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("expected a number")
+        if value < low or (high is not None and value > high):
+            bounds = f"{low:g} to {high:g}" if high else f"at least {low:g}"
+            raise ValueError(f"expected {bounds}")
+        return float(value)
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _choice(kind: Any) -> Callable[[Any], str]:
+    options = get_args(kind)
+
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return str(value)
+
+    return check
+
+
+def _backplane(value: Any) -> str:
+    text = _text(value)
+    if text != "memory" and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError('expected "memory" or a Redis URL (redis://, rediss:// or unix://)')
+    return text
+
+
+def _tokens(value: Any) -> tuple[str, ...]:
+    tokens = _texts(value)
+    for token in tokens:
+        if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("each token must be at least 16 printable ASCII characters, no spaces")
+    return tokens
+
+
+def _clocks(value: Any) -> tuple[ClockSpec, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError('expected a list of {timezone = "...", interval = seconds} tables')
+    specs = []
+    for item in value:
+        if isinstance(item, ClockSpec):
+            item = {"timezone": item.timezone, "interval": item.interval}
+        if not isinstance(item, dict) or set(item) != {"timezone", "interval"}:
+            raise ValueError(f'expected {{timezone = "...", interval = seconds}}, got {item!r}')
+        try:
+            specs.append(
+                ClockSpec(check_timezone(item["timezone"]), check_interval(item["interval"]))
+            )
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
+    return tuple(specs)
+
+
+def _setting(default: Any, check: Callable[[Any], Any]) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting, its default and its check; config.toml documents what each one does."""
+
+    host: str = _setting("127.0.0.1", _text)
+    port: int = _setting(8080, _int(0, 65535))
+    backlog: int = _setting(4096, _int(1))
+    retry: int = _setting(3000, _int(0))
+    heartbeat: float = _setting(15.0, _number(0.1))
+    history_size: int = _setting(1000, _int(0))
+    history_ttl: float = _setting(3600.0, _number(1))
+    max_event_bytes: int = _setting(65536, _int(1))
+    max_batch: int = _setting(1000, _int(1))
+    max_body_bytes: int = _setting(1048576, _int(1024))
+    max_pending_bytes: int = _setting(1048576, _int(1024))
+    max_subscribers: int = _setting(15000, _int(1))
+    max_channels: int = _setting(10000, _int(1))
+    max_stream_channels: int = _setting(100, _int(1))
+    publish_tokens: tuple[str, ...] = _setting((), _tokens)
+    cors_origins: tuple[str, ...] = _setting(("*",), _texts)
+    publish_cors_origins: tuple[str, ...] = _setting((), _texts)
+    shutdown_timeout: float = _setting(5.0, _number(0))
+    clocks: tuple[ClockSpec, ...] = _setting((), _clocks)
+    clocks_on_demand: bool = _setting(True, _flag)
+    backplane: str = _setting("memory", _backplane)
+    redis_prefix: str = _setting("ssehub:", _text)
+    log_format: str = _setting("text", _choice(LogFormat))
+    log_level: str = _setting("info", _choice(LogLevel))
+
+    @classmethod
+    def keys(cls) -> dict[str, dataclasses.Field[Any]]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    spec = Config.keys().get(key)
+    if spec is None:
+        raise ConfigError(f"{source}: unknown setting {key!r}")
+    try:
+        return spec.metadata["check"](value)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {key} = {value!r}: {error}") from None
+
+
+def _from_env_text(key: str, text: str) -> Any:
+    """Turn an environment string into the type the setting's check expects."""
+    default = Config.keys()[key].default
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return text
+    if isinstance(default, int | float):
+        try:
+            number = float(text) if "." in text or "e" in text.lower() else int(text)
+        except ValueError:
+            return text
+        return number
+    if key == "clocks":
+        clocks: list[Any] = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            timezone, _, interval = item.rpartition(":")
+            clocks.append(
+                {"timezone": timezone, "interval": int(interval)} if interval.isdigit() else item
+            )
+        return clocks
+    if isinstance(default, tuple):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration; raises ``ConfigError`` naming the key on any bad setting."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path is None:
+        path = env.get(CONFIG_ENV) or None
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                table = tomllib.load(file)
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+        for key, value in table.items():
+            values[key] = _check(key, value, f"config file {os.fspath(path)!r}")
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in Config.keys():  # noqa: SIM118 (a classmethod)
+            raise ConfigError(f"environment: unknown setting {name}")
+        values[key] = _check(key, _from_env_text(key, text), f"environment {name}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
+    config = Config(**values)
+    if config.max_event_bytes > config.max_body_bytes:
+        raise ConfigError(
+            f"max_event_bytes = {config.max_event_bytes} is larger than max_body_bytes = "
+            f"{config.max_body_bytes}: no event that size could be posted"
+        )
+    return config

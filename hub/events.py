@@ -1,0 +1,123 @@
+"""Events, event ids and the checks on what publishers and subscribers send.
+
+An event id is ``<position>:<channel>``. Positions come from one increasing sequence for the whole
+hub (the backplane assigns them), so a single ``Last-Event-ID`` says how far a stream got on every
+channel it carries, and the channel part lets a multi-channel subscriber tell channels apart.
+Positions are at least the publish time in microseconds since the epoch, so they keep increasing
+across a restart of an in-memory hub and an id from before the restart is never mistaken for one
+from after it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hub import sse
+
+__all__ = [
+    "MAX_LAST_EVENT_ID",
+    "Draft",
+    "Event",
+    "InvalidInput",
+    "check_channel",
+    "check_event_name",
+    "data_text",
+    "encode_draft",
+    "event_id",
+    "parse_position",
+]
+
+CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-.:@/]{1,200}")
+EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_POSITION_RE = re.compile(r"[0-9]{1,19}")
+
+#: Longest ``Last-Event-ID`` looked at; longer values are treated as unknown, not parsed.
+MAX_LAST_EVENT_ID = 512
+
+
+class InvalidInput(ValueError):
+    """Bad input from a client; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event accepted for publishing, encoded but without a position yet."""
+
+    channel: str
+    body: bytes  # the frame without its id line (sse.encode)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A published event: its position, and the complete frame every subscriber receives."""
+
+    position: int
+    channel: str
+    frame: bytes
+    published_at: float  # time.time() when the backplane stored it
+
+    @property
+    def id(self) -> str:
+        return event_id(self.position, self.channel)
+
+
+def event_id(position: int, channel: str) -> str:
+    return f"{position}:{channel}"
+
+
+def parse_position(last_event_id: str) -> int | None:
+    """The position in a client-sent id, or None when it is not one of ours (untrusted input)."""
+    if len(last_event_id) > MAX_LAST_EVENT_ID:
+        return None
+    head = last_event_id.split(":", 1)[0].strip()
+    if not _POSITION_RE.fullmatch(head):
+        return None
+    return int(head)
+
+
+def check_channel(name: str) -> str:
+    if not CHANNEL_RE.fullmatch(name):
+        shown = name if len(name) <= 60 else name[:60] + "..."
+        raise InvalidInput(
+            f"invalid channel name {shown!r}: use 1-200 characters of A-Z a-z 0-9 _ - . : @ /"
+        )
+    return name
+
+
+def check_event_name(name: Any) -> str:
+    if not isinstance(name, str) or not EVENT_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid event name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . : -"
+        )
+    return name
+
+
+def data_text(data: Any) -> str:
+    """The text of an event's ``data``: a JSON string as itself, anything else as compact JSON.
+
+    A string goes out as its own text (one ``data:`` line per line) so that ``event.data`` in the
+    browser equals what was published; other values go out as JSON for ``JSON.parse``.
+    """
+    if isinstance(data, str):
+        return data
+    return orjson.dumps(data).decode()
+
+
+def encode_draft(channel: str, event: str, data: Any, max_event_bytes: int) -> Draft:
+    """Check one event's fields and encode it once; the bytes are reused for every subscriber."""
+    text = data_text(data)
+    size = len(text.encode())
+    if size > max_event_bytes:
+        raise InvalidInput(
+            f"event data is {size} bytes encoded; the limit (max_event_bytes) is {max_event_bytes}",
+            status=413,
+        )
+    return Draft(channel=channel, body=sse.encode(event, text))

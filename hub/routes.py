@@ -1,0 +1,400 @@
+"""HTTP handlers: subscribe (event streams), publish, and introspection.
+
+Every error is JSON ``{"error": "..."}`` with a fitting status, except where an ``EventSource``
+is listening: a browser gives up for good on any answer but ``200 text/event-stream``, so a hub
+at capacity answers 200 with a jittered ``retry:`` and ends the stream instead.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp_sse import EventSourceResponse
+
+from hub import auth, sse
+from hub.backplane import BackplaneFull, BackplaneUnavailable
+from hub.config import Config
+from hub.events import (
+    InvalidInput,
+    check_channel,
+    check_event_name,
+    encode_draft,
+)
+from hub.hub import AtCapacity, Hub
+from hub.metrics import Metrics
+from hub.ticker import check_timezone, clock_channel, is_clock, parse_clock, timezones
+
+__all__ = ["HUB", "METRICS", "STARTED", "add_routes", "error", "errors_as_json"]
+
+HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", Metrics)
+STARTED = web.AppKey("started", float)
+
+_SINGLE_FIELDS = frozenset({"event", "data"})
+_BATCH_FIELDS = frozenset({"channel", "event", "data"})
+_MAX_IDEMPOTENCY_KEY = 200
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn input errors and aiohttp's own HTTP errors (404, 405, 413) into JSON errors."""
+    try:
+        return await handler(request)
+    except InvalidInput as problem:
+        return error(problem.status, str(problem), _cors_headers(request))
+    except web.HTTPException as problem:
+        if problem.status < 400:
+            raise
+        return error(problem.status, problem.reason, dict(problem.headers))
+
+
+# -- CORS ------------------------------------------------------------------------------------
+
+
+def _allowed_origin(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if "*" in origins:
+        return {"Access-Control-Allow-Origin": "*"}
+    if origin is not None and origin in origins:
+        # A credentialed EventSource needs the exact origin echoed, never "*".
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+    return {}
+
+
+def _cors_headers(request: web.Request) -> dict[str, str]:
+    config = request.app[HUB].config
+    origins = config.cors_origins if request.method == "GET" else config.publish_cors_origins
+    return _allowed_origin(request, origins)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """Answer CORS preflights; subscribe and publish have separate origin lists."""
+    config = request.app[HUB].config
+    method = request.headers.get("Access-Control-Request-Method", "GET").upper()
+    if method == "POST":
+        headers = _allowed_origin(request, config.publish_cors_origins)
+        allow = "Authorization, Content-Type, Idempotency-Key"
+    else:
+        headers = _allowed_origin(request, config.cors_origins)
+        # fetch-based EventSource polyfills send Last-Event-ID as a real header
+        allow = "Last-Event-ID, Cache-Control, Accept"
+    if headers:
+        headers |= {
+            "Access-Control-Allow-Methods": method if method in ("GET", "POST") else "GET",
+            "Access-Control-Allow-Headers": allow,
+            "Access-Control-Max-Age": "86400",
+        }
+    return web.Response(status=204, headers=headers)
+
+
+# -- subscribe -------------------------------------------------------------------------------
+
+
+class _StreamResponse(EventSourceResponse):
+    """aiohttp-sse's response without its ping task per connection.
+
+    The hub sends heartbeats to every stream from one timer; a task per connection is exactly
+    the per-subscriber cost the hub is built to avoid. The rest (headers, TCP_USER_TIMEOUT so a
+    vanished peer is noticed, chunked encoding) is aiohttp-sse's.
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return self._payload_writer
+        self._set_tcp_user_timeout(request)
+        return await web.StreamResponse.prepare(self, request)
+
+
+def _check_stream_channels(config: Config, names: list[str]) -> list[str]:
+    if not names:
+        raise InvalidInput("name at least one channel: /events?channel=a&channel=b")
+    unique = list(dict.fromkeys(check_channel(name) for name in names))
+    if len(unique) > config.max_stream_channels:
+        raise InvalidInput(
+            f"{len(unique)} channels on one stream; the limit (max_stream_channels) is "
+            f"{config.max_stream_channels}"
+        )
+    declared = {clock_channel(c.timezone, c.interval) for c in config.clocks}
+    for name in unique:
+        if is_clock(name):
+            parse_clock(name)
+            if not config.clocks_on_demand and name not in declared:
+                raise InvalidInput(
+                    f"clock channel {name!r} is not declared in clocks, and clocks_on_demand is "
+                    "off",
+                    status=404,
+                )
+    return unique
+
+
+async def _refuse(request: web.Request, hub: Hub) -> web.Response:
+    """Turn a subscriber away without making its EventSource give up: 200, retry later."""
+    hub.metrics.subscribers_refused += 1
+    delay = int(hub.config.retry * random.uniform(1.0, 3.0)) + random.randint(0, 1000)
+    return web.Response(
+        body=sse.retry(delay) + sse.comment("the hub is at capacity; retrying later"),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", **_cors_headers(request)},
+    )
+
+
+async def _stream(request: web.Request, names: list[str]) -> web.StreamResponse:
+    hub = request.app[HUB]
+    channels = _check_stream_channels(hub.config, names)
+    start = request.query.get("from")
+    if start not in (None, "start"):
+        raise InvalidInput(f"from={start!r} is not understood; use from=start for all history")
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    try:
+        subscriber = hub.open(channels)
+    except AtCapacity:
+        return await _refuse(request, hub)
+    response = _StreamResponse(headers=_cors_headers(request))
+    try:
+        writer = await response.prepare(request)
+        try:
+            head = await hub.replay(subscriber, last_event_id or None, start == "start")
+        except BackplaneUnavailable:
+            # End the stream: the browser retries with its Last-Event-ID once we can read again.
+            await response.write(sse.retry(hub.config.retry))
+            return response
+        await response.write(head)
+        transport = request.transport
+        if transport is None:
+            return response
+        hub.attach(subscriber, transport, bool(getattr(writer, "chunked", True)))
+        await subscriber.done
+    finally:
+        hub.close(subscriber)
+    return response
+
+
+async def subscribe_channel(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, [request.match_info["name"]])
+
+
+async def subscribe_many(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, request.query.getall("channel", []))
+
+
+async def subscribe_clock(request: web.Request) -> web.StreamResponse:
+    """The original design's URL: /event-stream?city=<IANA timezone>&sec=<interval>."""
+    city = request.query.get("city")
+    if not city:
+        raise InvalidInput("city is required: /event-stream?city=Asia/Kolkata&sec=5")
+    return await _stream(request, [clock_channel(check_timezone(city), int(_seconds(request)))])
+
+
+def _seconds(request: web.Request) -> str:
+    seconds = request.query.get("sec", "1")
+    if not seconds.isascii() or not seconds.isdigit():
+        raise InvalidInput(f"sec={seconds!r}: use whole seconds from 1 to 3600")
+    return seconds
+
+
+# -- publish ---------------------------------------------------------------------------------
+
+
+async def _read_json(request: web.Request) -> Any:
+    config = request.app[HUB].config
+    if request.content_type != "application/json":
+        raise InvalidInput(
+            f"Content-Type must be application/json, not {request.content_type!r}", status=415
+        )
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        raise _body_too_large(config)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _body_too_large(config) from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as problem:
+        raise InvalidInput(f"the body is not valid JSON: {problem}") from None
+
+
+def _body_too_large(config: Config) -> InvalidInput:
+    return InvalidInput(
+        f"the body is larger than max_body_bytes ({config.max_body_bytes})", status=413
+    )
+
+
+def _idempotency_key(request: web.Request, scope: str) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )
+    return f"{len(scope)}:{scope}:{key}"  # keys are per channel (scope "" for batches)
+
+
+def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Any:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}must be a JSON object")
+    unknown = sorted(set(item) - fields)
+    if unknown:
+        allowed = ", ".join(sorted(fields))
+        raise InvalidInput(f"{where}unknown field {unknown[0]!r}; allowed: {allowed}")
+    if "data" not in item:
+        raise InvalidInput(f"{where}data is required")
+    if is_clock(channel):
+        raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
+    event = check_event_name(item.get("event", "message"))
+    try:
+        return encode_draft(channel, event, item["data"], config.max_event_bytes)
+    except InvalidInput as problem:
+        raise InvalidInput(f"{where}{problem}", problem.status) from None
+
+
+async def _publish(
+    request: web.Request, drafts: list[Any], scope: str, single: bool
+) -> web.Response:
+    hub = request.app[HUB]
+    key = _idempotency_key(request, scope)
+    try:
+        receipts, replayed = await hub.publish(drafts, key)
+    except (BackplaneUnavailable, BackplaneFull) as problem:
+        retry_after = "1" if isinstance(problem, BackplaneUnavailable) else "5"
+        return error(
+            503, f"not published: {problem}", {"Retry-After": retry_after, **_cors_headers(request)}
+        )
+    headers = _cors_headers(request)
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(receipts[0] if single else {"events": receipts}, 202, headers)
+
+
+async def publish_channel(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    auth.check_publisher(request, hub.config.publish_tokens)
+    channel = check_channel(request.match_info["name"])
+    body = await _read_json(request)
+    draft = _draft_of(body, channel, _SINGLE_FIELDS, "", hub.config)
+    return await _publish(request, [draft], channel, single=True)
+
+
+async def publish_batch(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    config = hub.config
+    auth.check_publisher(request, config.publish_tokens)
+    body = await _read_json(request)
+    if not isinstance(body, list) or not body:
+        raise InvalidInput('the body must be a non-empty JSON array of {"channel", "data", ...}')
+    if len(body) > config.max_batch:
+        raise InvalidInput(
+            f"{len(body)} events in one batch; the limit (max_batch) is {config.max_batch}", 413
+        )
+    drafts = []
+    for index, item in enumerate(body):
+        where = f"events[{index}]: "
+        channel = item.get("channel") if isinstance(item, dict) else None
+        if not isinstance(channel, str):
+            raise InvalidInput(f"{where}channel is required (a string)")
+        try:
+            check_channel(channel)
+        except InvalidInput as problem:
+            raise InvalidInput(f"{where}{problem}") from None
+        drafts.append(_draft_of(item, channel, _BATCH_FIELDS, where, config))
+    return await _publish(request, drafts, "", single=False)
+
+
+# -- introspection ---------------------------------------------------------------------------
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    try:
+        channels = await hub.channel_list()
+    except BackplaneUnavailable as problem:
+        return error(503, f"channel list unavailable: {problem}")
+    return _json(channels, headers=_cors_headers(request))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    state = hub.backplane.state()
+    return _json(
+        {
+            "status": "ok",
+            "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
+            "subscribers": hub.subscribers,
+            "channels": hub.channel_count,
+            "uptime": round(time.monotonic() - request.app[STARTED], 3),
+        }
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """For load balancers: 503 while the backplane is down, so new clients go elsewhere."""
+    state = request.app[HUB].backplane.state()
+    if not state.connected:
+        return error(503, f"backplane {state.kind} is unreachable")
+    return _json({"ready": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    gauges = (
+        ("hub_subscribers", "Open event streams (connections).", hub.subscribers),
+        ("hub_channels", "Channels with local subscribers.", hub.channel_count),
+        ("hub_tickers", "Running clock tickers (one per active clock channel).", hub.tickers),
+        ("hub_backplane_connected", "1 while the backplane answers.",
+         int(hub.backplane.state().connected)),
+    )  # fmt: skip
+    return web.Response(
+        text=request.app[METRICS].render(gauges),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def list_timezones(request: web.Request) -> web.Response:
+    return _json(sorted(timezones()), headers={"Cache-Control": "max-age=86400"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/channels", list_channels)
+    # {name:.+} because channel names may contain "/" (e.g. time/Asia/Kolkata/5)
+    app.router.add_get("/channels/{name:.+}/events", subscribe_channel, allow_head=False)
+    app.router.add_post("/channels/{name:.+}/events", publish_channel)
+    app.router.add_route("OPTIONS", "/channels/{name:.+}/events", preflight)
+    app.router.add_get("/events", subscribe_many, allow_head=False)
+    app.router.add_route("OPTIONS", "/events", preflight)
+    app.router.add_get("/event-stream", subscribe_clock, allow_head=False)
+    app.router.add_route("OPTIONS", "/event-stream", preflight)
+    app.router.add_post("/publish", publish_batch)
+    app.router.add_route("OPTIONS", "/publish", preflight)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/timezones", list_timezones)
