@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from hub import sse
-from hub.backplane import Backplane, Reset
+from hub.backplane import CONNECTIONS, Backplane, Reset
 from hub.config import Config
 from hub.events import Draft, Event, parse_position
 from hub.metrics import Metrics
@@ -88,7 +88,7 @@ class Hub:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.backplane.start(self.deliver)
+        await self.backplane.start(self)
         self._spawn(self._beat(), "heartbeat")
 
     async def end_streams(self) -> None:
@@ -247,7 +247,7 @@ class Hub:
         return receipts, published.replayed
 
     def deliver(self, events: Sequence[Event]) -> None:
-        """The backplane's sink: queue each frame for every live subscriber of its channel."""
+        """Live events from the backplane: queue each frame for every subscriber of its channel."""
         channels = self._channels
         dirty = self._dirty
         published_at = self._published_at
@@ -346,11 +346,30 @@ class Hub:
                 if transport.get_write_buffer_size() > self._max_pending:
                     self._drop(subscriber)
 
+    def lost(self, channel: str) -> None:
+        """End the streams of a channel whose live order was broken; clients resume and get a
+        ``reset`` if the history no longer reaches back far enough."""
+        found = self._channels.get(channel)
+        if found is not None:
+            for subscriber in [*found.live, *found.syncing]:
+                self.close(subscriber)
+
     # -- introspection -----------------------------------------------------------------------
 
+    def local_counts(self) -> dict[str, int]:
+        counts = {name: len(c.live) + len(c.syncing) for name, c in self._channels.items()}
+        counts[CONNECTIONS] = len(self._subscribers)
+        return counts
+
     def subscriber_count(self, name: str) -> int:
+        """Subscribers of a channel on every hub process (others' counts are a few seconds old)."""
         channel = self._channels.get(name)
-        return 0 if channel is None else len(channel.live) + len(channel.syncing)
+        local = 0 if channel is None else len(channel.live) + len(channel.syncing)
+        return local + self.backplane.remote_counts().get(name, 0)
+
+    @property
+    def cluster_subscribers(self) -> int:
+        return len(self._subscribers) + self.backplane.remote_counts().get(CONNECTIONS, 0)
 
     @property
     def subscribers(self) -> int:
@@ -366,7 +385,8 @@ class Hub:
 
     async def channel_list(self) -> list[dict[str, Any]]:
         last_ids = await self.backplane.channels()
-        names = set(last_ids) | set(self._channels) | set(self._declared_clocks)
+        remote = {n for n in self.backplane.remote_counts() if n != CONNECTIONS}
+        names = set(last_ids) | set(self._channels) | set(self._declared_clocks) | remote
         return [
             {
                 "name": name,

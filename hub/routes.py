@@ -68,7 +68,13 @@ async def errors_as_json(
     except web.HTTPException as problem:
         if problem.status < 400:
             raise
-        return error(problem.status, problem.reason, dict(problem.headers))
+        # without the exception's own Content-Type (text/plain), which would clash with JSON
+        headers = {
+            name: value
+            for name, value in problem.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return error(problem.status, problem.reason, headers)
 
 
 # -- CORS ------------------------------------------------------------------------------------
@@ -316,7 +322,9 @@ async def publish_batch(request: web.Request) -> web.Response:
     drafts = []
     for index, item in enumerate(body):
         where = f"events[{index}]: "
-        channel = item.get("channel") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}must be a JSON object")
+        channel = item.get("channel")
         if not isinstance(channel, str):
             raise InvalidInput(f"{where}channel is required (a string)")
         try:
@@ -364,7 +372,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     gauges = (
-        ("hub_subscribers", "Open event streams (connections).", hub.subscribers),
+        ("hub_subscribers", "Open event streams (connections) on this process.", hub.subscribers),
+        ("hub_cluster_subscribers",
+         "Open event streams on all hub processes (others' counts refreshed every 2 s).",
+         hub.cluster_subscribers),
         ("hub_channels", "Channels with local subscribers.", hub.channel_count),
         ("hub_tickers", "Running clock tickers (one per active clock channel).", hub.tickers),
         ("hub_backplane_connected", "1 while the backplane answers.",
@@ -384,10 +395,12 @@ async def list_timezones(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/channels", list_channels)
-    # {name:.+} because channel names may contain "/" (e.g. time/Asia/Kolkata/5)
-    app.router.add_get("/channels/{name:.+}/events", subscribe_channel, allow_head=False)
-    app.router.add_post("/channels/{name:.+}/events", publish_channel)
-    app.router.add_route("OPTIONS", "/channels/{name:.+}/events", preflight)
+    # {name:[\s\S]+} because channel names may contain "/" (e.g. time/Asia/Kolkata/5), and
+    # any other character must reach check_channel for a 400 rather than miss the route (404)
+    path = r"/channels/{name:[\s\S]+}/events"
+    app.router.add_get(path, subscribe_channel, allow_head=False)
+    app.router.add_post(path, publish_channel)
+    app.router.add_route("OPTIONS", path, preflight)
     app.router.add_get("/events", subscribe_many, allow_head=False)
     app.router.add_route("OPTIONS", "/events", preflight)
     app.router.add_get("/event-stream", subscribe_clock, allow_head=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -36,6 +36,8 @@ class HubServer:
     server: TestServer
     session: aiohttp.ClientSession
     config: Config
+    #: streams opened through this server; closed at teardown even when a test fails
+    streams: list[Stream] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -66,6 +68,7 @@ class HubServer:
 
     async def subscribe(self, path: str, headers: dict[str, str] | None = None) -> Stream:
         stream = await open_stream(self.session, f"{self.url}{path}", headers)
+        self.streams.append(stream)
         # the retry hint is the first thing written, so once it is in, the stream is registered
         # and live: nothing published after this returns can be missed
         while stream.parser.retry is None:
@@ -76,6 +79,13 @@ class HubServer:
 
 
 MakeHub = Callable[..., Awaitable[HubServer]]
+
+
+@pytest.fixture(autouse=True)
+async def _close_streams() -> AsyncIterator[None]:
+    """Close the event streams a test left open, before its sessions and servers go away."""
+    yield
+    await Stream.close_all()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -100,6 +110,7 @@ async def make_hub(
 ) -> AsyncIterator[MakeHub]:
     """Start hubs sharing this test's backplane (and Redis prefix): ``await make_hub(**settings)``."""
     sessions: list[aiohttp.ClientSession] = []
+    servers: list[HubServer] = []
     prefix = f"ssehub-test:{uuid.uuid4().hex[:12]}:"
 
     async def make(**settings: Any) -> HubServer:
@@ -109,9 +120,14 @@ async def make_hub(
         server = await aiohttp_server(create_app(config))
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return HubServer(server, session, config)
+        hub_server = HubServer(server, session, config)
+        servers.append(hub_server)
+        return hub_server
 
     yield make
+    for hub_server in servers:
+        for stream in hub_server.streams:
+            await stream.close()
     for session in sessions:
         await session.close()
 

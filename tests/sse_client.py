@@ -96,8 +96,12 @@ class Parser:
 class Stream:
     """An open event stream over a real HTTP connection."""
 
+    #: Streams not closed yet: a fixture closes what a test left open.
+    unclosed: set[Stream] = set()
+
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
+        Stream.unclosed.add(self)
         self.parser = Parser()
         self._read = 0
         self.ended = False
@@ -140,7 +144,13 @@ class Stream:
             return found
 
     async def close(self) -> None:
+        Stream.unclosed.discard(self)
         self.response.close()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        for stream in list(cls.unclosed):
+            await stream.close()
 
 
 async def open_stream(

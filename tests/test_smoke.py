@@ -3,7 +3,7 @@
 from tests.conftest import HubServer
 
 
-async def test_published_event_reaches_subscriber(hub: HubServer) -> None:
+async def test_published_event_reaches_subscriber(backplane: str, hub: HubServer) -> None:
     """The simplest promise of the hub: subscribe, publish, receive the same data and id."""
     stream = await hub.subscribe("/channels/orders/events")
     receipt = await hub.publish("orders", {"pct": 40}, event="progress")

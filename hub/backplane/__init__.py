@@ -10,31 +10,43 @@ Contract every implementation keeps (tests/test_backplane_contract.py runs again
 - ``publish`` stores the drafts, in order, with positions from one sequence that increases across
   all channels, and returns only once they are stored; it raises ``BackplaneUnavailable`` when it
   cannot tell whether they were, so the hub never acknowledges an event that may be lost.
-- the sink receives every stored event of every followed channel exactly once, in position
+- the listener receives every stored event of every followed channel exactly once, in position
   order across channels, whichever process published it.
 - ``history`` answers from one consistent snapshot of all the channels asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.events import Draft, Event
 
 __all__ = [
+    "CONNECTIONS",
     "Backplane",
     "BackplaneFull",
     "BackplaneUnavailable",
     "History",
+    "Listener",
     "Published",
     "Reset",
-    "Sink",
 ]
 
-#: Receives live events, in position order; called on the event loop, must not block.
-Sink = Callable[[Sequence[Event]], None]
+
+class Listener(Protocol):
+    """What the backplane calls back into (the hub); called on the event loop, never blocking."""
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Live events of followed channels, in position order across channels."""
+
+    def lost(self, channel: str) -> None:
+        """Events of this channel can no longer be delivered live in order (e.g. trimmed while
+        this process was cut off from the backplane): end its streams so clients resume."""
+
+    def local_counts(self) -> Mapping[str, int]:
+        """Subscribers of this process per channel, and its open streams under ``CONNECTIONS``."""
 
 
 class BackplaneUnavailable(Exception):
@@ -43,6 +55,10 @@ class BackplaneUnavailable(Exception):
 
 class BackplaneFull(Exception):
     """Storing this would pass a configured limit (e.g. ``max_channels``)."""
+
+
+#: In ``remote_counts``: open streams on other processes (a space is never in a channel name).
+CONNECTIONS = " connections"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +93,8 @@ class BackplaneState:
 
 
 class Backplane(Protocol):
-    async def start(self, sink: Sink) -> None:
-        """Begin delivering live events of followed channels to ``sink``."""
+    async def start(self, listener: Listener) -> None:
+        """Begin delivering live events of followed channels to ``listener``."""
 
     async def close(self) -> None:
         """Stop reading and release connections; idempotent."""
@@ -90,7 +106,7 @@ class Backplane(Protocol):
         """Retained events of ``channels`` after position ``after`` (None: all), by position."""
 
     async def follow(self, channels: Sequence[str]) -> None:
-        """Return once every event stored from now on in ``channels`` will reach the sink.
+        """Return once every event stored from now on in ``channels`` will reach the listener.
 
         The hub calls it for each new subscriber before answering, so an event published right
         after a client sees the response headers is never missed. Idempotent and cheap for
@@ -102,5 +118,12 @@ class Backplane(Protocol):
 
     async def channels(self) -> dict[str, str]:
         """Channels with retained history, mapped to their newest event id."""
+
+    def remote_counts(self) -> Mapping[str, int]:
+        """Subscribers per channel on the other hub processes (empty when there are none).
+
+        Refreshed every few seconds, so it may be that old; key ``CONNECTIONS`` holds the number
+        of their open streams.
+        """
 
     def state(self) -> BackplaneState: ...

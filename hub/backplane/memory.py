@@ -12,16 +12,16 @@ import contextlib
 import heapq
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hub import sse
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
     History,
+    Listener,
     Published,
     Reset,
-    Sink,
 )
 from hub.events import Draft, Event, event_id
 
@@ -73,7 +73,7 @@ class MemoryBackplane:
         self._max_channels = max_channels
         self._logs: dict[str, _Log] = {}
         self._idempotency: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
-        self._sink: Sink | None = None
+        self._listener: Listener | None = None
         # Positions below the origin were issued by an earlier process: unknown here.
         self._origin = next_position(0)
         self._last = self._origin - 1
@@ -81,8 +81,8 @@ class MemoryBackplane:
         self._forgotten = 0
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, sink: Sink) -> None:
-        self._sink = sink
+    async def start(self, listener: Listener) -> None:
+        self._listener = listener
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-backplane-sweep")
 
     async def close(self) -> None:
@@ -121,8 +121,8 @@ class MemoryBackplane:
             self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
             if len(self._idempotency) > MAX_IDEMPOTENCY_KEYS:
                 self._idempotency.popitem(last=False)
-        if self._sink is not None:
-            self._sink(events)
+        if self._listener is not None:
+            self._listener.deliver(events)
         return Published(ids=ids)
 
     async def history(self, channels: Sequence[str], after: int | None) -> History:
@@ -153,13 +153,16 @@ class MemoryBackplane:
         return History(events, reset)
 
     async def follow(self, channels: Sequence[str]) -> None:
-        """Every event reaches the sink as it is stored; the hub drops those nobody follows."""
+        """Every event reaches the listener as it is stored; the hub drops what nobody follows."""
 
     def unfollow(self, channel: str) -> None:
         pass
 
     async def channels(self) -> dict[str, str]:
         return {name: log.events[-1].id for name, log in self._logs.items() if log.events}
+
+    def remote_counts(self) -> Mapping[str, int]:
+        return {}
 
     def state(self) -> BackplaneState:
         return BackplaneState(kind="memory", detail={"channels": len(self._logs)})
