@@ -107,6 +107,13 @@ def _tokens(value: Any) -> tuple[str, ...]:
     return tokens
 
 
+def _directory(value: Any) -> str:
+    text = _text(value)
+    if text and not Path(text).is_dir():
+        raise ValueError("no such directory")
+    return text
+
+
 def _clocks(value: Any) -> tuple[ClockSpec, ...]:
     if not isinstance(value, list | tuple):
         raise ValueError('expected a list of {timezone = "...", interval = seconds} tables')
@@ -155,6 +162,9 @@ class Config:
     clocks_on_demand: bool = _setting(True, _flag)
     backplane: str = _setting("memory", _backplane)
     redis_prefix: str = _setting("ssehub:", _text)
+    web_root: str = _setting("", _directory)
+    demo_jobs: bool = _setting(False, _flag)
+    max_demo_jobs: int = _setting(10, _int(1))
     log_format: str = _setting("text", _choice(LogFormat))
     log_level: str = _setting("info", _choice(LogLevel))
 
