@@ -10,9 +10,11 @@ from aiohttp import web
 from hub.backplane import Backplane
 from hub.backplane.memory import MemoryBackplane
 from hub.config import Config
+from hub.demo import add_demo_routes
 from hub.hub import Hub
 from hub.metrics import Metrics
-from hub.routes import HUB, METRICS, STARTED, add_routes, errors_as_json
+from hub.routes import HUB, METRICS, STARTED, add_fallback, add_routes
+from hub.web import add_web_routes
 
 __all__ = ["create_app", "make_backplane"]
 
@@ -30,13 +32,18 @@ def make_backplane(config: Config) -> Backplane:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors_as_json])
+    # No middlewares: a middleware frame would live as long as each event stream (see routes).
+    app = web.Application(client_max_size=config.max_body_bytes)
     metrics = Metrics()
     hub = Hub(config, make_backplane(config), metrics)
     app[HUB] = hub
     app[METRICS] = metrics
     app[STARTED] = time.monotonic()
     add_routes(app)
+    add_web_routes(app, config)
+    if config.demo_jobs:
+        add_demo_routes(app, hub)
+    add_fallback(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await hub.start()

@@ -148,8 +148,11 @@ class Hub:
         feeds = [name for name in subscriber.channels if not is_clock(name)]
         last = 0
         if feeds:
-            await self.backplane.follow(feeds)
+            # A subscriber without history starts at the frontier: events at or below it may
+            # predate the channels being followed, so none of them are sent.
+            last = await self.backplane.follow(feeds)
             if last_event_id is not None or from_start:
+                last = 0
                 after = None if last_event_id is None else parse_position(last_event_id)
                 history = await self.backplane.history(feeds, after)
                 reset = history.reset

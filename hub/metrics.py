@@ -83,7 +83,7 @@ class Metrics:
              "Subscribers closed because their unsent output passed max_pending_bytes.",
              self.subscribers_dropped),
             ("hub_subscribers_refused_total",
-             "Subscribers turned away at max_subscribers or max_channels (told to retry).",
+             "Subscribers told to retry later (at capacity, or backplane unavailable).",
              self.subscribers_refused),
         )  # fmt: skip
         for name, help, value in counters:

@@ -7,7 +7,9 @@ at capacity answers 200 with a jittered ``retry:`` and ends the stream instead.
 
 from __future__ import annotations
 
+import functools
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +32,7 @@ from hub.hub import AtCapacity, Hub
 from hub.metrics import Metrics
 from hub.ticker import check_timezone, clock_channel, is_clock, parse_clock, timezones
 
-__all__ = ["HUB", "METRICS", "STARTED", "add_routes", "error", "errors_as_json"]
+__all__ = ["HUB", "METRICS", "STARTED", "add_fallback", "add_routes", "error", "json_errors"]
 
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
@@ -56,25 +58,39 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-@web.middleware
-async def errors_as_json(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Turn input errors and aiohttp's own HTTP errors (404, 405, 413) into JSON errors."""
-    try:
-        return await handler(request)
-    except InvalidInput as problem:
-        return error(problem.status, str(problem), _cors_headers(request))
-    except web.HTTPException as problem:
-        if problem.status < 400:
-            raise
-        # without the exception's own Content-Type (text/plain), which would clash with JSON
-        headers = {
-            name: value
-            for name, value in problem.headers.items()
-            if name.lower() not in ("content-type", "content-length")
-        }
-        return error(problem.status, problem.reason, headers)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_errors(handler: Handler) -> Handler:
+    """Answer ``InvalidInput`` raised by a short request's handler as a JSON error.
+
+    A decorator rather than a middleware: a middleware's frame would stay alive for the whole
+    life of every event stream, which is memory paid per subscriber.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidInput as problem:
+            return error(problem.status, str(problem), _cors_headers(request))
+
+    return wrapper
+
+
+async def fallback(request: web.Request) -> web.Response:
+    """JSON 404 and 405 for requests no route takes (the last route: it matches everything)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        return error(
+            405,
+            f"method {request.method} is not allowed here; allowed: {', '.join(sorted(allowed))}",
+            {"Allow": ", ".join(sorted(allowed))},
+        )
+    return error(404, f"nothing at {request.path}; see the API in the README")
 
 
 # -- CORS ------------------------------------------------------------------------------------
@@ -124,18 +140,33 @@ async def preflight(request: web.Request) -> web.Response:
 
 
 class _StreamResponse(EventSourceResponse):
-    """aiohttp-sse's response without its ping task per connection.
+    """aiohttp-sse's response (its headers, chunked encoding) without its per-connection costs.
 
-    The hub sends heartbeats to every stream from one timer; a task per connection is exactly
-    the per-subscriber cost the hub is built to avoid. The rest (headers, TCP_USER_TIMEOUT so a
-    vanished peer is noticed, chunked encoding) is aiohttp-sse's.
+    aiohttp-sse starts a ping task per connection; the hub sends heartbeats to every stream from
+    one timer instead. It also keeps the socket to restore TCP_USER_TIMEOUT at the end; the hub
+    sets the option and keeps nothing, since what an idle stream holds is paid per subscriber.
     """
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return self._payload_writer
-        self._set_tcp_user_timeout(request)
+        _abort_when_unacknowledged(request, self._send_timeout)
         return await web.StreamResponse.prepare(self, request)
+
+
+def _abort_when_unacknowledged(request: web.BaseRequest, seconds: float | None) -> None:
+    """Have the kernel drop a connection whose data goes unacknowledged for ``seconds``.
+
+    A vanished peer is then noticed at the next heartbeat instead of after ~15 minutes of
+    retransmissions (Linux only; elsewhere a no-op).
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if option is None or seconds is None or sock is None:
+        return
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
 def _check_stream_channels(config: Config, names: list[str]) -> list[str]:
@@ -160,62 +191,74 @@ def _check_stream_channels(config: Config, names: list[str]) -> list[str]:
     return unique
 
 
-async def _refuse(request: web.Request, hub: Hub) -> web.Response:
+def _refuse(request: web.Request, hub: Hub, why: str = "the hub is at capacity") -> web.Response:
     """Turn a subscriber away without making its EventSource give up: 200, retry later."""
     hub.metrics.subscribers_refused += 1
     delay = int(hub.config.retry * random.uniform(1.0, 3.0)) + random.randint(0, 1000)
     return web.Response(
-        body=sse.retry(delay) + sse.comment("the hub is at capacity; retrying later"),
+        body=sse.retry(delay) + sse.comment(f"{why}; retry later"),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", **_cors_headers(request)},
     )
 
 
-async def _stream(request: web.Request, names: list[str]) -> web.StreamResponse:
-    hub = request.app[HUB]
-    channels = _check_stream_channels(hub.config, names)
-    start = request.query.get("from")
-    if start not in (None, "start"):
-        raise InvalidInput(f"from={start!r} is not understood; use from=start for all history")
-    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    try:
-        subscriber = hub.open(channels)
-    except AtCapacity:
-        return await _refuse(request, hub)
-    response = _StreamResponse(headers=_cors_headers(request))
-    try:
-        writer = await response.prepare(request)
+def stream_handler(names_of: Callable[[web.Request], list[str]]) -> Handler:
+    """A subscribe handler: ``names_of`` says which channels a request asks for."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        # Everything a stream needs lives in this one frame for the stream's whole life.
+        hub = request.app[HUB]
         try:
-            head = await hub.replay(subscriber, last_event_id or None, start == "start")
-        except BackplaneUnavailable:
-            # End the stream: the browser retries with its Last-Event-ID once we can read again.
-            await response.write(sse.retry(hub.config.retry))
-            return response
-        await response.write(head)
-        transport = request.transport
-        if transport is None:
-            return response
-        hub.attach(subscriber, transport, bool(getattr(writer, "chunked", True)))
-        await subscriber.done
-    finally:
-        hub.close(subscriber)
-    return response
+            channels = _check_stream_channels(hub.config, names_of(request))
+            start = request.query.get("from")
+            if start not in (None, "start"):
+                raise InvalidInput(f"from={start!r} is not understood; use from=start")
+        except InvalidInput as problem:
+            return error(problem.status, str(problem), _cors_headers(request))
+        last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+        try:
+            subscriber = hub.open(channels)
+        except AtCapacity:
+            return _refuse(request, hub)
+        response = _StreamResponse(headers=_cors_headers(request))
+        try:
+            # History and the live feed are settled before the response headers go out, so
+            # whatever is published once a client sees them reaches it.
+            try:
+                head = await hub.replay(subscriber, last_event_id or None, start == "start")
+            except BackplaneUnavailable:
+                # 200 + retry: the browser tries again (with its Last-Event-ID) a little later.
+                return _refuse(request, hub, "the backplane is unavailable")
+            writer = await response.prepare(request)
+            await response.write(head)
+            transport = request.transport
+            if transport is None:
+                return response
+            hub.attach(subscriber, transport, bool(getattr(writer, "chunked", True)))
+            await subscriber.done
+        except ConnectionResetError:
+            pass  # the client left while the stream was being set up
+        finally:
+            hub.close(subscriber)
+        return response
+
+    return stream
 
 
-async def subscribe_channel(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, [request.match_info["name"]])
+def _one_channel(request: web.Request) -> list[str]:
+    return [request.match_info["name"]]
 
 
-async def subscribe_many(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, request.query.getall("channel", []))
+def _many_channels(request: web.Request) -> list[str]:
+    return request.query.getall("channel", [])
 
 
-async def subscribe_clock(request: web.Request) -> web.StreamResponse:
+def _clock_of_query(request: web.Request) -> list[str]:
     """The original design's URL: /event-stream?city=<IANA timezone>&sec=<interval>."""
     city = request.query.get("city")
     if not city:
         raise InvalidInput("city is required: /event-stream?city=Asia/Kolkata&sec=5")
-    return await _stream(request, [clock_channel(check_timezone(city), int(_seconds(request)))])
+    return [clock_channel(check_timezone(city), int(_seconds(request)))]
 
 
 def _seconds(request: web.Request) -> str:
@@ -394,20 +437,24 @@ async def list_timezones(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/channels", list_channels)
     # {name:[\s\S]+} because channel names may contain "/" (e.g. time/Asia/Kolkata/5), and
     # any other character must reach check_channel for a 400 rather than miss the route (404)
-    path = r"/channels/{name:[\s\S]+}/events"
-    app.router.add_get(path, subscribe_channel, allow_head=False)
-    app.router.add_post(path, publish_channel)
-    app.router.add_route("OPTIONS", path, preflight)
-    app.router.add_get("/events", subscribe_many, allow_head=False)
-    app.router.add_route("OPTIONS", "/events", preflight)
-    app.router.add_get("/event-stream", subscribe_clock, allow_head=False)
-    app.router.add_route("OPTIONS", "/event-stream", preflight)
-    app.router.add_post("/publish", publish_batch)
-    app.router.add_route("OPTIONS", "/publish", preflight)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/timezones", list_timezones)
+    channel = r"/channels/{name:[\s\S]+}/events"
+    router = app.router
+    router.add_get(channel, stream_handler(_one_channel), allow_head=False)
+    router.add_get("/events", stream_handler(_many_channels), allow_head=False)
+    router.add_get("/event-stream", stream_handler(_clock_of_query), allow_head=False)
+    router.add_post(channel, json_errors(publish_channel))
+    router.add_post("/publish", json_errors(publish_batch))
+    for path in (channel, "/events", "/event-stream", "/publish"):
+        router.add_route("OPTIONS", path, preflight)
+    router.add_get("/channels", list_channels)
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    router.add_get("/metrics", metrics)
+    router.add_get("/timezones", list_timezones)
+
+
+def add_fallback(app: web.Application) -> None:
+    """Register last (after every other route, the page's included): JSON 404/405."""
+    app.router.add_route("*", "/{tail:.*}", fallback)

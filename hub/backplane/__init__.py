@@ -105,12 +105,14 @@ class Backplane(Protocol):
     async def history(self, channels: Sequence[str], after: int | None) -> History:
         """Retained events of ``channels`` after position ``after`` (None: all), by position."""
 
-    async def follow(self, channels: Sequence[str]) -> None:
-        """Return once every event stored from now on in ``channels`` will reach the listener.
+    async def follow(self, channels: Sequence[str]) -> int:
+        """Return once the live events of ``channels`` are sure to reach the listener.
 
-        The hub calls it for each new subscriber before answering, so an event published right
-        after a client sees the response headers is never missed. Idempotent and cheap for
-        channels already followed.
+        Returns a frontier position: every event of these channels above it will be delivered,
+        in order; events at or below it may have come before the channels were followed and
+        are not delivered to a subscriber that starts now (0: no such bound). The hub calls it
+        for each new subscriber before answering, so an event published after a client sees
+        the response headers is never missed. Cheap for channels already followed.
         """
 
     def unfollow(self, channel: str) -> None:

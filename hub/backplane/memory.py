@@ -152,8 +152,9 @@ class MemoryBackplane:
             reset = Reset(reset.reason, oldest.id if oldest else None)
         return History(events, reset)
 
-    async def follow(self, channels: Sequence[str]) -> None:
+    async def follow(self, channels: Sequence[str]) -> int:
         """Every event reaches the listener as it is stored; the hub drops what nobody follows."""
+        return 0
 
     def unfollow(self, channel: str) -> None:
         pass

@@ -5,6 +5,8 @@ Layout (``P`` is ``redis_prefix``):
 - ``P seq``: the last position issued, for all channels; ``P origin``: the first one ever issued;
 - ``P s:<channel>``: the channel's history, a Stream whose entry ids are ``<position>-0`` and whose
   entries hold the encoded frame body (``b``) and the store time in ms (``t``);
+- ``P t:<channel>``: the newest position trimmed from that stream (by size or age), so a resume
+  from before it is known not to be exact;
 - ``P idem:<key>``: the ids a publish with that Idempotency-Key produced;
 - ``P inst:<id>`` and ``P instances``: each process's subscriber counts, for cluster-wide counts.
 
@@ -14,9 +16,11 @@ publish:
 1. A publish is one Lua script: it takes the next positions from ``P seq`` and appends the events
    to their streams in the same atomic step. So at every instant, every position ever issued is
    already stored (or trimmed): the stored positions form a prefix of the sequence.
-2. Each process reads all the channels it follows with one ``XREAD``, which is atomic too, so a
-   read sees such a prefix. It delivers the entries merged by position; the next read only finds
-   positions issued later, i.e. higher. Hence every process delivers the events of all channels in
+2. Each process reads all the channels it follows with one non-blocking ``XREAD``, which is
+   atomic too, so a read sees such a prefix (a blocking XREAD serves only as the wait for new
+   entries: woken, it may answer with one stream only). It delivers the entries merged by
+   position; the next read only finds positions issued later, i.e. higher. New channels join
+   between two reads (``_join``), so every read covers every followed channel. Hence every process delivers the events of all channels in
    position order, and a subscriber that saw id ``N`` saw exactly the events at or below ``N`` of
    its channels. (When ``COUNT`` cuts a stream short, only entries up to the lowest cut are
    delivered, and the rest is read again.)
@@ -74,8 +78,10 @@ COUNTS_INTERVAL = 2.0
 OPERATION_KEY_TTL_MS = 120_000
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-# KEYS: seq, origin, idempotency key, stream per event...
+# KEYS: seq, origin, idempotency key, then (stream, trim marker) per event
 # ARGV: maxlen, ttl ms, idempotency ttl ms, body per event...
+# XADD's own MAXLEN trimming does not record what it removed (Redis 7.0's max-deleted-entry-id
+# counts XDEL only), so the script notes the newest position it trims in the channel's marker.
 _PUBLISH = """
 local seen = redis.call('GET', KEYS[3])
 if seen then return {1, seen} end
@@ -83,17 +89,40 @@ local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last == 0 then redis.call('SET', KEYS[2], string.format('%.0f', now_us)) end
+local maxlen = tonumber(ARGV[1])
 local ttl_ms = tonumber(ARGV[2])
 local oldest = string.format('%.0f', now_us - ttl_ms * 1000) .. '-0'
 local now_ms = string.format('%.0f', math.floor(now_us / 1000))
+local function position(id) return tonumber(string.match(id, '^(%d+)')) end
 local ids = {}
-for i = 4, #KEYS do
-  local position = math.max(last + 1, now_us)
-  last = position
-  local text = string.format('%.0f', position)
-  redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], text .. '-0', 'b', ARGV[i], 't', now_ms)
-  redis.call('XTRIM', KEYS[i], 'MINID', oldest)
-  redis.call('PEXPIRE', KEYS[i], ttl_ms)
+for i = 4, #KEYS, 2 do
+  local stream, marker = KEYS[i], KEYS[i + 1]
+  local body = ARGV[4 + (i - 4) / 2]
+  local trimmed = 0
+  if redis.call('EXISTS', stream) == 0 then
+    -- new, or expired whole after a quiet spell: what came before the time limit is unknown
+    trimmed = now_us - ttl_ms * 1000
+  end
+  local over = redis.call('XLEN', stream) + 1 - maxlen
+  if over > 0 then
+    local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+    if #victims > 0 then trimmed = position(victims[#victims][1]) end
+  end
+  local at = math.max(last + 1, now_us)
+  last = at
+  local text = string.format('%.0f', at)
+  redis.call('XADD', stream, 'MAXLEN', maxlen, text .. '-0', 'b', body, 't', now_ms)
+  local expired = redis.call('XREVRANGE', stream, '(' .. oldest, '-', 'COUNT', 1)
+  if #expired > 0 then
+    trimmed = math.max(trimmed, position(expired[1][1]))
+    redis.call('XTRIM', stream, 'MINID', oldest)
+  end
+  if trimmed > 0 then
+    local before = tonumber(redis.call('GET', marker) or '0')
+    if trimmed > before then redis.call('SET', marker, string.format('%.0f', trimmed)) end
+  end
+  redis.call('PEXPIRE', stream, ttl_ms)
+  redis.call('PEXPIRE', marker, ttl_ms)
   ids[#ids + 1] = text
 end
 redis.call('SET', KEYS[1], string.format('%.0f', last))
@@ -102,41 +131,15 @@ redis.call('SET', KEYS[3], joined, 'PX', ARGV[3])
 return {0, joined}
 """
 
-# KEYS: seq, origin, stream per channel...   ARGV: exclusive start id, count
-# Returns seq, origin, then per stream: its entries after the start and its max-deleted id.
+# KEYS: seq, origin, then (stream, trim marker) per channel   ARGV: exclusive start id, count
+# Returns seq, origin, then per channel: its entries after the start, its trim marker, and
+# whether its stream exists. One script: one snapshot of every channel.
 _HISTORY = """
 local out = {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0'}
-for i = 3, #KEYS do
-  local entries = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-  local deleted = '0-0'
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    local info = redis.call('XINFO', 'STREAM', KEYS[i])
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then deleted = info[j + 1] end
-    end
-  end
-  out[#out + 1] = entries
-  out[#out + 1] = deleted
-end
-return out
-"""
-
-# KEYS: stream per channel   ARGV: cursor position per channel
-# Returns, per channel, 1 when entries after its cursor were deleted before being read.
-_GAPS = """
-local out = {}
-for i = 1, #KEYS do
-  local gap = 0
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    local info = redis.call('XINFO', 'STREAM', KEYS[i])
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then
-        local deleted = tonumber(string.match(info[j + 1], '^(%d+)'))
-        if deleted > tonumber(ARGV[i]) then gap = 1 end
-      end
-    end
-  end
-  out[i] = gap
+for i = 3, #KEYS, 2 do
+  out[#out + 1] = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+  out[#out + 1] = redis.call('GET', KEYS[i + 1]) or '0'
+  out[#out + 1] = redis.call('EXISTS', KEYS[i])
 end
 return out
 """
@@ -180,10 +183,10 @@ class RedisBackplane:
         )
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._history_script = self._redis.register_script(_HISTORY)
-        self._gaps_script = self._reader.register_script(_GAPS)
         self._listener: Listener | None = None
         self._cursors: dict[str, int] = {}  # followed channel -> newest position delivered
-        self._following: dict[str, asyncio.Task[None]] = {}  # channels whose cursor is coming
+        # channels waiting for the reader to join them -> their followers' frontier
+        self._joining: dict[str, asyncio.Future[int]] = {}
         self._wake = asyncio.Event()
         self._connected = True
         self._lost_at: float | None = None
@@ -198,6 +201,13 @@ class RedisBackplane:
 
     def _stream(self, channel: str) -> str:
         return f"{self._prefix}s:{channel}"
+
+    def _marker(self, channel: str) -> str:
+        """The newest position trimmed from the channel's stream (0 or missing: none)."""
+        return f"{self._prefix}t:{channel}"
+
+    def _pairs_of(self, channels: Sequence[str]) -> list[str]:
+        return [key for c in channels for key in (self._stream(c), self._marker(c))]
 
     @property
     def _wake_key(self) -> str:
@@ -218,11 +228,12 @@ class RedisBackplane:
         ]
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *set(self._following.values())]
-        for task in tasks:
+        for joining in self._joining.values():
+            joining.cancel()
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, BackplaneUnavailable):
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
         with contextlib.suppress(RedisError, *_UNAVAILABLE):
@@ -238,9 +249,8 @@ class RedisBackplane:
             key, ttl = self._key(f"op:{uuid.uuid4().hex}"), OPERATION_KEY_TTL_MS
         else:
             key, ttl = self._key(f"idem:{idempotency_key}"), self._ttl_ms
-        keys = [self._key("seq"), self._key("origin"), key] + [
-            self._stream(d.channel) for d in drafts
-        ]
+        keys = [self._key("seq"), self._key("origin"), key]
+        keys += self._pairs_of([d.channel for d in drafts])
         args: list[Any] = [self._history_size, self._ttl_ms, ttl] + [d.body for d in drafts]
         try:
             seen, joined = await self._publish_script(keys=keys, args=args)
@@ -253,93 +263,124 @@ class RedisBackplane:
         return Published(ids=ids, replayed=bool(seen) and idempotency_key is not None)
 
     async def history(self, channels: Sequence[str], after: int | None) -> History:
-        keys = [self._key("seq"), self._key("origin")] + [self._stream(c) for c in channels]
-        start = f"{after or 0}-0"
+        keys = [self._key("seq"), self._key("origin"), *self._pairs_of(channels)]
         try:
-            reply = await self._history_script(keys=keys, args=[start, self._history_size])
+            reply = await self._history_script(
+                keys=keys, args=[f"{after or 0}-0", self._history_size]
+            )
         except _UNAVAILABLE as problem:
             self._mark_lost(problem)
             raise BackplaneUnavailable(f"Redis did not answer ({_describe(problem)})") from None
         self._mark_connected()
         last, origin = int(reply[0]), int(reply[1])
-        cutoff_ms = time.time() * 1000 - self._ttl_ms
+        now = time.time()
+        cutoff = now - self._ttl_ms / 1000
         events: list[Event] = []
-        deleted = 0
-        for channel, entries, gone in zip(channels, reply[2::2], reply[3::2], strict=True):
-            deleted = max(deleted, _position(gone))
+        trimmed = 0
+        missing = False
+        per_channel = zip(channels, reply[2::3], reply[3::3], reply[4::3], strict=True)
+        for channel, entries, marker, exists in per_channel:
+            trimmed = max(trimmed, int(marker))
+            missing = missing or not exists
             for entry_id, fields in entries:
                 found = _event(channel, _position(entry_id), _pairs(fields))
-                if found.published_at * 1000 < cutoff_ms:
-                    deleted = max(deleted, found.position)  # expired, though not trimmed yet
+                if found.published_at < cutoff:
+                    trimmed = max(trimmed, found.position)  # expired, though not trimmed yet
                 else:
                     events.append(found)
         events.sort(key=lambda event: event.position)
-        if after is not None and (after > last or after < origin or deleted > after):
+        if after is None:
+            return History(events)
+        unknown = after > last or after < origin
+        # A channel whose stream expired whole kept no marker: an id older than the history's
+        # time limit may have missed its events.
+        expired = trimmed > after or (missing and after < (cutoff * 1_000_000))
+        if unknown or expired:
             # Not exact: the client is told so, then gets everything retained.
-            reason = "expired" if origin <= after <= last else "unknown-id"
             full = await self.history(channels, None)
             oldest = full.events[0].id if full.events else None
-            return History(full.events, Reset(reason, oldest))
+            return History(full.events, Reset("unknown-id" if unknown else "expired", oldest))
         return History(events)
 
     # -- live reading ------------------------------------------------------------------------
 
-    async def follow(self, channels: Sequence[str]) -> None:
-        new = [c for c in channels if c not in self._cursors and c not in self._following]
-        if new:
-            task = asyncio.create_task(self._start_following(new), name="redis-follow")
-            for channel in new:
-                self._following[channel] = task
-            task.add_done_callback(self._followed)
-        # Shielded: a subscriber that leaves must not cancel the start others are waiting for.
-        for task in {self._following[c] for c in channels if c in self._following}:
-            await asyncio.shield(task)
+    async def follow(self, channels: Sequence[str]) -> int:
+        """Have the reader join the channels it does not read yet; returns the frontier.
 
-    async def _start_following(self, channels: list[str]) -> None:
-        """Set each new channel's cursor to its newest entry, then wake the reader."""
-        me = asyncio.current_task()
+        The reader itself sets the new cursors, between two XREADs, so every XREAD covers every
+        followed channel: that is what keeps deliveries in position order across channels.
+        """
+        loop = asyncio.get_running_loop()
+        waits = []
+        for channel in channels:
+            if channel in self._cursors:
+                continue
+            joining = self._joining.get(channel)
+            if joining is None:
+                joining = self._joining[channel] = loop.create_future()
+            waits.append(joining)
+        if not waits:
+            return 0
+        self._wake.set()
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                _queued = [pipe.xrevrange(self._stream(c), count=1) for c in channels]
-                newest = await pipe.execute()
-            for channel, entries in zip(channels, newest, strict=True):
-                if self._following.get(channel) is me:  # not unfollowed meanwhile
-                    self._cursors.setdefault(channel, _position(entries[0][0]) if entries else 0)
-            self._wake.set()
-            # The reader may be blocked in XREAD without these channels: an entry on its wake
-            # stream makes it return and read again with the new cursors.
+            # A reader blocked in XREAD returns when its wake stream gets an entry.
             await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
         except _UNAVAILABLE as problem:
             self._mark_lost(problem)
             raise BackplaneUnavailable(f"Redis did not answer ({_describe(problem)})") from None
-        self._mark_connected()
+        # Shielded: one subscriber leaving must not cancel a join others wait for.
+        frontiers = [await asyncio.shield(joining) for joining in waits]
+        return max(frontiers)
 
-    def _followed(self, task: asyncio.Task[None]) -> None:
-        for channel in [c for c, t in self._following.items() if t is task]:
-            del self._following[channel]
-        if not task.cancelled():
-            task.exception()  # retrieved here; each waiter gets it through its shield
+    async def _join(self) -> None:
+        """Set the cursors of newly followed channels to their newest entries (reader only)."""
+        channels = list(self._joining)
+        async with self._reader.pipeline(transaction=True) as pipe:
+            # One transaction: the newest entries and the sequence are from the same instant,
+            # so "everything after the frontier" is exactly "everything after the cursors".
+            _queued: list[Any] = [pipe.xrevrange(self._stream(c), count=1) for c in channels]
+            _queued.append(pipe.get(self._key("seq")))
+            *newest, sequence = await pipe.execute()
+        frontier = int(sequence or 0)
+        for channel, entries in zip(channels, newest, strict=True):
+            joining = self._joining.pop(channel, None)
+            if joining is None:  # unfollowed meanwhile: nobody waits
+                continue
+            self._cursors[channel] = _position(entries[0][0]) if entries else 0
+            if not joining.done():
+                joining.set_result(frontier)
 
     def unfollow(self, channel: str) -> None:
         self._cursors.pop(channel, None)
-        self._following.pop(channel, None)
+        joining = self._joining.pop(channel, None)
+        if joining is not None and not joining.done():
+            joining.cancel()
 
     async def _read_forever(self) -> None:
         failures = 0
         recovering = False
         while True:
-            if not self._cursors:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
             self._wake.clear()
-            streams: dict[Any, Any] = {self._stream(c): f"{p}-0" for c, p in self._cursors.items()}
-            streams[self._wake_key] = "$"
             try:
+                if self._joining:
+                    await self._join()
+                if not self._cursors:
+                    await self._wake.wait()
+                    continue
                 if recovering:
                     await self._check_gaps()
                     recovering = False
-                reply: Any = await self._reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                streams: dict[Any, Any] = {
+                    self._stream(c): f"{p}-0" for c, p in self._cursors.items()
+                }
+                # Non-blocking first: one XREAD is an atomic snapshot of every stream. A blocked
+                # XREAD is only a wait: when new entries wake it, Redis (before 7.2) answers with
+                # the stream that woke it alone, which is no snapshot of the others.
+                reply: Any = await self._reader.xread(streams, count=READ_COUNT)
+                if not reply:
+                    streams[self._wake_key] = "$"
+                    await self._reader.xread(streams, count=1, block=BLOCK_MS)
+                    continue
             except _UNAVAILABLE as problem:
                 self._mark_lost(problem)
                 failures += 1
@@ -384,11 +425,9 @@ class RedisBackplane:
         channels = list(self._cursors)
         if not channels:
             return
-        gaps = await self._gaps_script(
-            keys=[self._stream(c) for c in channels], args=[self._cursors[c] for c in channels]
-        )
-        for channel, gap in zip(channels, gaps, strict=True):
-            if gap and self._listener is not None:
+        markers = await self._reader.mget([self._marker(c) for c in channels])
+        for channel, marker in zip(channels, markers, strict=True):
+            if int(marker or 0) > self._cursors.get(channel, 0) and self._listener is not None:
                 log.warning("history of %s was trimmed while Redis was away", channel)
                 self._listener.lost(channel)
 
