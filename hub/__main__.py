@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-
-from hub import logs
-from hub.config import ConfigError, load
 
 __all__ = ["main"]
 
@@ -52,7 +50,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from hub.server import run  # imports aiohttp; keeps `publish` light
+    # Until the event loop installs its own handlers, a SIGTERM must still end the process: as
+    # PID 1 in a container, a signal with no handler is not delivered at all, and `docker stop`
+    # would wait its whole grace period and then kill.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from hub import logs
+    from hub.config import ConfigError, load
+    from hub.server import run  # imports aiohttp: after the handler, and not for `publish`
 
     try:
         config = load(

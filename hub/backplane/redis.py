@@ -20,10 +20,11 @@ publish:
    atomic too, so a read sees such a prefix (a blocking XREAD serves only as the wait for new
    entries: woken, it may answer with one stream only). It delivers the entries merged by
    position; the next read only finds positions issued later, i.e. higher. New channels join
-   between two reads (``_join``), so every read covers every followed channel. Hence every process delivers the events of all channels in
-   position order, and a subscriber that saw id ``N`` saw exactly the events at or below ``N`` of
-   its channels. (When ``COUNT`` cuts a stream short, only entries up to the lowest cut are
-   delivered, and the rest is read again.)
+   between two reads (``_join``), so every read covers every followed channel. Hence every
+   process delivers the events of all channels in position order, and a subscriber that saw
+   id ``N`` saw exactly the events at or below ``N`` of its channels since it started. (When
+   ``COUNT`` cuts a stream short, only entries up to the lowest cut are delivered, and the
+   rest is read again.)
 3. A resume reads every channel of the stream in one script (one snapshot) and skips live events
    at or below what it replayed, as the hub does for every backplane.
 
