@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def publish(
-    session: aiohttp.ClientSession, hub: HubProcess, channel: str, data: Any, **kw: Any
+    session: aiohttp.ClientSession, hub: HubProcess | Balancer, channel: str, data: Any, **kw: Any
 ) -> aiohttp.ClientResponse:
     async with session.post(
         f"{hub.url}/channels/{channel}/events", json={"data": data}, **kw
@@ -113,7 +114,9 @@ async def publish(
         return response
 
 
-async def publish_ok(session: aiohttp.ClientSession, hub: HubProcess, channel: str, data: Any) -> str:
+async def publish_ok(
+    session: aiohttp.ClientSession, hub: HubProcess | Balancer, channel: str, data: Any
+) -> str:
     async with session.post(f"{hub.url}/channels/{channel}/events", json={"data": data}) as answer:
         body = await answer.json()
         assert answer.status == 202, body
@@ -121,7 +124,10 @@ async def publish_ok(session: aiohttp.ClientSession, hub: HubProcess, channel: s
 
 
 async def subscribe(
-    session: aiohttp.ClientSession, hub: HubProcess, path: str, last_id: str | None = None
+    session: aiohttp.ClientSession,
+    hub: HubProcess | Balancer,
+    path: str,
+    last_id: str | None = None,
 ) -> Stream:
     headers = {"Last-Event-ID": last_id} if last_id else {}
     stream = await open_stream(session, f"{hub.url}{path}", headers)
@@ -183,7 +189,7 @@ async def test_three_processes_deliver_every_event_once_in_order(
 async def test_subscriber_moves_between_processes_with_last_event_id(
     start_hubs: Any, session: aiohttp.ClientSession
 ) -> None:
-    """A multi-channel subscriber leaves process A mid-stream and resumes on B: no gap, no double."""
+    """A multi-channel subscriber leaves process A mid-stream, resumes on B: no gap, no double."""
     a, b, c = await start_hubs(3)
     first = await subscribe(session, a, "/events?channel=red&channel=blue")
     sent = [await publish_ok(session, c, ("red", "blue")[n % 2], n) for n in range(10)]
@@ -237,7 +243,9 @@ async def test_cluster_wide_subscriber_counts(
         await stream.close()
 
 
-async def _wait_ready(session: aiohttp.ClientSession, hub: HubProcess, ready: bool) -> float:
+async def _wait_ready(
+    session: aiohttp.ClientSession, hub: HubProcess | Balancer, ready: bool
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < 15:
         async with session.get(f"{hub.url}/readyz") as answer:
@@ -331,3 +339,73 @@ async def test_killed_process_subscribers_resume_elsewhere(
     assert await again.quiet(0.3) == []
 
 
+@dataclass
+class Balancer:
+    """nginx running deploy/nginx.conf; has a ``url`` like a hub process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def _start_nginx(directory: Path, hubs: list[HubProcess]) -> Balancer:
+    """deploy/nginx.conf with its upstream pointed at the given hubs and a free local port."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(binary).exists(), "nginx is not installed (scripts/test installs it)"
+    port = _free_port()
+    conf = (Path(__file__).parent.parent / "deploy" / "nginx.conf").read_text()
+    upstreams = "".join(f"        server {hub.url.split('//')[1]};\n" for hub in hubs)
+    lines = [line for line in conf.splitlines(keepends=True) if "server hub" not in line]
+    conf = "".join(lines).replace("least_conn;\n", "least_conn;\n" + upstreams)
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+    (directory / "nginx.conf").write_text(conf)
+    process = subprocess.Popen(
+        [binary, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g",
+         f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return Balancer(f"http://127.0.0.1:{port}", process)
+        assert process.poll() is None, (directory / "error.log").read_text()
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("nginx did not start")
+
+
+@pytest.fixture
+async def nginx(tmp_path: Path) -> AsyncIterator[Callable[[list[HubProcess]], Any]]:
+    started: list[Balancer] = []
+
+    async def start(hubs: list[HubProcess]) -> Balancer:
+        started.append(await asyncio.to_thread(_start_nginx, tmp_path, hubs))
+        return started[-1]
+
+    yield start
+    for balancer in started:
+        balancer.process.send_signal(signal.SIGQUIT)
+        try:
+            balancer.process.wait(5)
+        except subprocess.TimeoutExpired:
+            balancer.process.kill()
+            balancer.process.wait(5)
+
+
+async def test_behind_the_shipped_nginx_config(
+    start_hubs: Any, nginx: Any, session: aiohttp.ClientSession
+) -> None:
+    """deploy/nginx.conf in front of two hubs: events stream through at once (no buffering),
+    publishes go through, and a stream resumed through the balancer is exact."""
+    hubs = await start_hubs(2)
+    balancer = await nginx(hubs)
+    stream = await subscribe(session, balancer, "/channels/lb/events")
+    started = time.monotonic()
+    first = await publish_ok(session, balancer, "lb", "one")
+    assert (await stream.next(timeout=2)).id == first
+    assert time.monotonic() - started < 1, "the event waited in a buffer"
+    await stream.close()
+    missed = [await publish_ok(session, hubs[1], "lb", n) for n in range(5)]
+    again = await subscribe(session, balancer, "/channels/lb/events", first)
+    assert_exact(await again.take(5), missed)
