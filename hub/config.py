@@ -165,6 +165,7 @@ class Config:
     web_root: str = _setting("", _directory)
     demo_jobs: bool = _setting(False, _flag)
     max_demo_jobs: int = _setting(10, _int(1))
+    demo_job_seconds: float = _setting(8.0, _number(0.1, 3600))
     log_format: str = _setting("text", _choice(LogFormat))
     log_level: str = _setting("info", _choice(LogLevel))
 
