@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from hub import sse
-from hub.events import InvalidInput
+from hub.events import CHANNEL_RE, InvalidInput
 
 __all__ = [
     "CLOCK_EVENT",
@@ -41,8 +41,12 @@ MAX_INTERVAL = 3600
 
 @functools.cache
 def timezones() -> frozenset[str]:
-    """IANA names zoneinfo can load here (from the system or the ``tzdata`` package)."""
-    return frozenset(zoneinfo.available_timezones())
+    """IANA names zoneinfo can load here (from the system or the ``tzdata`` package).
+
+    Only those that fit in a channel name: ``Etc/GMT+5`` and its kin have a ``+``, which channel
+    names do not allow, so they could be listed and declared but never subscribed to.
+    """
+    return frozenset(name for name in zoneinfo.available_timezones() if CHANNEL_RE.fullmatch(name))
 
 
 def is_clock(channel: str) -> bool:
