@@ -174,6 +174,7 @@ class Hub:
             clock = self._channels[name].clock
             if clock is not None:  # the current time at once, not only at the next tick
                 parts.append(clock.frame(now))
+                self.metrics.events_delivered += 1
         held, subscriber.held = subscriber.held, None
         for event in held:
             if event.position > last:

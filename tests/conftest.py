@@ -108,7 +108,7 @@ def backplane_url(request: pytest.FixtureRequest) -> str:
 async def make_hub(
     aiohttp_server: Callable[..., Awaitable[TestServer]], backplane_url: str
 ) -> AsyncIterator[MakeHub]:
-    """Start hubs sharing this test's backplane (and Redis prefix): ``await make_hub(**settings)``."""
+    """Start hubs sharing this test's backplane and Redis prefix: ``await make_hub(**settings)``."""
     sessions: list[aiohttp.ClientSession] = []
     servers: list[HubServer] = []
     prefix = f"ssehub-test:{uuid.uuid4().hex[:12]}:"

@@ -70,13 +70,11 @@ class Parser:
             self._data.append(value)
         elif name == "event":
             self._event = value
-        elif name == "id":
-            if "\0" not in value:
-                self.last_event_id = value
-                self._frame_id = True
-        elif name == "retry":
-            if value.isascii() and value.isdigit():
-                self.retry = int(value)
+        elif name == "id" and "\0" not in value:
+            self.last_event_id = value
+            self._frame_id = True
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
 
     def _dispatch(self) -> None:
         if self._data:

@@ -75,6 +75,8 @@ BLOCK_MS = 5000
 READ_COUNT = 1000
 #: Seconds between refreshes of the cluster-wide subscriber counts.
 COUNTS_INTERVAL = 2.0
+#: Seconds each step of closing may take before it is given up.
+CLOSE_STEP_TIMEOUT = 2.0
 #: How long a random (per-request) idempotency key is kept: longer than any retry takes.
 OPERATION_KEY_TTL_MS = 120_000
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -229,17 +231,31 @@ class RedisBackplane:
         ]
 
     async def close(self) -> None:
+        """Stop the tasks, say goodbye to the cluster, close connections: each step bounded, so
+        a Redis that hangs cannot hold up the hub's shutdown."""
         for joining in self._joining.values():
             joining.cancel()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        steps = [
+            ("stopping the reader", asyncio.gather(*self._tasks, return_exceptions=True)),
+            ("leaving the cluster", self._leave()),
+            ("closing connections", self._close_connections()),
+        ]
         self._tasks = []
+        for what, step in steps:
+            try:
+                async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
+                    await step
+            except TimeoutError:
+                log.warning("Redis backplane: %s took over %ss; going on", what, CLOSE_STEP_TIMEOUT)
+
+    async def _leave(self) -> None:
         with contextlib.suppress(RedisError, *_UNAVAILABLE):
             await self._redis.delete(self._key(f"inst:{self._instance}"), self._wake_key)
             await self._redis.srem(self._key("instances"), self._instance)
+
+    async def _close_connections(self) -> None:
         await self._reader.aclose()
         await self._redis.aclose()
 
