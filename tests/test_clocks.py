@@ -321,3 +321,19 @@ async def test_clocks_on_demand_off(make_hub: MakeHub) -> None:
             assert 400 <= response.status < 500, path
             assert "clocks_on_demand" in (await response.json())["error"]
     assert await gauge(hub, "hub_tickers") == 1
+
+
+async def test_every_listed_timezone_can_be_a_clock(hub: HubServer) -> None:
+    """/timezones lists only zones whose clock channel name is valid: Etc/GMT+5 and its kin
+    (a "+" is not allowed in channel names) are left out rather than offered and then refused."""
+    async with hub.session.get(f"{hub.url}/timezones") as answer:
+        zones = await answer.json()
+    assert "Asia/Kolkata" in zones and "Etc/GMT-5" in zones
+    assert not [zone for zone in zones if "+" in zone]
+    for zone in ("Etc/GMT-14", "America/Argentina/Buenos_Aires", zones[-1]):
+        stream = await hub.subscribe(f"/channels/time/{zone}/3600/events")
+        assert (await stream.next()).event == "UPDATE"
+        await stream.close()
+    async with hub.session.get(f"{hub.url}/event-stream?city=Etc/GMT%2B5&sec=1") as refused:
+        assert refused.status == 400
+        assert "unknown timezone 'Etc/GMT+5'" in (await refused.json())["error"]
