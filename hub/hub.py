@@ -244,10 +244,14 @@ class Hub:
         published = await self.backplane.publish(drafts, idempotency_key)
         if not published.replayed:
             self.metrics.events_published += len(drafts)
-        receipts = [
-            {"id": ident, "channel": d.channel, "subscribers": self.subscriber_count(d.channel)}
-            for ident, d in zip(published.ids, drafts, strict=True)
-        ]
+        channels = self._channels
+        remote = self.backplane.remote_counts()
+        receipts = []
+        for ident, draft in zip(published.ids, drafts, strict=True):
+            channel = channels.get(draft.channel)
+            local = 0 if channel is None else len(channel.live) + len(channel.syncing)
+            count = local + remote.get(draft.channel, 0) if remote else local
+            receipts.append({"id": ident, "channel": draft.channel, "subscribers": count})
         return receipts, published.replayed
 
     def deliver(self, events: Sequence[Event]) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "HEARTBEAT",
     "comment",
     "encode",
+    "encode_line",
     "http_chunk",
     "retry",
     "with_id",
@@ -42,6 +43,16 @@ def encode(event: str, data: str) -> bytes:
     head = "" if event == DEFAULT_EVENT else f"event: {event}\n"
     lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     return f"{head}{lines}\n".encode()
+
+
+def encode_line(event: str, data: bytes) -> bytes:
+    """``encode`` for data known to be one line of UTF-8 (compact JSON): no splitting needed."""
+    if b"\n" in data or b"\r" in data:
+        return encode(event, data.decode())
+    if _FORBIDDEN_IN_FIELD.search(event):
+        raise ValueError("event must not contain CR, LF or NUL")
+    head = b"" if event == DEFAULT_EVENT else b"event: " + event.encode() + b"\n"
+    return head + b"data: " + data + b"\n\n"
 
 
 def with_id(event_id: str, body: bytes) -> bytes:

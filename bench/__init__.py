@@ -1,0 +1,1 @@
+"""Benchmark harness for ssehub: load client, baselines and the one-command runner."""

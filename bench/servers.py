@@ -1,0 +1,255 @@
+"""The servers under test: how to start, probe, measure and stop each one.
+
+Every server runs as a subprocess pinned to core 0 (the load client takes core 1),
+listens on 127.0.0.1 only, and is stopped by its pid. CPU and memory are read from
+``/proc`` for the whole process tree, because nginx does its work in a forked
+worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.loadclient import Api
+
+__all__ = [
+    "HUB_COMMAND",
+    "HUB_CONFIG",
+    "SERVERS",
+    "Server",
+    "ServerSpec",
+    "free_port",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+PYTHON = str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
+
+#: How to start the hub. ``{python}``, ``{port}`` and ``{config}`` are filled in;
+#: adjust this one constant if the hub's command line changes.
+HUB_COMMAND = (
+    "{python}", "-m", "hub", "serve",
+    "--host", "127.0.0.1", "--port", "{port}", "--config", "{config}",
+)  # fmt: skip
+#: Written to the hub's config file for every run: loopback publishes without a
+#: token, and room for the 15k-subscriber scenario.
+HUB_CONFIG = """\
+publish_tokens = []
+max_subscribers = 20000
+heartbeat = 15
+history_size = 1000
+max_pending_bytes = 1048576
+"""
+NAIVE_COMMAND = (
+    "{python}", str(BENCH / "baselines/naive_aiohttp.py"), "--port", "{port}",
+)  # fmt: skip
+NGINX = Path("/usr/sbin/nginx")
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+NCHAN_TEMPLATE = BENCH / "baselines/nchan.conf"
+
+SERVER_CORE = 0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One kind of server: its publish API dialect and how to address channels."""
+
+    name: str
+    api: Api
+    baseline: bool
+    #: Seconds between SIGTERM and SIGKILL. aiohttp's graceful shutdown waits up
+    #: to 60 s for stream handlers, and the naive baseline's are parked in
+    #: ``queue.get()`` for clients long gone: there is nothing to wait for.
+    stop_grace: float = 5.0
+
+    def unavailable(self) -> str | None:
+        """Why this server cannot run here, or None if it can."""
+        if self.name == "hub" and not (REPO / "hub/__main__.py").exists():
+            return f"hub not found ({REPO / 'hub/__main__.py'} missing)"
+        if self.name == "nchan":
+            for needed in (NGINX, NCHAN_MODULE):
+                if not needed.exists():
+                    return f"{needed} missing: apt-get install nginx-light libnginx-mod-nchan"
+        return None
+
+    def sub_path(self, channel: str) -> str:
+        if self.api == "nchan":
+            return f"/sub/{channel}"
+        return f"/channels/{channel}/events"
+
+    def command(self, port: int, workdir: Path) -> list[str]:
+        if self.name == "hub":
+            config = workdir / "hub.toml"
+            config.write_text(HUB_CONFIG)
+            fill = {"python": PYTHON, "port": str(port), "config": str(config)}
+            return [part.format(**fill) for part in HUB_COMMAND]
+        if self.name == "naive":
+            return [part.format(python=PYTHON, port=port) for part in NAIVE_COMMAND]
+        conf = workdir / "nginx.conf"
+        conf.write_text(
+            NCHAN_TEMPLATE.read_text()
+            .replace("@PORT@", str(port))
+            .replace("@PREFIX@", str(workdir))
+            .replace("@MODULE@", str(NCHAN_MODULE))
+        )
+        return [str(NGINX), "-p", str(workdir), "-c", str(conf), "-e",
+                str(workdir / "error.log")]  # fmt: skip
+
+
+SERVERS = {
+    "hub": ServerSpec("hub", "hub", baseline=False),
+    "naive": ServerSpec("naive", "hub", baseline=True, stop_grace=0.5),
+    "nchan": ServerSpec("nchan", "nchan", baseline=True),
+}
+
+
+class Server:
+    """A running server process (tree) that we started and will stop."""
+
+    def __init__(self, spec: ServerSpec, port: int, workdir: Path) -> None:
+        self.spec = spec
+        self.port = port
+        self.workdir = workdir
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, limit_s: float = 20.0) -> None:
+        """Spawn pinned to core 0 and wait until ``GET /healthz`` answers 200."""
+        self.spawn()
+        assert self.proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while loop.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.spec.name} exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
+            if await self._healthy():
+                return
+            await asyncio.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.spec.name} not healthy after {limit_s}s\n" + self.log_tail())
+
+    def spawn(self) -> None:
+        """Start the process (fork + exec: quick, so fine to call from a coroutine)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = self.spec.command(self.port, self.workdir)
+        if shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(SERVER_CORE), *cmd]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        if not shutil.which("taskset"):
+            os.sched_setaffinity(self.proc.pid, {SERVER_CORE})
+
+    async def _healthy(self) -> bool:
+        try:
+            async with asyncio.timeout(1.0):
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(
+                    f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                line = await reader.readline()
+                writer.close()
+                return line.split(b" ")[1:2] == [b"200"]
+        except (OSError, TimeoutError, IndexError):
+            return False
+
+    def log_tail(self, lines: int = 20) -> str:
+        texts = []
+        for path in (self.log_path, self.workdir / "error.log"):
+            if path.exists():
+                texts += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(texts)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """Our process and its descendants (nginx: master + worker)."""
+        found = [self.pid]
+        i = 0
+        while i < len(found) and i < 64:
+            task_dir = Path(f"/proc/{found[i]}/task")
+            try:
+                for task in task_dir.iterdir():
+                    kids = (task / "children").read_text().split()
+                    found += [int(k) for k in kids if int(k) not in found]
+            except OSError:
+                pass
+            i += 1
+        return found
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process tree, in seconds (10 ms resolution)."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / CLK_TCK
+
+    def rss_kib(self) -> int:
+        """Sum of VmRSS over the process tree (nginx's shared memory counts per
+        process that touched it; subtract a baseline before comparing)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the spec's grace; only pids of the tree we
+        started."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        tree = [(pid, _cmdline(pid)) for pid in self.pids()]
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.spec.stop_grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pid, cmdline in tree[1:]:  # e.g. an nginx worker orphaned by SIGKILL
+            if cmdline and _cmdline(pid) == cmdline:  # still that process
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
