@@ -1,79 +1,110 @@
-"""Real hub processes (``python -m hub serve``) for tests that need several, or a real CLI."""
+"""Real ``python -m hub serve`` processes, as a user starts them, for tests that need the CLI or
+several hubs. Each is started on 127.0.0.1 and ended by its own pid."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+ROOT = Path(__file__).resolve().parents[1]
+LISTENING_RE = re.compile(r"listening on http://(?P<host>[0-9.]+):(?P<port>[0-9]+)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment minus any HUB_*/SSEHUB_* settings of the caller, importing this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "SSEHUB_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
 
 
 class HubProcess:
-    """A hub started on 127.0.0.1 with port 0; ``url`` is known once it logged that it listens."""
+    """A ``python -m hub serve`` process and the lines it logged (stdout; stderr kept apart)."""
 
-    def __init__(self, settings: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env |= {"HUB_HOST": "127.0.0.1", "HUB_PORT": "0", **settings}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
         self.lines: list[str] = []
-        self._listening = threading.Event()
-        self.url = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.errors: list[str] = []
+        self.port = 0
+        self._readers: list[asyncio.Task[None]] = []
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout:  # closed at EOF, i.e. when the process has exited
-            for line in self.process.stdout:
-                self.lines.append(line.rstrip("\n"))
-                found = _LISTENING.search(line)
-                if found and not self.url:
-                    self.url = f"http://{found.group(1)}:{found.group(2)}"
-                    self._listening.set()
+    @classmethod
+    async def spawn(
+        cls, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> HubProcess:
+        """Start it; ``started()`` waits until it listens. ``env`` adds HUB_* settings."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub", "serve", *args,
+            cwd=cwd,
+            env=clean_env(**(env or {})),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(process)
 
-    def wait_listening(self, timeout: float = 15.0) -> str:
-        if not self._listening.wait(timeout):
-            self.stop()
-            raise AssertionError("the hub did not start:\n" + "\n".join(self.lines))
-        return self.url
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def output(self) -> str:
-        return "\n".join(self.lines)
+        return "".join(self.lines + self.errors)
+
+    async def started(self, timeout: float = 15.0) -> HubProcess:
+        """Wait for the start line; then keep reading both streams in the background."""
+        stdout, stderr = self.process.stdout, self.process.stderr
+        assert stdout is not None and stderr is not None
+        self._readers.append(asyncio.create_task(self._read(stderr, self.errors)))
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await stdout.readline()).decode()
+                if not line:
+                    await asyncio.gather(*self._readers)
+                    raise AssertionError(f"the hub exited before listening:\n{self.output}")
+                self.lines.append(line)
+                match = LISTENING_RE.search(line)
+                if match:
+                    assert match["host"] == "127.0.0.1"
+                    self.port = int(match["port"])
+                    break
+        self._readers.append(asyncio.create_task(self._read(stdout, self.lines)))
+        return self
+
+    @staticmethod
+    async def _read(stream: asyncio.StreamReader, into: list[str]) -> None:
+        while line := await stream.readline():
+            into.append(line.decode())
 
     def signal(self, signum: int) -> None:
-        if self.process.poll() is None:
+        if self.process.returncode is None:
             self.process.send_signal(signum)
 
-    def wait(self, timeout: float = 10.0) -> int:
-        started = time.monotonic()
-        code = self.process.wait(timeout)
-        self._reader.join(max(0.1, timeout - (time.monotonic() - started)))
+    async def wait(self, timeout: float) -> int:
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+            await asyncio.gather(*self._readers)
         return code
 
-    def stop(self) -> None:
-        """End it (SIGTERM, then SIGKILL if it hangs); safe to call twice."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(5)
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it is still there after ``grace`` seconds; safe twice."""
+        self.signal(signal.SIGTERM)
+        try:
+            await self.wait(grace)
+        except TimeoutError:
+            await self.end()
+
+    async def end(self) -> None:
+        """Kill it if it still runs, and reap it."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        for reader in self._readers:
+            reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._readers, return_exceptions=True)

@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
 ]
 #: Fast reconnects and fast jobs; no config file, so the shipped config.toml cannot change them.
 SETTINGS = {
+    "HUB_HOST": "127.0.0.1",
+    "HUB_PORT": "0",
     "HUB_CONFIG": "/dev/null",
     "HUB_RETRY": "300",
     "HUB_DEMO_JOBS": "true",
@@ -146,14 +148,13 @@ async def start_hub() -> AsyncIterator[StartHub]:
 
     async def start(**settings: Any) -> HubProcess:
         env = SETTINGS | {f"HUB_{key.upper()}": str(value) for key, value in settings.items()}
-        process = HubProcess(env)
+        process = await HubProcess.spawn(env=env)
         started.append(process)
-        await asyncio.to_thread(process.wait_listening)
-        return process
+        return await process.started()
 
     yield start
     for process in started:
-        await asyncio.to_thread(process.stop)
+        await process.stop()
 
 
 @pytest.fixture
@@ -558,7 +559,7 @@ async def test_hub_restart_under_the_open_page(
     await page.wait_for_selector('#console-events tr[data-channel="news"] >> text=old-1')
 
     async with watched.away():
-        await asyncio.to_thread(first.stop)
+        await first.stop()
         await state_is(page, "reconnecting")
         second = await start_hub(port=port, **settings)
         await state_is(page, "open")

@@ -88,14 +88,15 @@ async def start_hubs() -> AsyncIterator[Callable[..., Any]]:
 
     async def start(count: int, redis_url: str = REDIS_URL, **settings: str) -> list[HubProcess]:
         env = {"HUB_BACKPLANE": redis_url, "HUB_REDIS_PREFIX": prefix, "HUB_HEARTBEAT": "0.5"}
+        env |= {"HUB_HOST": "127.0.0.1", "HUB_PORT": "0"}
         env |= {f"HUB_{key.upper()}": value for key, value in settings.items()}
-        hubs = [HubProcess(env) for _ in range(count)]
+        hubs = [await HubProcess.spawn(env=env) for _ in range(count)]
         started.extend(hubs)
-        await asyncio.gather(*(asyncio.to_thread(hub.wait_listening) for hub in hubs))
+        await asyncio.gather(*(hub.started() for hub in hubs))
         return hubs
 
     yield start
-    await asyncio.gather(*(asyncio.to_thread(hub.stop) for hub in started))
+    await asyncio.gather(*(hub.stop() for hub in started))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ started here is ended by its pid at teardown if it is still running.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
@@ -26,73 +25,10 @@ import pytest
 from hub.config import Config
 from tests.conftest import REDIS_URL
 from tests.helpers import RawSocket
+from tests.processes import ROOT, HubProcess, clean_env
 from tests.sse_client import Stream, open_stream
 
-ROOT = Path(__file__).resolve().parents[1]
-LISTENING_RE = re.compile(r"listening on http://(?P<host>[0-9.]+):(?P<port>[0-9]+)")
 TOKEN = "cli-token-0123456789abcdef"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment minus any HUB_*/SSEHUB_* settings of the caller, importing this checkout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "SSEHUB_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
-class HubProcess:
-    """A ``python -m hub serve`` process and the lines it logged."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.port = 0
-        self._reader: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def started(self, timeout: float = 10.0) -> None:
-        """Wait for the start line; then keep reading the log in the background."""
-        stdout = self.process.stdout
-        assert stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await stdout.readline()).decode()
-                if not line:
-                    stderr = await self.process.stderr.read() if self.process.stderr else b""
-                    raise AssertionError(f"the hub exited before listening: {stderr.decode()}")
-                self.lines.append(line)
-                match = LISTENING_RE.search(line)
-                if match:
-                    assert match["host"] == "127.0.0.1"
-                    self.port = int(match["port"])
-                    break
-        self._reader = asyncio.create_task(self._read_rest())
-
-    async def _read_rest(self) -> None:
-        stdout = self.process.stdout
-        assert stdout is not None
-        while line := await stdout.readline():
-            self.lines.append(line.decode())
-
-    async def wait(self, timeout: float) -> int:
-        async with asyncio.timeout(timeout):
-            code = await self.process.wait()
-            if self._reader is not None:
-                await self._reader
-        return code
-
-    async def end(self) -> None:
-        """Kill the process (by its pid) if it still runs, and reap it."""
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
 
 
 @pytest.fixture
@@ -101,18 +37,7 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Any]:
     started: list[HubProcess] = []
 
     async def go(*args: str, env: dict[str, str] | None = None, cwd: Path = tmp_path) -> HubProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hub",
-            "serve",
-            *args,
-            cwd=cwd,
-            env=clean_env(**(env or {})),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        hub = HubProcess(process)
+        hub = await HubProcess.spawn(*args, env={"HUB_HOST": "127.0.0.1", **(env or {})}, cwd=cwd)
         started.append(hub)
         return hub
 
