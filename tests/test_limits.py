@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from tests.conftest import HubServer, MakeHub
 from tests.helpers import RawSocket, eventually, gauge, metrics, publish_batch
 from tests.sse_client import Stream, open_stream
@@ -140,3 +142,26 @@ async def test_disconnect_is_noticed_promptly(hub: HubServer) -> None:
     assert await gauge(hub, "hub_channels") == 0
     receipt = await hub.publish("quiet", "nobody listens")
     assert receipt["subscribers"] == 0
+
+
+async def test_burst_of_subscribers_is_served(make_hub: MakeHub, backplane: str) -> None:
+    """250 subscribers arriving at once, each on a channel of its own, all get a live stream:
+    none is turned away as if the backplane were down (with Redis, they wait for a pooled
+    connection instead of failing), and a publish to the last channel reaches its subscriber."""
+    hub = await make_hub()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        streams = await asyncio.gather(
+            *(open_stream(session, f"{hub.url}/channels/burst-{n}/events") for n in range(250))
+        )
+        for stream in streams:
+            while stream.parser.retry is None:
+                chunk = await stream.response.content.readany()
+                assert chunk, "a stream ended before its retry hint"
+                stream.parser.feed(chunk)
+        assert {stream.parser.retry for stream in streams} == {3000}, "some were told to retry"
+        async with session.get(f"{hub.url}/readyz") as ready:
+            assert ready.status == 200
+        receipt = await hub.publish("burst-249", "last")
+        assert (await streams[-1].next()).id == receipt["id"]
+        for stream in streams:
+            await stream.close()

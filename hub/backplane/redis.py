@@ -75,6 +75,10 @@ BLOCK_MS = 5000
 READ_COUNT = 1000
 #: Seconds between refreshes of the cluster-wide subscriber counts.
 COUNTS_INTERVAL = 2.0
+#: Connections for publishes, history reads and joins (the reader has one of its own), and how
+#: long a request may wait for one before it counts as Redis being unavailable.
+MAX_CONNECTIONS = 64
+POOL_WAIT = 5.0
 #: Seconds each step of closing may take before it is given up.
 CLOSE_STEP_TIMEOUT = 2.0
 #: How long a random (per-request) idempotency key is kept: longer than any retry takes.
@@ -115,10 +119,15 @@ for i = 4, #KEYS, 2 do
   last = at
   local text = string.format('%.0f', at)
   redis.call('XADD', stream, 'MAXLEN', maxlen, text .. '-0', 'b', body, 't', now_ms)
-  local expired = redis.call('XREVRANGE', stream, '(' .. oldest, '-', 'COUNT', 1)
-  if #expired > 0 then
-    trimmed = math.max(trimmed, position(expired[1][1]))
-    redis.call('XTRIM', stream, 'MINID', oldest)
+  -- Age trimming only when the oldest entry is past the limit: a reverse range from the limit
+  -- costs time in proportion to the stream's length, and usually finds nothing.
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #first > 0 and position(first[1][1]) < now_us - ttl_ms * 1000 then
+    local expired = redis.call('XREVRANGE', stream, '(' .. oldest, '-', 'COUNT', 1)
+    if #expired > 0 then
+      trimmed = math.max(trimmed, position(expired[1][1]))
+      redis.call('XTRIM', stream, 'MINID', oldest)
+    end
   end
   if trimmed > 0 then
     local before = tonumber(redis.call('GET', marker) or '0')
@@ -170,12 +179,17 @@ class RedisBackplane:
             "socket_keepalive": True,
             "health_check_interval": 15,
         }
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of subscribers waits for a connection instead of failing
+        # (redis-py's default pool raises at 100 connections, which would read as an outage).
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.backplane,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT,
             socket_timeout=3.0,
             retry=Retry(self._backoff, retries=2),
             **common,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         # The blocking reader has its own connection: it waits BLOCK_MS at a time.
         self._reader = aioredis.Redis.from_url(
             config.backplane,
@@ -329,22 +343,25 @@ class RedisBackplane:
         """
         loop = asyncio.get_running_loop()
         waits = []
+        asked = False  # whether this call asks for a join nobody asked for yet
         for channel in channels:
             if channel in self._cursors:
                 continue
             joining = self._joining.get(channel)
             if joining is None:
                 joining = self._joining[channel] = loop.create_future()
+                asked = True
             waits.append(joining)
         if not waits:
             return 0
-        self._wake.set()
-        try:
-            # A reader blocked in XREAD returns when its wake stream gets an entry.
-            await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
-        except _UNAVAILABLE as problem:
-            self._mark_lost(problem)
-            raise BackplaneUnavailable(f"Redis did not answer ({_describe(problem)})") from None
+        if asked:
+            self._wake.set()
+            try:
+                # A reader blocked in XREAD returns when its wake stream gets an entry.
+                await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+            except _UNAVAILABLE as problem:
+                self._mark_lost(problem)
+                raise BackplaneUnavailable(f"Redis did not answer ({_describe(problem)})") from None
         # Shielded: one subscriber leaving must not cancel a join others wait for.
         frontiers = [await asyncio.shield(joining) for joining in waits]
         return max(frontiers)
