@@ -165,6 +165,7 @@ class SseSubscriber(asyncio.Protocol):
         "next",
         "other",
         "ready",
+        "refused",
         "reordered",
         "status",
         "transport",
@@ -184,6 +185,7 @@ class SseSubscriber(asyncio.Protocol):
         self.ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.status = 0
+        self.refused = ""  # a 200 with a finite body: why the server said to retry later
         self.closed = False
         self.events = 0  # dispatched SSE events with data
         self.other = 0  # events without our "s" field (e.g. clock ticks)
@@ -281,6 +283,14 @@ class SseSubscriber(asyncio.Protocol):
         if self.status != 200 or not headers.get(b"content-type", b"").startswith(
             b"text/event-stream"
         ):
+            self._fail()
+            return
+        if b"content-length" in headers:
+            # A stream never has a length: this is a 200 that tells an EventSource to retry
+            # later (the hub's answer when it is full or its backplane is away). Counting
+            # it as connected would count its events as lost instead of saying why.
+            comments = [ln[1:].strip() for ln in buf[end + 4 :].split(b"\n") if ln[:1] == b":"]
+            self.refused = comments[0].decode(errors="replace") if comments else "a finite body"
             self._fail()
             return
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
@@ -501,17 +511,21 @@ class SubscriberPool:
         specs: Sequence[tuple[str, tuple[int, ...]]],
         *,
         limit_s: float = 60.0,
+        port: int | None = None,
     ) -> float:
         """Open one subscriber per (path, channel indices); return seconds taken.
 
         ``concurrency`` connects at a time keep the SYN queue below the server's
         listen backlog, and each waits for the 200 headers, so when this returns
-        every subscriber that made it is registered on the server.
+        every subscriber that made it is registered on the server. ``port`` (default:
+        the pool's) lets one pool, with one set of counters and histograms, hold
+        subscribers of several servers of a cluster.
         """
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + limit_s
-        host_hdr = f"{self.host}:{self.port}"
+        port = self.port if port is None else port
+        host_hdr = f"{self.host}:{port}"
         indices = iter(range(len(specs)))
 
         async def worker() -> None:
@@ -528,7 +542,7 @@ class SubscriberPool:
                 proto = SseSubscriber(self, request, channels)
                 try:
                     async with asyncio.timeout(min(remaining, 20.0)):
-                        await loop.create_connection(proto.itself, self.host, self.port)
+                        await loop.create_connection(proto.itself, self.host, port)
                         ok = await proto.ready
                 except TimeoutError:
                     self.connect_errors["timeout"] += 1
@@ -539,6 +553,8 @@ class SubscriberPool:
                     continue
                 if ok:
                     self.subs.append(proto)
+                elif proto.refused:
+                    self.connect_errors[f"refused: {proto.refused}"] += 1
                 else:
                     self.connect_errors[f"status {proto.status}"] += 1
 
@@ -689,31 +705,69 @@ class HttpConnection(asyncio.Protocol):
 
 @dataclass
 class PublishTarget:
-    """How to address one server's publish API."""
+    """How to address one server's publish API (or a cluster's: ``more_ports``)."""
 
     host: str
     port: int
     api: Api
     channels: list[str]
+    #: Further servers of one cluster. Channel ``i`` is always published to
+    #: ``ports[i % len(ports)]``, on one connection (see ``route``), so the events of a
+    #: channel reach the cluster in publish order (round-robin per request would let
+    #: two servers store one channel's events in either order).
+    more_ports: tuple[int, ...] = ()
+    #: Keep-alive connections per server. A server answers the requests of one
+    #: connection one after the other, so one connection caps the rate at one
+    #: request per round trip (a Redis round trip included, for a hub with Redis).
+    connections: int = 1
 
-    def request(self, path: str, body: bytes) -> bytes:
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, *self.more_ports)
+
+    def route(self, channel: int) -> int:
+        """The connection that carries ``channel``: server ``channel mod P``, then that
+        server's connection ``(channel div P) mod connections``."""
+        n = len(self.ports)
+        return (channel % n) * self.connections + (channel // n) % self.connections
+
+    def request(self, path: str, body: bytes, port: int | None = None) -> bytes:
         return (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{port or self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    def requests_for(self, events: list[tuple[int, dict[str, Any]]]) -> list[bytes]:
+    def requests_for(
+        self, events: list[tuple[int, dict[str, Any]]], port: int | None = None
+    ) -> list[bytes]:
         """HTTP requests carrying ``events`` (channel index, data): one batch
         ``POST /publish`` on the hub API, one pipelined POST per event on nchan
         (which has no batch publish)."""
         if self.api == "nchan":
-            return [self.request(f"/pub?id={self.channels[c]}", orjson.dumps(d)) for c, d in events]
+            return [
+                self.request(f"/pub?id={self.channels[c]}", orjson.dumps(d), port)
+                for c, d in events
+            ]
         if len(events) == 1:
             c, d = events[0]
             body = orjson.dumps({"event": "tick", "data": d})
-            return [self.request(f"/channels/{self.channels[c]}/events", body)]
+            return [self.request(f"/channels/{self.channels[c]}/events", body, port)]
         items = [{"channel": self.channels[c], "event": "tick", "data": d} for c, d in events]
-        return [self.request("/publish", orjson.dumps(items))]
+        return [self.request("/publish", orjson.dumps(items), port)]
+
+    def routed_requests(self, events: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, bytes]]:
+        """(connection index, request) for ``events``: each connection gets the events
+        of its channels (see ``route``), in one request where the API allows."""
+        if len(self.ports) == 1 and self.connections == 1:
+            return [(0, req) for req in self.requests_for(events)]
+        groups: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        for c, d in events:
+            groups.setdefault(self.route(c), []).append((c, d))
+        return [
+            (i, req)
+            for i, mine in sorted(groups.items())
+            for req in self.requests_for(mine, self.ports[i // self.connections])
+        ]
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -721,9 +775,9 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _open(target: PublishTarget) -> HttpConnection:
+async def _open(target: PublishTarget, port: int | None = None) -> HttpConnection:
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(HttpConnection, target.host, target.port)
+    _, conn = await loop.create_connection(HttpConnection, target.host, port or target.port)
     return conn
 
 
@@ -743,10 +797,11 @@ async def publish_at_rate(
     Events go round-robin over the channels, each channel with its own seq from
     0; every ``batch / rate`` seconds one batch is sent on an absolute schedule
     (so a late batch does not shift the next), without waiting for earlier
-    answers unless ``max_inflight`` are outstanding.
+    answers unless ``max_inflight`` are outstanding on a connection. With several
+    ports (a cluster) or connections, a batch is split by channel over them.
     """
     loop = asyncio.get_running_loop()
-    conn = await _open(target)
+    conns = [await _open(target, port) for port in target.ports for _ in range(target.connections)]
     n_ch = len(target.channels)
     warm_events = math.ceil(rate * warmup_s / batch) * batch
     total = warm_events + math.ceil(rate * duration_s / batch) * batch
@@ -798,7 +853,8 @@ async def publish_at_rate(
             seqs[c] += 1
             events.append((c, d))
             k += 1
-        for req in target.requests_for(events):
+        for idx, req in target.routed_requests(events):
+            conn = conns[idx]
             if len(conn.pending) >= max_inflight:
                 stalls += 1
                 await asyncio.wait([conn.pending[0][1]])
@@ -806,15 +862,16 @@ async def publish_at_rate(
             fut.add_done_callback(done_cb(time.perf_counter()))
             futures.append(fut)
         batch_no += 1
-        if conn.closed:
+        if any(conn.closed for conn in conns):
             break
     send_end = loop.time()
     if futures:
         await asyncio.wait(futures, timeout=30.0)
     ok = sum(n for st, n in statuses.items() if 200 <= st < 300)
     failed = len(futures) - ok
-    if conn.transport is not None:
-        conn.transport.close()
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
     return {
         "event": "done",
         "published": seqs,
@@ -892,13 +949,30 @@ async def publish_throughput(
     }
 
 
+def _ports(text: str) -> tuple[int, ...]:
+    """``"8001"`` or ``"8001,8002"`` → the ports (argparse type)."""
+    ports = tuple(int(part) for part in text.split(",") if part.strip())
+    if not ports:
+        raise argparse.ArgumentTypeError("expected a port or a comma list of ports")
+    return ports
+
+
 def _publish_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="loadclient.py publish")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--port",
+        type=_ports,
+        required=True,
+        help="a port, or a comma list for a cluster (rate mode: channel i goes to the "
+        "i-th port modulo their number)",
+    )
     parser.add_argument("--api", choices=["hub", "nchan"], default="hub")
     parser.add_argument("--channel-prefix", default="bench-")
     parser.add_argument("--channels", type=int, default=1, help="how many channels")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="keep-alive connections per server (rate mode)"
+    )
     parser.add_argument("--mode", choices=["rate", "throughput"], default="rate")
     parser.add_argument("--rate", type=float, default=10.0, help="events per second")
     parser.add_argument("--batch", type=int, default=1, help="events per request")
@@ -906,12 +980,18 @@ def _publish_main(argv: Sequence[str]) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
     parser.add_argument("--pad", type=int, default=0, help="padding bytes per event")
     args = parser.parse_args(argv)
+    if args.mode == "throughput" and (len(args.port) > 1 or args.connections > 1):
+        parser.error("--mode throughput takes one --port and one connection")
+    if args.connections < 1:
+        parser.error("--connections must be at least 1")
     install_uvloop()
     target = PublishTarget(
         args.host,
-        args.port,
+        args.port[0],
         args.api,
         [f"{args.channel_prefix}{i}" for i in range(args.channels)],
+        more_ports=args.port[1:],
+        connections=args.connections,
     )
     if args.mode == "rate":
         coro = publish_at_rate(

@@ -255,16 +255,34 @@ async def run_publisher(
     on_measure_start: Callable[[], object],
     limit_s: float,
 ) -> dict[str, Any]:
-    """Run ``loadclient.py publish`` in its own process; call back on its
-    ``measure_start`` line; return its final ``done`` line."""
-    err = (server.workdir / "publisher.log").open("ab")
+    """Run ``loadclient.py publish`` against ``server`` (see ``run_publisher_to``)."""
+    return await run_publisher_to(
+        server.workdir, [server.port], server.spec.api, args, on_measure_start, limit_s
+    )
+
+
+async def run_publisher_to(
+    workdir: Path,
+    ports: Sequence[int],
+    api: str,
+    args: Sequence[str],
+    on_measure_start: Callable[[], object],
+    limit_s: float,
+    on_spawn: Callable[[int], object] | None = None,
+) -> dict[str, Any]:
+    """Run ``loadclient.py publish`` in its own process, against one server or a
+    cluster (several ``ports``); call ``on_spawn`` with its pid (to read its CPU),
+    call back on its ``measure_start`` line; return its final ``done`` line."""
+    err = (workdir / "publisher.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         *(PYTHON, str(LOADCLIENT), "publish"),
-        *cli_flags(port=server.port, api=server.spec.api),
+        *cli_flags(port=",".join(map(str, ports)), api=api),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=err,
     )
+    if on_spawn is not None:
+        on_spawn(proc.pid)
     assert proc.stdout is not None
     done: dict[str, Any] | None = None
     try:

@@ -1,6 +1,7 @@
 """The servers under test: how to start, probe, measure and stop each one.
 
-Every server runs as a subprocess pinned to core 0 (the load client takes core 1),
+Every server runs as a subprocess pinned to core 0 by default (the load client takes
+core 1; ``bench.scaleout`` pins each of several hub processes to its own core),
 listens on 127.0.0.1 only, and is stopped by its pid. CPU and memory are read from
 ``/proc`` for the whole process tree, because nginx does its work in a forked
 worker.
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = [
     "SERVERS",
     "Server",
     "ServerSpec",
+    "cpu_seconds",
     "free_port",
 ]
 
@@ -124,15 +127,27 @@ SERVERS = {
 class Server:
     """A running server process (tree) that we started and will stop."""
 
-    def __init__(self, spec: ServerSpec, port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        port: int,
+        workdir: Path,
+        *,
+        cores: Collection[int] | None = (SERVER_CORE,),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``cores``: the CPUs to pin the process to (None: not pinned); ``env``: extra
+        environment, e.g. the hub's ``HUB_*`` settings."""
         self.spec = spec
         self.port = port
         self.workdir = workdir
+        self.cores = None if cores is None else frozenset(cores)
+        self.env = dict(env or {})
         self.log_path = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, limit_s: float = 20.0) -> None:
-        """Spawn pinned to core 0 and wait until ``GET /healthz`` answers 200."""
+        """Spawn (pinned to ``cores``) and wait until ``GET /healthz`` answers 200."""
         self.spawn()
         assert self.proc is not None
         loop = asyncio.get_running_loop()
@@ -152,15 +167,16 @@ class Server:
         """Start the process (fork + exec: quick, so fine to call from a coroutine)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = self.spec.command(self.port, self.workdir)
-        if shutil.which("taskset"):
-            cmd = ["taskset", "-c", str(SERVER_CORE), *cmd]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        taskset = shutil.which("taskset")
+        if self.cores is not None and taskset:
+            cmd = [taskset, "-c", ",".join(map(str, sorted(self.cores))), *cmd]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        if not shutil.which("taskset"):
-            os.sched_setaffinity(self.proc.pid, {SERVER_CORE})
+        if self.cores is not None and not taskset:
+            os.sched_setaffinity(self.proc.pid, self.cores)
 
     async def _healthy(self) -> bool:
         try:
@@ -205,15 +221,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the process tree, in seconds (10 ms resolution)."""
-        ticks = 0
-        for pid in self.pids():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / CLK_TCK
+        return cpu_seconds(self.pids())
 
     def rss_kib(self) -> int:
         """Sum of VmRSS over the process tree (nginx's shared memory counts per
@@ -246,6 +254,21 @@ class Server:
             if cmdline and _cmdline(pid) == cmdline:  # still that process
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """utime + stime of these processes (all their threads), in seconds, from
+    ``/proc/<pid>/stat`` (10 ms resolution); a pid that is gone counts 0. Works for
+    any process we may read, e.g. a Redis server we did not start."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLK_TCK
 
 
 def _cmdline(pid: int) -> bytes:
