@@ -81,8 +81,9 @@ MAX_CONNECTIONS = 64
 POOL_WAIT = 5.0
 #: Seconds each step of closing may take before it is given up.
 CLOSE_STEP_TIMEOUT = 2.0
-#: How long a random (per-request) idempotency key is kept: longer than any retry takes.
-OPERATION_KEY_TTL_MS = 120_000
+#: How long a random (per-request) idempotency key is kept: longer than the library's retries of
+#: one publish take (3 s timeouts, 2 retries), short because there is one per publish.
+OPERATION_KEY_TTL_MS = 30_000
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 # KEYS: seq, origin, idempotency key, then (stream, trim marker) per event
