@@ -56,6 +56,12 @@ LABEL org.opencontainers.image.title="ssehub" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 
+# tini as PID 1 forwards signals to the hub: the kernel drops a signal sent to a PID 1 that has
+# no handler yet, so a Python PID 1 would miss a SIGTERM that arrives during its start-up.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+
 # A fixed, numeric non-root id, so runAsNonRoot-style checks can verify it without /etc/passwd.
 RUN groupadd --gid 10001 ssehub \
     && useradd --uid 10001 --gid ssehub --no-create-home --no-log-init --home-dir /nonexistent \
@@ -85,6 +91,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-I", "-c", "import os, http.client; host = os.environ.get('HUB_HOST') or '0.0.0.0'; host = {'0.0.0.0': '127.0.0.1', '::': '::1'}.get(host, host); connection = http.client.HTTPConnection(host, int(os.environ.get('HUB_PORT') or 8080), timeout=4); connection.request('GET', '/healthz'); raise SystemExit(connection.getresponse().status != 200)"]
 
-# Exec form: the hub is PID 1 and gets SIGTERM itself; it ends every stream and exits 0.
-ENTRYPOINT ["python", "-m", "hub"]
+# Exec form, through tini: SIGTERM reaches the hub, which ends every stream and exits 0.
+ENTRYPOINT ["/usr/bin/tini", "--", "python", "-m", "hub"]
 CMD ["serve"]
