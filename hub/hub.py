@@ -68,6 +68,10 @@ class Channel:
         self.syncing: dict[Subscriber, None] = {}
         self.clock = clock
 
+    def __len__(self) -> int:
+        """Its subscribers, live and syncing."""
+        return len(self.live) + len(self.syncing)
+
 
 class Hub:
     def __init__(self, config: Config, backplane: Backplane, metrics: Metrics) -> None:
@@ -207,7 +211,7 @@ class Hub:
                 continue
             channel.live.pop(subscriber, None)
             channel.syncing.pop(subscriber, None)
-            if not channel.live and not channel.syncing:
+            if not channel:
                 self._close_channel(channel)
         subscriber.transport = None
         subscriber.held = None
@@ -244,14 +248,10 @@ class Hub:
         published = await self.backplane.publish(drafts, idempotency_key)
         if not published.replayed:
             self.metrics.events_published += len(drafts)
-        channels = self._channels
-        remote = self.backplane.remote_counts()
-        receipts = []
-        for ident, draft in zip(published.ids, drafts, strict=True):
-            channel = channels.get(draft.channel)
-            local = 0 if channel is None else len(channel.live) + len(channel.syncing)
-            count = local + remote.get(draft.channel, 0) if remote else local
-            receipts.append({"id": ident, "channel": draft.channel, "subscribers": count})
+        receipts = [
+            {"id": ident, "channel": d.channel, "subscribers": self.subscriber_count(d.channel)}
+            for ident, d in zip(published.ids, drafts, strict=True)
+        ]
         return receipts, published.replayed
 
     def deliver(self, events: Sequence[Event]) -> None:
@@ -365,14 +365,14 @@ class Hub:
     # -- introspection -----------------------------------------------------------------------
 
     def local_counts(self) -> dict[str, int]:
-        counts = {name: len(c.live) + len(c.syncing) for name, c in self._channels.items()}
+        counts = {name: len(channel) for name, channel in self._channels.items()}
         counts[CONNECTIONS] = len(self._subscribers)
         return counts
 
     def subscriber_count(self, name: str) -> int:
         """Subscribers of a channel on every hub process (others' counts are a few seconds old)."""
         channel = self._channels.get(name)
-        local = 0 if channel is None else len(channel.live) + len(channel.syncing)
+        local = 0 if channel is None else len(channel)
         return local + self.backplane.remote_counts().get(name, 0)
 
     @property

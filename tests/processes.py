@@ -23,6 +23,28 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+async def run_to_end(
+    *command: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 20.0
+) -> tuple[int, str, str]:
+    """Run a command to completion (killed past ``timeout``); returns (code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 class HubProcess:
     """A ``python -m hub serve`` process and the lines it logged (stdout; stderr kept apart)."""
 

@@ -25,7 +25,7 @@ import pytest
 from hub.config import Config
 from tests.conftest import REDIS_URL
 from tests.helpers import RawSocket
-from tests.processes import ROOT, HubProcess, clean_env
+from tests.processes import ROOT, HubProcess, clean_env, run_to_end
 from tests.sse_client import Stream, open_stream
 
 TOKEN = "cli-token-0123456789abcdef"
@@ -54,23 +54,7 @@ async def run_cli(
 ) -> tuple[int, str, str]:
     """Run the CLI to completion; returns (exit code, stdout, stderr)."""
     command = list(program) or [sys.executable, "-m", "hub"]
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        *args,
-        cwd=cwd,
-        env=clean_env(**(env or {})),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(20):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_to_end(*command, *args, env=clean_env(**(env or {})), cwd=cwd)
 
 
 async def subscribe(session: aiohttp.ClientSession, url: str, **headers: str) -> Stream:

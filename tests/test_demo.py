@@ -18,6 +18,7 @@ import pytest
 from hub.demo import DEMO_JOBS
 from tests.conftest import HubServer, MakeHub
 from tests.helpers import ID_RE, eventually, metrics
+from tests.processes import run_to_end
 from tests.sse_client import Message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,23 +224,8 @@ async def test_jobs_pass_the_same_checks_as_any_publish(
 
 
 async def run_worker(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WORKER),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    try:
-        async with asyncio.timeout(20):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    # A bare environment: the worker needs nothing but the standard library.
+    return await run_to_end(sys.executable, str(WORKER), *args, env={"PATH": "/usr/bin:/bin"})
 
 
 async def test_job_worker_publishes_a_job_with_a_token(make_hub: MakeHub) -> None:
