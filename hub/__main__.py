@@ -22,8 +22,19 @@ URL_ENV = "SSEHUB_URL"
 TOKEN_ENV = "SSEHUB_TOKEN"
 
 
+DESCRIPTION = """\
+A Server-Sent Events hub. "serve" runs it; "publish" posts one event to a running hub.
+A configuration error prints one line naming the key and exits with status 2."""
+
+
+def _prog() -> str:
+    """What the user typed: ``ssehub`` for the console script, ``python -m hub`` otherwise."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m hub" if name in ("", "__main__.py", "-c") else name
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__)
+    parser = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the hub")
     serve.add_argument("--config", help="TOML file (default: $HUB_CONFIG, else ./config.toml)")
@@ -33,10 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     publish = commands.add_parser("publish", help="publish one event to a running hub")
-    publish.add_argument("channel")
-    publish.add_argument("data", help="the event data: text, or JSON with --json")
+    publish.add_argument("channel", metavar="CHANNEL", help="e.g. job-42 or orders/eu")
+    publish.add_argument(
+        "data",
+        metavar="DATA",
+        help="the event data: text, or JSON with --json; - reads it from stdin and @FILE from"
+        " FILE (like curl; one final newline is dropped)",
+    )
     publish.add_argument("--event", default=None, help="event type (default: message)")
     publish.add_argument("--json", action="store_true", help="DATA is JSON, not text")
+    publish.add_argument(
+        "--raw", action="store_true", help="DATA is the data itself, even if it is - or @..."
+    )
     publish.add_argument(
         "--url",
         default=os.environ.get(URL_ENV, "http://127.0.0.1:8080"),
@@ -76,15 +95,42 @@ def _serve(args: argparse.Namespace) -> int:
     return run(config)
 
 
+def _read_data(argument: str, raw: bool) -> str:
+    """DATA as given, or from stdin (``-``) or a file (``@path``), as curl's ``-d`` reads it.
+
+    Raises ``ValueError`` with the message to print. One final newline (the one ``echo`` or an
+    editor adds) is dropped, so ``echo hello | ssehub publish c -`` sends ``hello``.
+    """
+    if raw or (argument != "-" and not argument.startswith("@")):
+        return argument
+    where = "stdin" if argument in ("-", "@-") else argument[1:]
+    try:
+        if where == "stdin":
+            text = sys.stdin.buffer.read().decode()
+        else:
+            with open(where, "rb") as file:
+                text = file.read().decode()
+    except OSError as problem:
+        raise ValueError(f"cannot read DATA from {where!r}: {problem.strerror}") from None
+    except UnicodeDecodeError as problem:
+        raise ValueError(f"DATA from {where!r} is not UTF-8 text: {problem.reason}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def _publish(args: argparse.Namespace) -> int:
+    try:
+        text = _read_data(args.data, args.raw)
+    except ValueError as problem:
+        print(f"ssehub: {problem}", file=sys.stderr)
+        return 2
     if args.json:
         try:
-            data = json.loads(args.data)
+            data = json.loads(text)
         except json.JSONDecodeError as problem:
             print(f"ssehub: DATA is not valid JSON: {problem}", file=sys.stderr)
             return 2
     else:
-        data = args.data
+        data = text
     body: dict[str, object] = {"data": data}
     if args.event is not None:
         body["event"] = args.event

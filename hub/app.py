@@ -1,47 +1,71 @@
-"""``create_app(config)``: wires config, backplane, hub and routes into an aiohttp application."""
+"""``create_app(config)``: wires config, backplane, hub and routes into an aiohttp application.
+
+This is where the parts meet: the backplane comes from its URL scheme (``open_backplane``), the
+hub gets the clock tickers as its source of ephemeral channels, and each HTTP module adds its
+routes bound to the hub. The demo job runner is a plug-in: imported only when ``demo_jobs`` is on.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hub.backplane import Backplane
-from hub.backplane.memory import MemoryBackplane
+from hub.api.introspect import add_introspection_routes
+from hub.api.openapi import add_openapi_route
+from hub.api.private import add_private_routes, tickets_of
+from hub.api.publish import Publishers, add_publish_routes
+from hub.api.publish_stream import add_publish_stream_routes
+from hub.api.responses import add_fallback, preflight_handler
+from hub.api.subscribe import CHANNEL_PATH, add_subscribe_routes
+from hub.backplane import open_backplane
 from hub.config import Config
-from hub.demo import add_demo_routes
+from hub.grants import Gate
 from hub.hub import Hub
+from hub.logs import redact_access_log
 from hub.metrics import Metrics
-from hub.routes import HUB, METRICS, STARTED, add_fallback, add_routes
+from hub.protocol import handler_args
+from hub.ticker import clock_source
 from hub.web import add_web_routes
 
-__all__ = ["create_app", "make_backplane"]
+__all__ = ["HUB", "METRICS", "create_app"]
 
-
-def make_backplane(config: Config) -> Backplane:
-    if config.backplane == "memory":
-        return MemoryBackplane(
-            history_size=config.history_size,
-            history_ttl=config.history_ttl,
-            max_channels=config.max_channels,
-        )
-    from hub.backplane.redis import RedisBackplane  # only deployments that use Redis import it
-
-    return RedisBackplane(config)
+HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def create_app(config: Config) -> web.Application:
-    # No middlewares: a middleware frame would live as long as each event stream (see routes).
-    app = web.Application(client_max_size=config.max_body_bytes)
+    # No middlewares: a middleware frame would live as long as each event stream.
+    app = web.Application(
+        client_max_size=config.max_body_bytes, handler_args=handler_args(config.idle_timeout)
+    )
+    redact_access_log()  # whoever runs the app: no ticket in an access log line
     metrics = Metrics()
-    hub = Hub(config, make_backplane(config), metrics)
+    hub = Hub(config, open_backplane(config), metrics, clock_source)
     app[HUB] = hub
     app[METRICS] = metrics
-    app[STARTED] = time.monotonic()
-    add_routes(app)
+    gate = Gate(config, tickets_of(hub.backplane))  # subscribe authorization: hub.grants
+    add_subscribe_routes(app, hub, gate)
+    publishers = Publishers(config)  # one rate bucket per publisher for both routes
+    add_publish_routes(app, hub, publishers)
+    add_publish_stream_routes(app, hub, publishers)
+    add_private_routes(app, hub, gate)
+    preflight = preflight_handler(config)
+    for path in (
+        CHANNEL_PATH,
+        "/events",
+        "/event-stream",
+        "/publish",
+        "/publish/stream",
+        "/tickets",
+    ):
+        app.router.add_route("OPTIONS", path, preflight)
+    add_introspection_routes(app, hub, metrics, gate)
+    add_openapi_route(app)
     add_web_routes(app, config)
     if config.demo_jobs:
+        from hub.demo import add_demo_routes  # a plug-in: not even imported unless turned on
+
         add_demo_routes(app, hub)
     add_fallback(app)
 

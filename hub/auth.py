@@ -2,6 +2,10 @@
 
 All publish authorization lives here, so private channels (subscribe tokens) can be added as a
 second function of this module without touching the routes' logic.
+
+A request that carries a proxy's header (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``) came
+through a proxy, and a proxy on the same machine makes every client look like loopback: such a
+request is never a loopback client, whatever its peer address.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import ipaddress
 
 from aiohttp import web
 
+from hub.clients import came_through_proxy
+from hub.config import PublishToken
 from hub.events import InvalidInput
+from hub.grants import Patterns
 
-__all__ = ["check_publisher", "is_loopback"]
+__all__ = ["check_publisher", "check_scope", "is_loopback", "publisher_scope"]
 
 
 def is_loopback(request: web.BaseRequest) -> bool:
-    return _is_loopback_address(request.remote)
+    """A client on this machine. A request a proxy forwarded (``Forwarded``,
+    ``X-Forwarded-For`` or ``X-Real-IP``) is not one, even from 127.0.0.1: a front such as
+    ``scripts/h2-front`` on the same machine would otherwise open publishing to everyone."""
+    return _is_loopback_address(request.remote) and not came_through_proxy(request)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -32,14 +42,16 @@ def _is_loopback_address(remote: str | None) -> bool:
         return False
 
 
-def check_publisher(request: web.BaseRequest, tokens: tuple[str, ...]) -> None:
-    """Raise ``InvalidInput`` (401 or 403) unless the request may publish."""
+def check_publisher(request: web.BaseRequest, tokens: tuple[str, ...]) -> str | None:
+    """Raise ``InvalidInput`` (401 or 403) unless the request may publish; return the token
+    it publishes with (the key of its rate limit), None with no tokens configured."""
     header = request.headers.get("Authorization")
     if not tokens:
         if is_loopback(request):
-            return
+            return None
         raise InvalidInput(
-            "publishing is open to loopback clients only: no publish_tokens are configured",
+            "publishing is open to loopback clients only (not through a proxy): no "
+            "publish_tokens are configured",
             status=403,
         )
     if header is None:
@@ -47,10 +59,46 @@ def check_publisher(request: web.BaseRequest, tokens: tuple[str, ...]) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidInput("the Authorization header must be: Bearer <token>", status=401)
-    token_bytes = token.strip().encode()
+    token = token.strip()
+    if not token.isascii():  # tokens are printable ASCII (config.py); headers may hold anything
+        raise InvalidInput("this token may not publish", status=403)
+    token_bytes = token.encode()
     # compare_digest against every token, so timing says nothing about which one nearly matched
     matched = False
     for allowed in tokens:
         matched |= hmac.compare_digest(token_bytes, allowed.encode())
     if not matched:
         raise InvalidInput("this token may not publish", status=403)
+    return token
+
+
+# -- scoped tokens ---------------------------------------------------------------------------
+
+
+def publisher_scope(
+    request: web.BaseRequest, tokens: tuple[PublishToken, ...]
+) -> tuple[str | None, Patterns | None]:
+    """``check_publisher``, then the patterns the request's token is limited to (None: any
+    channel), with the token. Only for a hub with scoped tokens: the others call
+    ``check_publisher`` alone."""
+    token = check_publisher(request, tokens)
+    if token is None:
+        return None, None
+    found: PublishToken | None = None
+    for allowed in tokens:  # every one compared, as in check_publisher
+        if hmac.compare_digest(token.encode(), allowed.encode()):
+            found = allowed
+    if found is None or found.channels is None:
+        return token, None
+    return token, _scope(found.channels)
+
+
+@functools.lru_cache(maxsize=256)
+def _scope(channels: tuple[str, ...]) -> Patterns:
+    return Patterns(channels)
+
+
+def check_scope(scope: Patterns | None, channel: str, where: str = "") -> None:
+    """403 naming the channel when a scoped token reaches outside its patterns."""
+    if scope is not None and not scope.match(channel):
+        raise InvalidInput(f"{where}this token may not publish to channel {channel!r}", 403)

@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from hub.config_access import (
+    PublishToken,
+    check_cookie_name,
+    check_jwt_secret,
+    check_patterns,
+    check_pem_file,
+    check_tokens,
+)
 from hub.events import InvalidInput
 from hub.ticker import check_interval, check_timezone
 
-__all__ = ["ClockSpec", "Config", "ConfigError", "load"]
+__all__ = ["ClockSpec", "Config", "ConfigError", "PublishToken", "load"]
 
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -93,9 +101,47 @@ def _choice(kind: Any) -> Callable[[Any], str]:
 
 
 def _backplane(value: Any) -> str:
+    from hub.backplane import SCHEMES, scheme_of  # the registry imports this module's users
+
     text = _text(value)
-    if text != "memory" and not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError('expected "memory" or a Redis URL (redis://, rediss:// or unix://)')
+    if scheme_of(text) is None:
+        urls = ", ".join(f"{scheme}://" for scheme in SCHEMES if scheme != "memory")
+        raise ValueError(f'expected "memory" or a URL of a backplane ({urls})')
+    return text
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDRs (``10.0.0.0/8``, ``::1``); kept as text, parsed by hub.clients."""
+    import ipaddress
+
+    items = _texts(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(item.strip() for item in items)
+
+
+def _nats_name(value: Any) -> str:
+    text = _text(value)
+    if not text or any(c in text for c in " .*>/\\\t") or not text.isprintable():
+        raise ValueError("expected a JetStream stream name: no spaces, '.', '*', '>', '/' or '\\'")
+    return text
+
+
+def _nats_subject(value: Any) -> str:
+    text = _text(value)
+    tokens = text.split(".")
+    if not all(tokens) or any(c in text for c in " *>\t") or not text.isprintable():
+        raise ValueError("expected NATS subject tokens separated by '.', without '*' or '>'")
+    return text
+
+
+def _file(value: Any) -> str:
+    text = _text(value)
+    if text and not Path(text).is_file():
+        raise ValueError("no such file")
     return text
 
 
@@ -154,7 +200,11 @@ class Config:
     max_subscribers: int = _setting(15000, _int(1))
     max_channels: int = _setting(10000, _int(1))
     max_stream_channels: int = _setting(100, _int(1))
-    publish_tokens: tuple[str, ...] = _setting((), _tokens)
+    publish_tokens: tuple[PublishToken, ...] = _setting((), check_tokens)
+    private_channels: tuple[str, ...] = _setting((), check_patterns)
+    subscribe_jwt_secret: str = _setting("", check_jwt_secret)
+    subscribe_jwt_public_key: str = _setting("", check_pem_file)
+    subscribe_cookie: str = _setting("ssehub_grant", check_cookie_name)
     cors_origins: tuple[str, ...] = _setting(("*",), _texts)
     publish_cors_origins: tuple[str, ...] = _setting((), _texts)
     shutdown_timeout: float = _setting(5.0, _number(0))
@@ -162,26 +212,42 @@ class Config:
     clocks_on_demand: bool = _setting(True, _flag)
     backplane: str = _setting("memory", _backplane)
     redis_prefix: str = _setting("ssehub:", _text)
+    nats_stream: str = _setting("ssehub", _nats_name)
+    nats_subject_prefix: str = _setting("ssehub.ch", _nats_subject)
+    nats_creds: str = _setting("", _file)
     web_root: str = _setting("", _directory)
     demo_jobs: bool = _setting(False, _flag)
     max_demo_jobs: int = _setting(10, _int(1))
     demo_job_seconds: float = _setting(8.0, _number(0.1, 3600))
     log_format: str = _setting("text", _choice(LogFormat))
     log_level: str = _setting("info", _choice(LogLevel))
+    # -- limits that hold under abuse (hub.limits, hub.clients, hub.protocol); 0 turns one off
+    publish_rate: float = _setting(1000.0, _number(0))
+    publish_burst: int = _setting(2000, _int(1))
+    subscribe_rate: float = _setting(20.0, _number(0))
+    subscribe_burst: int = _setting(100, _int(1))
+    max_client_streams: int = _setting(1000, _int(0))
+    max_client_channels: int = _setting(1000, _int(0))
+    trusted_proxies: tuple[str, ...] = _setting((), _networks)
+    max_history_bytes: int = _setting(134217728, _int(0))
+    idle_timeout: float = _setting(30.0, _number(0.1))
+    body_timeout: float = _setting(30.0, _number(0.1))
+    tcp_user_timeout: float = _setting(0.0, _number(0))
 
     @classmethod
     def keys(cls) -> dict[str, dataclasses.Field[Any]]:
         return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def _check(key: str, value: Any, source: str) -> Any:
+def _check(key: str, value: Any, source: str, shown: str | None = None) -> Any:
+    """``shown``: the value as the user wrote it (environment text), for the error message."""
     spec = Config.keys().get(key)
     if spec is None:
         raise ConfigError(f"{source}: unknown setting {key!r}")
     try:
         return spec.metadata["check"](value)
     except ValueError as error:
-        raise ConfigError(f"{source}: {key} = {value!r}: {error}") from None
+        raise ConfigError(f"{source}: {key} = {shown or repr(value)}: {error}") from None
 
 
 def _from_env_text(key: str, text: str) -> Any:
@@ -201,16 +267,28 @@ def _from_env_text(key: str, text: str) -> Any:
             return text
         return number
     if key == "clocks":
-        clocks: list[Any] = []
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            timezone, _, interval = item.rpartition(":")
-            clocks.append(
-                {"timezone": timezone, "interval": int(interval)} if interval.isdigit() else item
-            )
-        return clocks
+        return _clocks_from_env(text)
     if isinstance(default, tuple):
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
+
+
+#: How ``HUB_CLOCKS`` is written (the TOML form of ``clocks`` would be a list of tables).
+CLOCKS_ENV_FORM = "timezone:seconds[,timezone:seconds...], e.g. Asia/Kolkata:5,Europe/London:1"
+
+
+def _clocks_from_env(text: str) -> list[dict[str, Any]]:
+    """``HUB_CLOCKS=Asia/Kolkata:5,Europe/London:1``; the zones and intervals are checked later."""
+    clocks: list[dict[str, Any]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        timezone, _, interval = item.rpartition(":")
+        if not timezone or not interval.strip().isdigit():
+            raise ConfigError(
+                f"environment HUB_CLOCKS: {item!r} is not timezone:seconds; "
+                f"expected {CLOCKS_ENV_FORM}"
+            )
+        clocks.append({"timezone": timezone.strip(), "interval": int(interval)})
+    return clocks
 
 
 def load(
@@ -241,7 +319,7 @@ def load(
         key = name[len(ENV_PREFIX) :].lower()
         if key not in Config.keys():  # noqa: SIM118 (a classmethod)
             raise ConfigError(f"environment: unknown setting {name}")
-        values[key] = _check(key, _from_env_text(key, text), f"environment {name}")
+        values[key] = _check(key, _from_env_text(key, text), f"environment {name}", repr(text))
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _check(key, value, f"command line --{key.replace('_', '-')}")

@@ -32,10 +32,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hub.backplane import BackplaneUnavailable
+from hub.api.responses import error, json_errors
+from hub.backplane import BackplaneUnavailable, ChannelDeleted
+from hub.demo_answer import add_answer_routes
 from hub.events import InvalidInput, check_channel, encode_draft
 from hub.hub import Hub
-from hub.routes import error, json_errors
 
 __all__ = ["DEMO_JOBS", "DemoBusy", "DemoJobs", "add_demo_routes", "job_channel"]
 
@@ -161,6 +162,9 @@ class DemoJobs:
                     "seconds": round(time.monotonic() - started, 2),
                 },
             )
+        except ChannelDeleted:
+            # Someone closed the job's channel (DELETE /channels/job/<id>): nobody can watch it.
+            log.info("demo job %s stopped: its channel was deleted", job_id)
         except asyncio.CancelledError:
             # Tell the watchers why the job stopped, so the page does not wait forever.
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -251,7 +255,6 @@ async def _check_empty_body(request: web.Request) -> None:
         raise InvalidInput(f"a demo job takes no options: unknown field {sorted(options)[0]!r}")
 
 
-@json_errors
 async def start_job(request: web.Request) -> web.Response:
     jobs = request.app[DEMO_JOBS]
     await _check_empty_body(request)
@@ -276,7 +279,7 @@ async def start_job(request: web.Request) -> web.Response:
 
 
 def add_demo_routes(app: web.Application, hub: Hub) -> None:
-    """Add ``POST /demo/jobs``; jobs end when the hub shuts down.
+    """Add ``POST /demo/jobs`` (and ``POST /demo/answers``); jobs end when the hub shuts down.
 
     They are cancelled in ``on_shutdown``, which runs before the hub ends its streams and long
     before the backplane closes (``cleanup_ctx``): so a cancelled job can still publish its
@@ -290,4 +293,5 @@ def add_demo_routes(app: web.Application, hub: Hub) -> None:
 
     app.on_shutdown.append(stop_jobs)
     app.on_cleanup.append(stop_jobs)  # a no-op unless the app was cleaned up without shutdown
-    app.router.add_post("/demo/jobs", start_job)
+    app.router.add_post("/demo/jobs", json_errors(hub.config, start_job))
+    add_answer_routes(app, hub)  # the streamed answer (hub.demo_answer) rides along

@@ -18,13 +18,13 @@ import orjson
 from hub import sse
 
 __all__ = [
+    "MAX_DATA_DEPTH",
     "MAX_LAST_EVENT_ID",
     "Draft",
     "Event",
     "InvalidInput",
     "check_channel",
     "check_event_name",
-    "data_text",
     "encode_draft",
     "event_id",
     "parse_position",
@@ -36,6 +36,8 @@ _POSITION_RE = re.compile(r"[0-9]{1,19}")
 
 #: Longest ``Last-Event-ID`` looked at; longer values are treated as unknown, not parsed.
 MAX_LAST_EVENT_ID = 512
+#: Deepest nesting of ``data`` the encoder (orjson) writes; the JSON parser reads deeper.
+MAX_DATA_DEPTH = 254
 
 
 class InvalidInput(ValueError):
@@ -101,17 +103,6 @@ def check_event_name(name: Any) -> str:
     return name
 
 
-def data_text(data: Any) -> str:
-    """The text of an event's ``data``: a JSON string as itself, anything else as compact JSON.
-
-    A string goes out as its own text (one ``data:`` line per line) so that ``event.data`` in the
-    browser equals what was published; other values go out as JSON for ``JSON.parse``.
-    """
-    if isinstance(data, str):
-        return data
-    return orjson.dumps(data).decode()
-
-
 def encode_draft(channel: str, event: str, data: Any, max_event_bytes: int) -> Draft:
     """Check one event's fields and encode it once; the bytes are reused for every subscriber."""
     if isinstance(data, str):
@@ -119,7 +110,13 @@ def encode_draft(channel: str, event: str, data: Any, max_event_bytes: int) -> D
         body = b""
     else:
         # orjson escapes line breaks, so JSON is one data line: no text round trip needed
-        encoded = orjson.dumps(data)
+        try:
+            encoded = orjson.dumps(data)
+        except orjson.JSONEncodeError:  # the only thing parsed JSON can fail on: its depth
+            raise InvalidInput(
+                f"event data is nested too deeply: at most {MAX_DATA_DEPTH} levels of arrays "
+                "and objects"
+            ) from None
         size = len(encoded)
         body = sse.encode_line(event, encoded)
     if size > max_event_bytes:

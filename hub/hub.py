@@ -1,99 +1,71 @@
-"""The hub: channels, subscribers, and the fan-out of ready-made frames to their sockets.
+"""The hub core: channels, subscriptions, and the fan-out of ready-made frames.
 
-The hot path is ``deliver`` → ``_flush``. An event's frame is encoded once (by the backplane) and
-the same bytes object is appended to the pending list of every subscriber of its channel; one
-callback per event-loop iteration then writes each subscriber's pending frames to its transport in
-a single ``write``. So a burst of N events costs each subscriber one write, not N, and there is no
-task, queue or timer per subscriber: an idle subscriber is a small object in a dict.
+It knows channels and subscriptions, not HTTP: the socket side is ``hub.outlet``, the
+history/live merge is ``hub.subscription``, storage and ids are the backplane's. The hot path is
+``deliver``: an event's frame was encoded once (by the backplane), and the same bytes object is
+appended to the pending list of every live subscription of its channel; the outlet's ``Writer``
+then writes each one's pending frames in one write per event-loop pass.
 
-A subscriber goes through two states:
-
-1. *syncing*: registered on its channels before the history is read, so every live event that
-   arrives meanwhile is held, not lost;
-2. *live*: after its first write (retry hint, replayed history, then the held events newer than
-   the history), it receives live frames. ``floor`` is the newest position it was sent, and live
-   events at or below it are skipped, so an event both in the history and live is sent once.
-
-This is the history/live merge without gap or duplicate, even while publishes race the replay.
+Channels are opened with their first subscription and closed after their last (``hub.channel``
+says what a channel is: a feed, or ephemeral with a source such as a clock's ticker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Sequence
-from typing import Any
-
-import orjson
+from collections.abc import Iterable, Sequence
 
 from hub import sse
-from hub.backplane import CONNECTIONS, Backplane, Reset
+from hub.backplane import Backplane, Deletion, Presence, Published
+from hub.census import Census
+from hub.channel import Channel, SourceFactory
 from hub.config import Config
-from hub.events import Draft, Event, parse_position
+from hub.events import Draft, Event
+from hub.limits import ClientCounts
 from hub.metrics import Metrics
-from hub.ticker import Clock, clock_channel, is_clock
+from hub.outlet import Writer
+from hub.subscription import State, Subscription
+from hub.tasks import Tasks
 
-__all__ = ["AtCapacity", "Hub", "Subscriber"]
-
-RESET_EVENT = "reset"
+__all__ = ["AtCapacity", "Hub"]
 
 
 class AtCapacity(Exception):
     """The hub holds ``max_subscribers`` streams or ``max_channels`` channels, or is stopping."""
 
 
-class Subscriber:
-    """One open event stream (one connection), on one or more channels."""
-
-    __slots__ = ("channels", "chunked", "dirty", "done", "floor", "held", "pending", "transport")
-
-    def __init__(self, channels: tuple[str, ...], done: asyncio.Future[None]) -> None:
-        self.channels = channels
-        self.pending: list[bytes] = []  # frames not yet written
-        self.dirty = False  # queued for the next flush
-        self.floor = 0  # newest position sent; live events at or below it are skipped
-        self.held: list[Event] | None = []  # live events that arrived while syncing
-        self.transport: asyncio.Transport | None = None  # set once the stream's head is written
-        self.chunked = True  # HTTP/1.1 chunked framing (HTTP/1.0 streams are written raw)
-        self.done = done  # resolved when the hub ends the stream
-
-
-class Channel:
-    __slots__ = ("clock", "live", "name", "syncing")
-
-    def __init__(self, name: str, clock: Clock | None) -> None:
-        self.name = name
-        self.live: dict[Subscriber, None] = {}
-        self.syncing: dict[Subscriber, None] = {}
-        self.clock = clock
-
-    def __len__(self) -> int:
-        """Its subscribers, live and syncing."""
-        return len(self.live) + len(self.syncing)
-
-
 class Hub:
-    def __init__(self, config: Config, backplane: Backplane, metrics: Metrics) -> None:
+    def __init__(
+        self, config: Config, backplane: Backplane, metrics: Metrics, sources: SourceFactory
+    ) -> None:
         self.config = config
         self.backplane = backplane
         self.metrics = metrics
+        self.retry_frame = sse.retry(config.retry)
+        self._sources = sources
         self._channels: dict[str, Channel] = {}
-        self._subscribers: dict[Subscriber, None] = {}
-        self._dirty: list[Subscriber] = []
-        self._flush_scheduled = False
-        self._published_at: list[float] = []  # store times of events written by the next flush
-        self._retry = sse.retry(config.retry)
-        self._max_pending = config.max_pending_bytes
-        self._declared_clocks = [clock_channel(c.timezone, c.interval) for c in config.clocks]
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: per client address: open streams (counted by the stream handler), channels made
+        self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
+        self._subscriptions: dict[Subscription, None] = {}
+        self._writer = Writer(metrics, config.max_pending_bytes, self.drop)
+        self._max_held = config.max_pending_bytes
+        self._presence = backplane if isinstance(backplane, Presence) else None
+        #: what the hub can say about itself (counts, health)
+        self.census = Census(self._channels, self._subscriptions, backplane)
+        self.deletion = backplane if isinstance(backplane, Deletion) else None
+        self._tasks = Tasks()
         self._closing = False
+        # the newest position received live (any channel): where a partial replay is cut
+        self.delivered = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._presence is not None:
+            self._presence.share_counts(self.census.local_counts)
         await self.backplane.start(self)
-        self._spawn(self._beat(), "heartbeat")
+        beat = self._writer.beat_forever(self.config.heartbeat, lambda: self._subscriptions)
+        self._tasks.spawn(beat, "heartbeat")
 
     async def end_streams(self) -> None:
         """First step of a shutdown: refuse new streams, write what is pending, end every stream.
@@ -102,310 +74,226 @@ class Hub:
         replica) and resume with ``Last-Event-ID``.
         """
         self._closing = True
-        self._flush()
-        for subscriber in list(self._subscribers):
-            self.close(subscriber)
+        self._writer.flush()
+        for subscription in list(self._subscriptions):
+            self.close(subscription)
 
     async def stop(self) -> None:
         await self.end_streams()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.cancel_all()
         await self.backplane.close()
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- subscribing -------------------------------------------------------------------------
 
-    def open(self, names: Sequence[str]) -> Subscriber:
-        """Register a new stream on ``names`` (validated, distinct) in the syncing state."""
+    def subscribe(
+        self,
+        names: Sequence[str],
+        last_event_id: str | None,
+        from_start: bool,
+        client: str = "",
+        replay: Sequence[str] = (),
+    ) -> Subscription:
+        """Register a stream on ``names`` (validated, distinct); raises ``AtCapacity``.
+
+        Use it as ``async with hub.subscribe(...) as subscription``: entering follows the
+        channels and reads the first history page (raising ``BackplaneUnavailable`` before
+        anything was sent), so that whatever is published once a client sees the response
+        headers reaches it; leaving closes it, whatever happened. In between,
+        ``await subscription.open(outlet)`` writes the head and goes live, and
+        ``await subscription.done`` waits for the end of the stream. ``client``: the client
+        address, charged for the channels this stream brings into being.
+
+        ``from_start`` replays every channel's history first, ``replay`` only those channels'
+        (the others start live); a ``last_event_id`` resumes every channel after it instead.
+        """
         if self._closing:
             raise AtCapacity("the hub is shutting down")
-        if len(self._subscribers) >= self.config.max_subscribers:
+        if len(self._subscriptions) >= self.config.max_subscribers:
             raise AtCapacity("max_subscribers reached")
         new = sum(name not in self._channels for name in names)
         if new and len(self._channels) + new > self.config.max_channels:
             raise AtCapacity("max_channels reached")
-        subscriber = Subscriber(tuple(names), asyncio.get_running_loop().create_future())
-        for name in names:
-            channel = self._channels.get(name)
-            if channel is None:
-                channel = self._open_channel(name)
-            channel.syncing[subscriber] = None
-        self._subscribers[subscriber] = None
-        return subscriber
+        if new and not self.clients.may_create(client, new):
+            raise AtCapacity("max_client_channels reached")
+        channels = [self._channels.get(name) or self._open_channel(name, client) for name in names]
+        names = tuple(names)
+        done = asyncio.get_running_loop().create_future()
+        asked = (last_event_id, names if from_start else tuple(replay))
+        subscription = Subscription(self, names, done, asked)
+        for channel in channels:
+            channel.syncing[subscription] = None
+        self._subscriptions[subscription] = None
+        return subscription
 
-    async def replay(
-        self, subscriber: Subscriber, last_event_id: str | None, from_start: bool
-    ) -> bytes:
-        """The first bytes of a stream: retry hint, reset if any, history, held live events.
-
-        Also moves the subscriber to the live state; raises ``BackplaneUnavailable`` when the
-        history cannot be read (the caller then ends the stream, and the client retries).
-        """
-        parts = [self._retry]
-        feeds = [name for name in subscriber.channels if not is_clock(name)]
-        last = 0
-        if feeds:
-            # A subscriber without history starts at the frontier: events at or below it may
-            # predate the channels being followed, so none of them are sent.
-            last = await self.backplane.follow(feeds)
-            if last_event_id is not None or from_start:
-                last = 0
-                after = None if last_event_id is None else parse_position(last_event_id)
-                history = await self.backplane.history(feeds, after)
-                reset = history.reset
-                if last_event_id is not None and after is None:
-                    oldest = history.events[0].id if history.events else None
-                    reset = Reset("unknown-id", oldest)
-                if reset is not None:
-                    parts.append(_reset_frame(reset))
-                elif after is not None:
-                    last = after
-                for event in history.events:
-                    parts.append(event.frame)
-                    last = event.position
-                self.metrics.events_delivered += len(history.events)
-        if subscriber.held is None:  # closed while the history was read
-            return b"".join(parts)
-        now = time.time()
-        for name in subscriber.channels:
-            clock = self._channels[name].clock
-            if clock is not None:  # the current time at once, not only at the next tick
-                parts.append(clock.frame(now))
-                self.metrics.events_delivered += 1
-        held, subscriber.held = subscriber.held, None
-        for event in held:
-            if event.position > last:
-                parts.append(event.frame)
-                last = event.position
-                self.metrics.events_delivered += 1
-        subscriber.floor = last
-        for name in subscriber.channels:
+    def went_live(self, subscription: Subscription) -> None:
+        """Called by the subscription once its head is written: live frames from now on."""
+        for name in subscription.channels:
             channel = self._channels[name]
-            del channel.syncing[subscriber]
-            channel.live[subscriber] = None
-        return b"".join(parts)
+            del channel.syncing[subscription]
+            channel.live[subscription] = None
 
-    def attach(self, subscriber: Subscriber, transport: asyncio.Transport, chunked: bool) -> None:
-        """From now on, write this stream's frames straight to its transport."""
-        if subscriber not in self._subscribers:
-            return
-        subscriber.transport = transport
-        subscriber.chunked = chunked
-        if subscriber.pending:
-            self._mark(subscriber)
+    def feeds(self, names: Iterable[str]) -> tuple[str, ...]:
+        """The channels among ``names`` whose events come from the backplane (not ephemeral)."""
+        found = (self._channels.get(name) for name in names)
+        return tuple(channel.name for channel in found if channel and channel.source is None)
 
-    def close(self, subscriber: Subscriber) -> None:
+    def ephemeral_frames(self, names: Iterable[str], now: float) -> list[bytes]:
+        """What a new subscriber of ephemeral channels gets at once (a clock: the time now)."""
+        frames = []
+        for name in names:
+            source = self._channels[name].source
+            if source is not None:
+                frames.append(source.frame(now))
+        self.metrics.events_delivered += len(frames)
+        return frames
+
+    def close(self, subscription: Subscription) -> None:
         """Forget a stream (idempotent); ends its response if the handler is still waiting."""
-        if self._subscribers.pop(subscriber, False) is False:
+        if self._subscriptions.pop(subscription, False) is False:
             return
-        for name in subscriber.channels:
+        subscription.state = State.CLOSED
+        for name in subscription.channels:
             channel = self._channels.get(name)
             if channel is None:
                 continue
-            channel.live.pop(subscriber, None)
-            channel.syncing.pop(subscriber, None)
+            channel.live.pop(subscription, None)
+            channel.syncing.pop(subscription, None)
             if not channel:
                 self._close_channel(channel)
-        subscriber.transport = None
-        subscriber.held = None
-        subscriber.pending.clear()
-        if not subscriber.done.done():
-            subscriber.done.set_result(None)
+        subscription.outlet = None
+        subscription.held = ()
+        subscription.pending = ()
+        if not subscription.done.done():
+            subscription.done.set_result(None)
 
-    def _open_channel(self, name: str) -> Channel:
-        clock = Clock(name, self._emit) if is_clock(name) else None
-        channel = self._channels[name] = Channel(name, clock)
-        if clock is not None:
-            clock.start()
+    def drop(self, subscription: Subscription) -> None:
+        """Cut off a slow reader; it resumes with Last-Event-ID when it reads again."""
+        if subscription.state is State.CLOSED:
+            return
+        self.metrics.subscribers_dropped += 1
+        if subscription.outlet is not None:
+            subscription.outlet.abort()
+        self.close(subscription)
+
+    def _open_channel(self, name: str, client: str) -> Channel:
+        source = self._sources(name, self._emit)
+        channel = self._channels[name] = Channel(name, source, client)
+        self.clients.created(client)
+        if source is not None:
+            source.start()
         return channel
 
     def _close_channel(self, channel: Channel) -> None:
         del self._channels[channel.name]
-        if channel.clock is not None:
-            task = channel.clock.stop()
-            if task is not None:  # awaited on shutdown like every other task
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        else:
+        self.clients.released(channel.owner)
+        if channel.source is None:
             self.backplane.unfollow(channel.name)
+            return
+        task = channel.source.stop()
+        if task is not None:  # awaited on shutdown like every other task
+            self._tasks.keep(task)
 
     # -- publishing and fan-out --------------------------------------------------------------
 
-    async def publish(
-        self, drafts: Sequence[Draft], idempotency_key: str | None
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Store and fan out; returns the receipts and whether the key had published them already.
-
-        Raises ``BackplaneUnavailable`` or ``BackplaneFull``; then nothing was acknowledged.
-        """
+    async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
+        """Store and fan out. Raises ``BackplaneUnavailable`` or ``BackplaneFull``; then
+        nothing was acknowledged."""
         published = await self.backplane.publish(drafts, idempotency_key)
         if not published.replayed:
             self.metrics.events_published += len(drafts)
-        receipts = [
-            {"id": ident, "channel": d.channel, "subscribers": self.subscriber_count(d.channel)}
-            for ident, d in zip(published.ids, drafts, strict=True)
-        ]
-        return receipts, published.replayed
+        return published
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Live events from the backplane: queue each frame for every subscriber of its channel."""
         channels = self._channels
-        dirty = self._dirty
-        published_at = self._published_at
+        writer = self._writer
+        dirty = writer.dirty
+        published_at = writer.published_at
         for event in events:
             channel = channels.get(event.channel)
             if channel is None:
                 continue
             frame = event.frame
             position = event.position
-            for subscriber in channel.live:
-                if position > subscriber.floor:
-                    subscriber.pending.append(frame)
-                    if not subscriber.dirty:
-                        subscriber.dirty = True
-                        dirty.append(subscriber)
-            for subscriber in channel.syncing:
-                subscriber.held.append(event)  # type: ignore[union-attr]
+            for subscription in channel.live:
+                if position > subscription.floor:
+                    pending = subscription.pending  # a list once queued for a flush
+                    if pending:
+                        pending.append(frame)  # a non-empty pending is a list
+                    else:
+                        subscription.pending = [frame]
+                        dirty.append(subscription)
+            if channel.syncing:
+                self._hold(channel, event)
             if channel.live:
                 published_at.append(event.published_at)
-        if dirty and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if events:
+            self.delivered = events[-1].position
+        if dirty:
+            writer.schedule()
+
+    def _hold(self, channel: Channel, event: Event) -> None:
+        """Keep a live event for the subscriptions still reading their history, within bounds."""
+        for subscription in list(channel.syncing):
+            held = subscription.held
+            if isinstance(held, list):
+                held.append(event)
+            else:
+                subscription.held = [event]
+            subscription.held_bytes += len(event.frame)
+            if subscription.held_bytes > self._max_held:
+                self.drop(subscription)
 
     def _emit(self, name: str, frame: bytes) -> None:
         """Fan out an ephemeral frame (a clock tick): no position, no history."""
         channel = self._channels.get(name)
         if channel is None:
             return
-        for subscriber in channel.live:
-            subscriber.pending.append(frame)
-            self._mark(subscriber)
-
-    def _mark(self, subscriber: Subscriber) -> None:
-        if not subscriber.dirty:
-            subscriber.dirty = True
-            self._dirty.append(subscriber)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write every subscriber's pending frames in one write each."""
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        started = time.perf_counter()
-        limit = self._max_pending
-        delivered = 0
-        last_data = b""
-        last_chunk = b""
-        for subscriber in dirty:
-            subscriber.dirty = False
-            transport = subscriber.transport
-            if transport is None:  # not attached yet: keeps its frames; or closed: has none
-                continue
-            pending = subscriber.pending
-            if transport.is_closing():
-                pending.clear()
-                continue
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            delivered += len(pending)
-            pending.clear()
-            if subscriber.chunked:
-                # Subscribers of one channel usually share the very same frame: frame it once.
-                if data is not last_data:
-                    last_data = data
-                    last_chunk = sse.http_chunk(data)
-                transport.write(last_chunk)
-            else:
-                transport.write(data)
-            if transport.get_write_buffer_size() > limit:
-                self._drop(subscriber)
-        self.metrics.events_delivered += delivered
-        finished = time.time()
-        observe = self.metrics.publish_latency.observe
-        for stored in self._published_at:
-            observe(finished - stored)
-        self._published_at.clear()
-        self.metrics.fanout_duration.observe(time.perf_counter() - started)
-
-    def _drop(self, subscriber: Subscriber) -> None:
-        """Close a subscriber that stopped reading; it resumes with Last-Event-ID later."""
-        self.metrics.subscribers_dropped += 1
-        if subscriber.transport is not None:
-            subscriber.transport.abort()  # a graceful close would wait on the full buffer
-        self.close(subscriber)
-
-    async def _beat(self) -> None:
-        chunked = sse.http_chunk(sse.HEARTBEAT)
-        while True:
-            await asyncio.sleep(self.config.heartbeat)
-            for subscriber in list(self._subscribers):
-                transport = subscriber.transport
-                if transport is None or transport.is_closing():
-                    continue
-                transport.write(chunked if subscriber.chunked else sse.HEARTBEAT)
-                if transport.get_write_buffer_size() > self._max_pending:
-                    self._drop(subscriber)
+        for subscription in channel.live:
+            self._writer.queue(subscription, frame)
 
     def lost(self, channel: str) -> None:
         """End the streams of a channel whose live order was broken; clients resume and get a
         ``reset`` if the history no longer reaches back far enough."""
         found = self._channels.get(channel)
         if found is not None:
-            for subscriber in [*found.live, *found.syncing]:
-                self.close(subscriber)
+            for subscription in [*found.live, *found.syncing]:
+                self.close(subscription)
 
-    # -- introspection -----------------------------------------------------------------------
-
-    def local_counts(self) -> dict[str, int]:
-        counts = {name: len(channel) for name, channel in self._channels.items()}
-        counts[CONNECTIONS] = len(self._subscribers)
-        return counts
-
-    def subscriber_count(self, name: str) -> int:
-        """Subscribers of a channel on every hub process (others' counts are a few seconds old)."""
+    def deleted(self, name: str) -> None:
+        """The channel was deleted (here or on another process): ``event: close`` on every
+        stream of it, after whatever was queued before. A stream of that channel alone ends; one
+        of several carries on with the others; one still replaying ends (told at reconnect)."""
         channel = self._channels.get(name)
-        local = 0 if channel is None else len(channel)
-        return local + self.backplane.remote_counts().get(name, 0)
+        if channel is None:
+            return
+        frame = sse.close_frame(name)
+        live = list(channel.live)
+        for subscription in live:
+            self._writer.queue(subscription, frame)
+        self.metrics.events_delivered += len(live)
+        self._writer.flush()  # written now, before the streams that end are closed
+        for subscription in [*channel.syncing]:
+            self.close(subscription)
+        for subscription in live:
+            self.detach(subscription, name)
 
-    @property
-    def cluster_subscribers(self) -> int:
-        return len(self._subscribers) + self.backplane.remote_counts().get(CONNECTIONS, 0)
+    def detach(self, subscription: Subscription, name: str) -> None:
+        """Take one channel off a stream; a stream left with none ends."""
+        if name not in subscription.channels:
+            return
+        if len(subscription.channels) == 1:
+            self.close(subscription)
+            return
+        subscription.channels = tuple(c for c in subscription.channels if c != name)
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.live.pop(subscription, None)
+            channel.syncing.pop(subscription, None)
+            if not channel:
+                self._close_channel(channel)
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
-
-    @property
-    def channel_count(self) -> int:
-        return len(self._channels)
-
-    @property
-    def tickers(self) -> int:
-        return sum(1 for c in self._channels.values() if c.clock is not None and c.clock.running)
-
-    async def channel_list(self) -> list[dict[str, Any]]:
-        last_ids = await self.backplane.channels()
-        remote = {n for n in self.backplane.remote_counts() if n != CONNECTIONS}
-        names = set(last_ids) | set(self._channels) | set(self._declared_clocks) | remote
-        return [
-            {
-                "name": name,
-                "subscribers": self.subscriber_count(name),
-                "clock": is_clock(name),
-                "last_id": last_ids.get(name),
-            }
-            for name in sorted(names)
-        ]
-
-
-def _reset_frame(reset: Reset) -> bytes:
-    data = orjson.dumps({"reason": reset.reason, "oldest_id": reset.oldest_id}).decode()
-    return sse.encode(RESET_EVENT, data)
+        """Open streams on this process."""
+        return len(self._subscriptions)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 import orjson
 
-__all__ = ["setup"]
+__all__ = ["redact_access_log", "setup"]
 
 # Attributes every LogRecord has; anything else was passed with extra= and goes into JSON lines.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -40,3 +41,35 @@ def setup(log_format: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").disabled = True  # one line per request is not wanted
+
+
+#: A ticket in a query string: logged as ``ticket=***``.
+_TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"']*")
+
+
+class _RedactTickets(logging.Filter):
+    """Rewrites access-log records so a one-time ticket never reaches a log line.
+
+    The hub runs with the access log off; this guards any runner that turns it on (aiohttp's
+    test server, a deployment's own ``access_log``). Grants and tokens travel in headers and
+    cookies, which the access log formats do not show unless configured to.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "ticket=" in str(record.msg) or any("ticket=" in str(a) for a in record.args or ()):
+            record.msg = _TICKET.sub("***", record.getMessage())
+            record.args = None
+        for name, value in list(record.__dict__.items()):
+            if isinstance(value, str) and "ticket=" in value and name != "msg":
+                setattr(record, name, _TICKET.sub("***", value))
+        return True
+
+
+_REDACT = _RedactTickets()
+
+
+def redact_access_log() -> None:
+    """Install the ticket filter on aiohttp's access logger (idempotent)."""
+    access = logging.getLogger("aiohttp.access")
+    if _REDACT not in access.filters:
+        access.addFilter(_REDACT)

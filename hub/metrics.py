@@ -8,9 +8,14 @@ format is a few lines of text.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["Histogram", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Histogram", "Metrics"]
+
+#: The Content-Type of ``Metrics.render()``'s output: Prometheus text exposition format 0.0.4.
+#: Scrapers pick their parser by it (without ``version=`` some fall back or guess), so the
+#: ``/metrics`` route sends exactly this value.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Seconds; from sub-millisecond fan-outs up to the 100 ms latency budget and beyond.
 LATENCY_BUCKETS = (
@@ -31,10 +36,6 @@ class Histogram:
     def observe(self, value: float) -> None:
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self._counts)
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -66,11 +67,7 @@ class Metrics:
             "Duration of one fan-out pass (writing all pending frames to all subscribers).",
         )
 
-    def render(
-        self,
-        gauges: Iterable[tuple[str, str, float]],
-        extra: Callable[[], Iterable[str]] | None = None,
-    ) -> str:
+    def render(self, gauges: Iterable[tuple[str, str, float]]) -> str:
         lines: list[str] = []
         for name, help, value in gauges:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {value:g}"]
@@ -90,6 +87,4 @@ class Metrics:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} counter", f"{name} {value}"]
         lines += self.publish_latency.render()
         lines += self.fanout_duration.render()
-        if extra is not None:
-            lines += extra()
         return "\n".join(lines) + "\n"

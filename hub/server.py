@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.app import create_app
+from hub.app import HUB, create_app
+from hub.clients import ClientAddresses
 from hub.config import Config
-from hub.routes import HUB
+from hub.protocol import HubRunner
 
 __all__ = ["run", "serve"]
 
@@ -39,9 +42,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     started = time.monotonic()
     app = create_app(config)
     # handler_cancellation: a client that disconnects cancels its handler at once, so it stops
-    # counting as a subscriber and never holds up a shutdown.
-    runner = web.AppRunner(
+    # counting as a subscriber and never holds up a shutdown. HubRunner: aiohttp's own errors
+    # (unparsable requests) answered in JSON and logged in one short line (hub.protocol).
+    runner = HubRunner(
         app,
+        ClientAddresses(config.trusted_proxies),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.shutdown_timeout,
@@ -52,8 +57,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await site.start()
     except OSError as problem:
         await runner.cleanup()
-        where = f"{config.host}:{config.port}"
-        raise SystemExit(f"ssehub: cannot listen on {where}: {problem.strerror}") from None
+        where = _authority(config.host, config.port)
+        hint = ""
+        if problem.errno == errno.EADDRINUSE:
+            hint = (
+                " (another process, maybe another hub, listens there: choose another port with"
+                " --port or HUB_PORT, or stop that process)"
+            )
+        reason = os.strerror(problem.errno) if problem.errno else str(problem)
+        raise SystemExit(f"ssehub: cannot listen on {where}: {reason}{hint}") from None
     host, port = runner.addresses[0][:2]
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -65,9 +77,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         else "loopback clients only (no publish_tokens configured)"
     )
     log.info(
-        "ssehub listening on http://%s:%d (backplane: %s; publish: %s; loop: %s; ready in %.2fs)",
-        host, port, _redact(config.backplane), publish, type(loop).__module__.split(".")[0],
-        time.monotonic() - started,
+        "ssehub listening on http://%s (backplane: %s; publish: %s; loop: %s; ready in %.2fs)",
+        _authority(host, port), _redact(config.backplane), publish,
+        type(loop).__module__.split(".")[0], time.monotonic() - started,
         extra={"event": "start", "host": host, "port": port},
     )  # fmt: skip
     try:
@@ -83,6 +95,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             subscribers, time.monotonic() - stopping,
             extra={"event": "stop"},
         )  # fmt: skip
+
+
+def _authority(host: str, port: int) -> str:
+    """``host:port`` as in a URL: an IPv6 address goes in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _redact(url: str) -> str:

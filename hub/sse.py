@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "CLOSE_EVENT",
     "HEARTBEAT",
+    "close_frame",
     "comment",
     "encode",
     "encode_line",
@@ -78,6 +80,16 @@ def retry(milliseconds: int) -> bytes:
 def http_chunk(data: bytes) -> bytes:
     """Frame bytes as one HTTP/1.1 chunk, for streams written straight to the transport."""
     return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+#: The last frame of a deleted channel on every stream that carried it.
+CLOSE_EVENT = "close"
+
+
+def close_frame(channel: str) -> bytes:
+    """``event: close`` naming the channel; no id, so a client's Last-Event-ID stays put.
+    (A channel name has no character JSON would escape or a line break.)"""
+    return encode_line(CLOSE_EVENT, b'{"channel":"' + channel.encode() + b'"}')
 
 
 #: Sent to every open stream every ``heartbeat`` seconds.

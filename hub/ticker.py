@@ -2,9 +2,12 @@
 
 A clock's ticker starts with its channel's first subscriber and is cancelled when the last one
 leaves (the hub owns that decision). Ticks land on whole multiples of the interval since the
-epoch, so every hub process ticks a given clock at the same instants. Ticks are ephemeral: no
-``id:`` line and no history, so they never disturb a ``Last-Event-ID`` resume of other channels
-on the same stream.
+epoch, and a tick's ``id`` in its data is that multiple (whole intervals since 1970-01-01T00:00Z):
+every hub process ticks a given clock at the same instants with the same ids, and a ticker that
+stops and starts again carries on counting rather than starting over. Each tick names its
+``channel`` and ``interval``, so one stream can carry clocks that differ only in interval. Ticks
+are ephemeral: no ``id:`` line and no history, so they never disturb a ``Last-Event-ID`` resume
+of other channels on the same stream.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "CLOCK_PREFIX",
     "Clock",
     "clock_channel",
+    "clock_source",
     "format_date_time",
     "is_clock",
     "parse_clock",
@@ -106,7 +110,10 @@ class Clock:
         self.timezone, self.interval = parse_clock(channel)
         self._zone = zoneinfo.ZoneInfo(self.timezone)
         self._emit = emit
+        #: ticks this ticker has emitted since it was created (not their ids: those count from
+        #: the epoch, see ``frame``)
         self.ticks = 0
+        self._due = 0.0  # the next tick instant the running ticker will emit
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -114,17 +121,33 @@ class Clock:
         return self._task is not None and not self._task.done()
 
     def frame(self, now: float) -> bytes:
-        moment = datetime.fromtimestamp(int(now), self._zone)
+        """The tick for the current time ``now``: a new subscriber's first frame.
+
+        Its ``id`` is that of the last tick instant at or before ``now``. One exception keeps a
+        subscriber from getting the same id twice: when the ticker is a moment late for a tick
+        that is due (``now`` is past it, but it has not been emitted), the frame tells the time
+        just before that tick, so the late tick itself comes next with the next id.
+        """
+        if self.running and now >= self._due:
+            now = self._due - 1
+        return self._frame(now)
+
+    def _frame(self, now: float) -> bytes:
+        second = int(now)  # floor for any time after 1970; exact integer arithmetic from here
+        moment = datetime.fromtimestamp(second, self._zone)
         data = {
-            "id": self.ticks,
+            "id": second // self.interval,
             "dateTime": format_date_time(moment),
             "iso": moment.isoformat(),
             "timezone": self.timezone,
+            "channel": self.channel,
+            "interval": self.interval,
         }
         return sse.encode(CLOCK_EVENT, orjson.dumps(data).decode())
 
     def start(self) -> None:
         if not self.running:
+            self._due = self._next_due(time.time())
             self._task = asyncio.create_task(self._run(), name=f"clock {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
@@ -134,16 +157,26 @@ class Clock:
             task.cancel()
         return task
 
+    def _next_due(self, now: float) -> float:
+        """The first tick instant strictly after ``now``."""
+        return float((int(now) // self.interval + 1) * self.interval)
+
     async def _run(self) -> None:
-        interval = self.interval
-        due = (time.time() // interval + 1) * interval
         while True:
             # Sleeping toward a fixed instant (not "interval from now") keeps ticks from drifting,
             # and an early wake-up cannot produce the same tick twice.
-            await asyncio.sleep(max(0.0, due - time.time()))
+            await asyncio.sleep(max(0.0, self._due - time.time()))
+            due = self._due
             self.ticks += 1
-            self._emit(self.channel, self.frame(due))
-            due += interval
+            self._emit(self.channel, self._frame(due))
+            # No await between emitting the tick and moving on: ``frame`` relies on ``_due``
+            # naming a tick that has not been emitted.
             now = time.time()
-            if due <= now:  # the process was stalled: skip the ticks it missed
-                due = (now // interval + 1) * interval
+            # After a stall (the process was stopped, the loop was blocked) skip the missed
+            # ticks: their ids are skipped too, so ids still only grow.
+            self._due = due + self.interval if due + self.interval > now else self._next_due(now)
+
+
+def clock_source(channel: str, emit: Callable[[str, bytes], None]) -> Clock | None:
+    """The hub's source factory: a ticker for a clock channel, None for any other channel."""
+    return Clock(channel, emit) if is_clock(channel) else None

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub.api.responses import error
 from hub.config import Config
-from hub.routes import error
 
 __all__ = ["WEB_DIR", "add_web_routes", "find_web_root"]
 

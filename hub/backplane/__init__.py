@@ -1,38 +1,97 @@
 """The backplane: where event positions are assigned, history is kept and live events come from.
 
-The hub deals with sockets; the backplane deals only with channels and events. Two
-implementations share this interface: ``MemoryBackplane`` (one process, the default) and
-``RedisBackplane`` (several processes or machines). Because the backplane assigns ids and keeps
-history, a ``Last-Event-ID`` issued by one hub process is valid on every other one.
+The hub deals with subscriptions and sockets; a backplane deals only in channels and events.
+Because it assigns ids and keeps history, a ``Last-Event-ID`` issued by one hub process is valid
+on every other one. ``open_backplane`` picks the implementation from the URL scheme of the
+``backplane`` setting (``SCHEMES``), so a new backplane is one module and one line there.
 
-Contract every implementation keeps (tests/test_backplane_contract.py runs against each):
+The core interface is ``Backplane`` (storage and live delivery). Three small optional interfaces
+sit beside it, checked with ``isinstance`` once when the hub starts:
 
-- ``publish`` stores the drafts, in order, with positions from one sequence that increases across
-  all channels, and returns only once they are stored; it raises ``BackplaneUnavailable`` when it
-  cannot tell whether they were, so the hub never acknowledges an event that may be lost.
+- ``Presence``: subscriber counts shared across hub processes (a single process has none);
+- ``Health``: whether the store answers, for /healthz, /readyz and /metrics;
+- ``Catalog``: which channels hold history, for ``GET /channels``;
+- ``Tickets``: one-time subscribe tickets, good once on any hub process (``hub.grants``);
+- ``Deletion``: deleting a finished channel on every process, and its tombstone.
+
+The contract every implementation keeps; ``tests/test_backplane.py`` checks it against each
+implementation, without HTTP, and a new one is done when it passes:
+
+- ``publish`` stores the drafts, in order, all or none, with positions from one sequence that
+  increases across all channels, and returns only once they are stored; it raises
+  ``BackplaneUnavailable`` when it cannot tell whether they were (so the hub never acknowledges
+  an event that may be lost) and ``BackplaneFull`` when storing would pass a limit. A repeated
+  idempotency key returns the first publish's ids with ``replayed`` and stores nothing.
 - the listener receives every stored event of every followed channel exactly once, in position
-  order across channels, whichever process published it.
-- ``history`` answers from one consistent snapshot of all the channels asked for.
+  order across channels, whichever process published it, from the frontier ``follow`` returned.
+- ``history`` answers each page from one consistent snapshot of all the channels asked for, in
+  position order, at most about ``max_bytes`` of frames a page (at least one event), so a resume
+  never loads a channel's whole history at once; ``more`` says whether to ask again after the
+  page's last position (with ``continued``). A resume that cannot be exact says why in
+  ``reset`` (first page only).
+- every method but ``close`` may raise ``BackplaneUnavailable``; none raises anything else for a
+  store that answers with an error or goes away.
+
+And for the optional ones:
+
+- ``Tickets``: a ticket issued on one process is spent once, on any process: of two concurrent
+  spends exactly one gets the channels; after its ttl nobody does.
+- ``Deletion``: ``delete_channel`` drops the history and leaves a tombstone for
+  ``history_ttl`` seconds; while it stands, ``publish`` to the channel raises ``ChannelDeleted``
+  (storing nothing of the batch), and every process's listener gets ``deleted(channel)``, in
+  position order with the live events of the channels it follows. After ``follow(channels)``
+  returned, ``deleted(channels)`` names those deleted by then; any later deletion reaches the
+  listener. So a subscriber is told of a deletion either at once or by the listener, never not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hub.events import Draft, Event
 
+if TYPE_CHECKING:
+    from hub.config import Config
+
 __all__ = [
-    "CONNECTIONS",
+    "SCHEMES",
     "Backplane",
     "BackplaneFull",
+    "BackplaneState",
     "BackplaneUnavailable",
+    "Catalog",
+    "ChannelDeleted",
+    "Counts",
+    "Deletion",
+    "Health",
     "History",
     "Listener",
+    "Presence",
     "Published",
     "Reset",
+    "Tickets",
+    "open_backplane",
+    "scheme_of",
 ]
+
+
+class BackplaneUnavailable(Exception):
+    """The backplane cannot store or read right now; the hub answers 503 and nothing is lost."""
+
+
+class BackplaneFull(Exception):
+    """Storing this would pass a configured limit (e.g. ``max_channels``)."""
+
+
+class ChannelDeleted(Exception):
+    """A publish named a deleted channel (its tombstone stands); nothing was stored."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"channel {channel!r} was deleted")
+        self.channel = channel
 
 
 class Listener(Protocol):
@@ -45,20 +104,8 @@ class Listener(Protocol):
         """Events of this channel can no longer be delivered live in order (e.g. trimmed while
         this process was cut off from the backplane): end its streams so clients resume."""
 
-    def local_counts(self) -> Mapping[str, int]:
-        """Subscribers of this process per channel, and its open streams under ``CONNECTIONS``."""
-
-
-class BackplaneUnavailable(Exception):
-    """The backplane cannot store or read right now; the hub answers 503 and nothing is lost."""
-
-
-class BackplaneFull(Exception):
-    """Storing this would pass a configured limit (e.g. ``max_channels``)."""
-
-
-#: In ``remote_counts``: open streams on other processes (a space is never in a channel name).
-CONNECTIONS = " connections"
+    def deleted(self, channel: str) -> None:
+        """The channel was deleted (on any process): close its streams with ``event: close``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +118,15 @@ class Reset:
 
 @dataclass(frozen=True, slots=True)
 class History:
+    """One page of retained events, by position.
+
+    ``reset`` is set when the resume asked for cannot be exact: the page then starts from the
+    oldest retained event instead. ``more``: ask again with ``after`` = the last event's position.
+    """
+
     events: list[Event]
     reset: Reset | None = None
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +135,14 @@ class Published:
 
     ids: list[str]
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Subscriber counts of some hub processes: per channel, and their open streams."""
+
+    channels: Mapping[str, int] = field(default_factory=dict)
+    streams: int = 0
 
 
 @dataclass(slots=True)
@@ -93,17 +155,32 @@ class BackplaneState:
 
 
 class Backplane(Protocol):
+    """Storage and live delivery: the one interface every backplane implements."""
+
     async def start(self, listener: Listener) -> None:
-        """Begin delivering live events of followed channels to ``listener``."""
+        """Begin delivering live events of followed channels to ``listener``.
+
+        Starts even while the store is unreachable (publishes then raise
+        ``BackplaneUnavailable``), and keeps trying to reach it in the background.
+        """
 
     async def close(self) -> None:
-        """Stop reading and release connections; idempotent."""
+        """Stop reading and release connections; idempotent, bounded in time."""
 
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
         """Store ``drafts`` atomically (all or none) and return their ids."""
 
-    async def history(self, channels: Sequence[str], after: int | None) -> History:
-        """Retained events of ``channels`` after position ``after`` (None: all), by position."""
+    async def history(
+        self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
+    ) -> History:
+        """A page of the retained events of ``channels`` after position ``after`` (None: all).
+
+        ``continued``: ``after`` is the last position of the previous page, not a client's id,
+        so no reset is looked for and the page is exactly the events above it. Without it a
+        reset page of a multi-channel stream could not always be continued: when one channel
+        was trimmed past events another still retains, the last position of the first page is
+        itself "not exact", and a second reset would start over from the oldest event.
+        """
 
     async def follow(self, channels: Sequence[str]) -> int:
         """Return once the live events of ``channels`` are sure to reach the listener.
@@ -118,14 +195,78 @@ class Backplane(Protocol):
     def unfollow(self, channel: str) -> None:
         """Stop delivering this channel's events: its last local subscriber left."""
 
+
+@runtime_checkable
+class Presence(Protocol):
+    """Optional: subscriber counts shared with the other hub processes."""
+
+    def share_counts(self, local: Callable[[], Counts]) -> None:
+        """Publish ``local()`` (this process's counts) to the others, every few seconds."""
+
+    def remote_counts(self) -> Counts:
+        """The other processes' counts, summed; a few seconds old at most."""
+
+
+@runtime_checkable
+class Health(Protocol):
+    """Optional: whether the store answers (a backplane without one is always healthy)."""
+
+    def state(self) -> BackplaneState: ...
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """Optional: the channels that hold history, for ``GET /channels``."""
+
     async def channels(self) -> dict[str, str]:
         """Channels with retained history, mapped to their newest event id."""
 
-    def remote_counts(self) -> Mapping[str, int]:
-        """Subscribers per channel on the other hub processes (empty when there are none).
 
-        Refreshed every few seconds, so it may be that old; key ``CONNECTIONS`` holds the number
-        of their open streams.
-        """
+@runtime_checkable
+class Tickets(Protocol):
+    """Optional: one-time subscribe tickets, shared by every hub process."""
 
-    def state(self) -> BackplaneState: ...
+    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        """Keep ``ticket`` (a digest, never the ticket itself) for ``ttl`` seconds."""
+
+    async def spend_ticket(self, ticket: str) -> list[str] | None:
+        """The ticket's channels, once: None when spent, expired or unknown (atomic)."""
+
+
+@runtime_checkable
+class Deletion(Protocol):
+    """Optional: delete a channel on every process; its tombstone lasts ``history_ttl``."""
+
+    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
+        """Delete it: True; False when it holds no history and not ``anyway`` (nothing done);
+        None when it is deleted already."""
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        """Those of ``channels`` deleted (by any process) as far as ``follow`` saw them."""
+
+
+#: URL scheme (or the bare word "memory") -> "module:class". The class is built with the Config.
+SCHEMES: dict[str, str] = {
+    "memory": "hub.backplane.memory:MemoryBackplane",
+    "redis": "hub.backplane.redis:RedisBackplane",
+    "rediss": "hub.backplane.redis:RedisBackplane",
+    "unix": "hub.backplane.redis:RedisBackplane",
+    "nats": "hub.backplane.nats:NatsBackplane",
+    "tls": "hub.backplane.nats:NatsBackplane",
+}
+
+
+def scheme_of(url: str) -> str | None:
+    """The registered scheme of a ``backplane`` setting, or None (config.py names the choices)."""
+    scheme = url if url == "memory" else url.partition("://")[0] if "://" in url else ""
+    return scheme if scheme in SCHEMES else None
+
+
+def open_backplane(config: Config) -> Backplane:
+    """Build the backplane the config names; only the chosen implementation is imported."""
+    scheme = scheme_of(config.backplane)
+    if scheme is None:  # config.py refuses these first; this guards direct callers
+        raise ValueError(f"no backplane for {config.backplane!r}")
+    module, _, name = SCHEMES[scheme].partition(":")
+    factory: Callable[[Config], Backplane] = getattr(importlib.import_module(module), name)
+    return factory(config)

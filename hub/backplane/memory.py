@@ -11,26 +11,33 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hub import sse
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
+    ChannelDeleted,
     History,
     Listener,
     Published,
     Reset,
 )
+from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
 from hub.events import Draft, Event
+
+if TYPE_CHECKING:
+    from hub.config import Config
 
 __all__ = ["MemoryBackplane", "next_position"]
 
 #: How often quiet channels and expired idempotency keys are swept, in seconds.
 SWEEP_INTERVAL = 60.0
-#: Idempotency keys kept at most, whatever their age (a memory guard).
+#: Idempotency keys kept at most, whatever their age (a memory guard); tickets likewise.
 MAX_IDEMPOTENCY_KEYS = 100_000
+MAX_TICKETS = 100_000
 
 
 def next_position(last: int) -> int:
@@ -42,36 +49,17 @@ def next_position(last: int) -> int:
     return max(last + 1, time.time_ns() // 1000)
 
 
-class _Log:
-    """One channel's retained events, oldest first."""
-
-    __slots__ = ("events", "trimmed")
-
-    def __init__(self) -> None:
-        self.events: deque[Event] = deque()
-        self.trimmed = 0  # the highest position dropped from this log (0: none)
-
-    def expire(self, cutoff: float) -> None:
-        events = self.events
-        while events and events[0].published_at < cutoff:
-            self.trimmed = events.popleft().position
-
-    def after(self, position: int) -> list[Event]:
-        found: list[Event] = []
-        for event in reversed(self.events):
-            if event.position <= position:
-                break
-            found.append(event)
-        found.reverse()
-        return found
-
-
 class MemoryBackplane:
-    def __init__(self, *, history_size: int, history_ttl: float, max_channels: int) -> None:
-        self._history_size = history_size
-        self._history_ttl = history_ttl
-        self._max_channels = max_channels
-        self._logs: dict[str, _Log] = {}
+    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets`` and ``Deletion``; no ``Presence``
+    (one process counts alone)."""
+
+    def __init__(self, config: Config) -> None:
+        self._history_size = config.history_size
+        self._history_ttl = config.history_ttl
+        self._max_channels = config.max_channels
+        self._max_bytes = config.max_history_bytes  # 0: no bound but history_size
+        self._bytes = 0  # the sum of the logs' bytes
+        self._logs: dict[str, Log] = {}
         self._idempotency: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self._listener: Listener | None = None
         # Positions below the origin were issued by an earlier process: unknown here.
@@ -79,6 +67,8 @@ class MemoryBackplane:
         self._last = self._origin - 1
         # The highest position of any log swept away whole; resumes from before it may have gaps.
         self._forgotten = 0
+        self._tickets: dict[str, tuple[float, list[str]]] = {}  # digest -> (expiry, channels)
+        self._gone: dict[str, float] = {}  # deleted channel -> when its tombstone ends
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, listener: Listener) -> None:
@@ -99,12 +89,17 @@ class MemoryBackplane:
             seen = self._idempotency.get(idempotency_key)
             if seen is not None:
                 return Published(ids=seen[1], replayed=True)
+        if self._gone:
+            for draft in drafts:
+                if self._gone.get(draft.channel, 0.0) > now:
+                    raise ChannelDeleted(draft.channel)
         self._make_room(drafts, now)
         events: list[Event] = []
         ids: list[str] = []
         position = self._last
         cutoff = now - self._history_ttl
         logs = self._logs
+        keep = self._history_size
         for draft in drafts:
             position = next_position(position)
             ident = f"{position}:{draft.channel}"  # event_id(), inlined on the publish path
@@ -113,14 +108,14 @@ class MemoryBackplane:
             ids.append(ident)
             log = logs.get(draft.channel)
             if log is None:
-                log = logs[draft.channel] = _Log()
-            retained = log.events
-            retained.append(event)
-            if len(retained) > self._history_size:
-                log.trimmed = retained.popleft().position
-            if retained[0].published_at < cutoff:
-                log.expire(cutoff)
+                log = logs[draft.channel] = Log()
+            before = log.bytes
+            log.append(event, keep)
+            log.expire(cutoff)
+            self._bytes += log.bytes - before
         self._last = position
+        if self._max_bytes and self._bytes > self._max_bytes:
+            self._shed()
         if idempotency_key is not None:
             self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
             if len(self._idempotency) > MAX_IDEMPOTENCY_KEYS:
@@ -129,32 +124,39 @@ class MemoryBackplane:
             self._listener.deliver(events)
         return Published(ids=ids)
 
-    async def history(self, channels: Sequence[str], after: int | None) -> History:
+    async def history(
+        self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
+    ) -> History:
         cutoff = time.time() - self._history_ttl
         logs = [log for name in channels if (log := self._logs.get(name)) is not None]
         for log in logs:
+            before = log.bytes
             log.expire(cutoff)
+            self._bytes += log.bytes - before
         reset: Reset | None = None
-        if after is not None:
+        if after is not None and not continued:
             if after > self._last or after < self._origin:
                 reset = Reset("unknown-id", None)
             elif any(log.trimmed > after for log in logs) or (
                 len(logs) < len(channels) and after < self._forgotten
             ):
                 reset = Reset("expired", None)
-        if after is None or reset is not None:
-            runs = [list(log.events) for log in logs]
-        else:
-            runs = [log.after(after) for log in logs]
-        events = list(heapq.merge(*runs, key=lambda event: event.position))
+        start = None if reset is not None else after
+        merged = heapq.merge(*(log.after(start) for log in logs), key=position_of)
+        events: list[Event] = []
+        size = 0
+        more = False
+        for event in merged:
+            if events and size + len(event.frame) > max_bytes:
+                more = True
+                break
+            events.append(event)
+            size += len(event.frame)
         if reset is not None:
-            oldest = min(
-                (log.events[0] for log in logs if log.events),
-                default=None,
-                key=lambda event: event.position,
-            )
-            reset = Reset(reset.reason, oldest.id if oldest else None)
-        return History(events, reset)
+            firsts = [first for log in logs if (first := log.oldest) is not None]
+            oldest = min(firsts, key=position_of).id if firsts else None
+            reset = Reset(reset.reason, oldest)
+        return History(events, reset, more)
 
     async def follow(self, channels: Sequence[str]) -> int:
         """Every event reaches the listener as it is stored; the hub drops what nobody follows."""
@@ -164,13 +166,46 @@ class MemoryBackplane:
         pass
 
     async def channels(self) -> dict[str, str]:
-        return {name: log.events[-1].id for name, log in self._logs.items() if log.events}
+        return {name: event.id for name, log in self._logs.items() if (event := log.newest)}
 
-    def remote_counts(self) -> Mapping[str, int]:
-        return {}
+    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        now = time.monotonic()
+        if len(self._tickets) >= MAX_TICKETS:
+            self._tickets = {k: v for k, v in self._tickets.items() if v[0] > now}
+            if len(self._tickets) >= MAX_TICKETS:
+                raise BackplaneFull(f"{MAX_TICKETS} tickets are waiting to be spent")
+        self._tickets[ticket] = (now + ttl, list(channels))
+
+    async def spend_ticket(self, ticket: str) -> list[str] | None:
+        found = self._tickets.pop(ticket, None)
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
+        now = time.time()
+        if self._gone.get(channel, 0.0) > now:
+            return None
+        log = self._logs.get(channel)
+        if (log is None or not log) and not anyway:
+            return False
+        if log is not None:  # gone on purpose: not "forgotten", so resumes need no reset
+            self._bytes -= log.bytes
+            del self._logs[channel]
+        self._gone[channel] = now + self._history_ttl
+        if self._listener is not None:
+            self._listener.deleted(channel)
+        return True
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        if not self._gone:  # the common case: nothing was ever deleted
+            return []
+        now = time.time()
+        return [name for name in channels if self._gone.get(name, 0.0) > now]
 
     def state(self) -> BackplaneState:
-        return BackplaneState(kind="memory", detail={"channels": len(self._logs)})
+        detail = {"channels": len(self._logs), "history_bytes": self._bytes}
+        return BackplaneState(kind="memory", detail=detail)
 
     def _make_room(self, drafts: Sequence[Draft], now: float) -> None:
         if len(drafts) == 1 and drafts[0].channel in self._logs:  # the common case, quickly
@@ -197,11 +232,33 @@ class MemoryBackplane:
         cutoff = now - self._history_ttl
         for name in list(self._logs):
             log = self._logs[name]
+            before = log.bytes
             log.expire(cutoff)
-            if not log.events:
+            self._bytes += log.bytes - before
+            if not log:
                 self._forgotten = max(self._forgotten, log.trimmed)
                 del self._logs[name]
         self._expire_keys(now)
+        self._gone = {name: end for name, end in self._gone.items() if end > now}
+        monotonic = time.monotonic()
+        self._tickets = {k: v for k, v in self._tickets.items() if v[0] > monotonic}
+
+    def _shed(self) -> None:
+        """Over ``max_history_bytes``: drop the oldest events of all channels, by position,
+        down to 7/8 of it (so this O(channels) pass runs once per 1/8 of the bound published).
+        A resume from before them then gets a reset ("expired"), as after any trim."""
+        excess = self._bytes - self._max_bytes * 7 // 8
+        merged = heapq.merge(*(log.after(None) for log in self._logs.values()), key=position_of)
+        cutoff = 0
+        for event in merged:
+            excess -= len(event.frame) + EVENT_OVERHEAD
+            cutoff = event.position
+            if excess <= 0:
+                break
+        for log in self._logs.values():
+            before = log.bytes
+            log.drop_through(cutoff)
+            self._bytes += log.bytes - before
 
     async def _sweep_forever(self) -> None:
         while True:

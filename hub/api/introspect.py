@@ -1,0 +1,109 @@
+"""What the hub says about itself: /channels, /healthz, /readyz, /metrics, /timezones."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hub import auth
+from hub.api.responses import cors_headers, error, json_response
+from hub.backplane import BackplaneUnavailable, Catalog
+from hub.events import InvalidInput
+from hub.grants import Gate
+from hub.hub import Hub
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import Metrics
+from hub.ticker import clock_channel, is_clock, timezones
+
+__all__ = ["add_introspection_routes"]
+
+
+async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
+    """Channels with subscribers (here or on other processes), history or a declared clock."""
+    backplane = hub.backplane
+    last_ids = await backplane.channels() if isinstance(backplane, Catalog) else {}
+    declared = (clock_channel(c.timezone, c.interval) for c in hub.config.clocks)
+    names = {*last_ids, *hub.census.channel_names, *declared, *hub.census.remote_counts().channels}
+    return [
+        {
+            "name": name,
+            "subscribers": hub.census.subscriber_count(name),
+            "clock": is_clock(name),
+            "last_id": last_ids.get(name),
+        }
+        for name in sorted(names)
+    ]
+
+
+def _may_see_private(request: web.Request, hub: Hub) -> bool:
+    """Private channels are listed only to a request that may publish."""
+    try:
+        auth.check_publisher(request, hub.config.publish_tokens)
+    except InvalidInput:
+        return False
+    return True
+
+
+def add_introspection_routes(
+    app: web.Application, hub: Hub, metrics: Metrics, gate: Gate | None = None
+) -> None:
+    started = time.monotonic()
+
+    async def list_channels(request: web.Request) -> web.Response:
+        try:
+            channels = await _channel_list(hub)
+        except BackplaneUnavailable as problem:
+            return error(503, f"channel list unavailable: {problem}")
+        if gate is not None and gate.private is not None and not _may_see_private(request, hub):
+            channels = [c for c in channels if not gate.is_private(c["name"])]
+        return json_response(channels, headers=cors_headers(hub.config, request))
+
+    async def healthz(request: web.Request) -> web.Response:
+        state = hub.census.health()
+        return json_response(
+            {
+                "status": "ok",
+                "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
+                "subscribers": hub.subscribers,
+                "channels": hub.census.channel_count,
+                "uptime": round(time.monotonic() - started, 3),
+            }
+        )
+
+    async def readyz(request: web.Request) -> web.Response:
+        """For load balancers: 503 while the backplane is down, so new clients go elsewhere."""
+        state = hub.census.health()
+        if not state.connected:
+            return error(503, f"backplane {state.kind} is unreachable")
+        return json_response({"ready": True})
+
+    async def render_metrics(request: web.Request) -> web.Response:
+        gauges = (
+            ("hub_subscribers", "Open event streams (connections) on this process.",
+             hub.subscribers),
+            ("hub_cluster_subscribers",
+             "Open event streams on all hub processes (others' counts refreshed every 2 s).",
+             hub.census.cluster_subscribers),
+            ("hub_channels", "Channels with local subscribers.", hub.census.channel_count),
+            ("hub_tickers", "Running clock tickers (one per active clock channel).",
+             hub.census.sources),
+            ("hub_backplane_connected", "1 while the backplane answers.",
+             int(hub.census.health().connected)),
+        )  # fmt: skip
+        return web.Response(
+            body=metrics.render(gauges).encode(),
+            # the exposition format's version is a parameter, which content_type= refuses
+            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def list_timezones(request: web.Request) -> web.Response:
+        return json_response(sorted(timezones()), headers={"Cache-Control": "max-age=86400"})
+
+    router = app.router
+    router.add_get("/channels", list_channels)
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    router.add_get("/metrics", render_metrics)
+    router.add_get("/timezones", list_timezones)

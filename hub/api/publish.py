@@ -1,0 +1,239 @@
+"""The publish handlers (``POST /channels/{name}/events``, ``POST /publish``) and their input.
+
+Everything a publisher sends is checked here before the hub sees it: the token (``hub.auth``),
+the content type, the body size, the JSON, each event's fields, the idempotency key. A batch is
+all-or-nothing: one bad item and nothing is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hub import auth
+from hub.api.responses import answer, cors_headers, json_errors, json_response
+from hub.api.subscribe import CHANNEL_PATH
+from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted
+from hub.clients import ClientAddresses
+from hub.config import Config
+from hub.events import Draft, InvalidInput, check_channel, check_event_name, encode_draft
+from hub.grants import Patterns
+from hub.hub import Hub
+from hub.limits import TokenBuckets
+from hub.ticker import is_clock
+
+__all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
+
+_SINGLE_FIELDS = frozenset({"event", "data"})
+_BATCH_FIELDS = frozenset({"channel", "event", "data"})
+_MAX_IDEMPOTENCY_KEY = 200
+
+
+async def _read_json(request: web.Request, config: Config) -> Any:
+    given = request.headers.get("Content-Type", "")
+    if given.partition(";")[0].strip().lower() != "application/json":
+        raise InvalidInput(
+            f"Content-Type must be application/json, not {request.content_type!r}", status=415
+        )
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        raise _body_too_large(config)
+    try:
+        if request.content.is_eof():  # all there (a small body): no timer on the hot path
+            body = await request.read()
+        else:
+            async with asyncio.timeout(config.body_timeout):
+                body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _body_too_large(config) from None
+    except TimeoutError:
+        raise InvalidInput(
+            f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
+        ) from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as problem:
+        raise InvalidInput(f"the body is not valid JSON: {problem}") from None
+
+
+def _body_too_large(config: Config) -> InvalidInput:
+    return InvalidInput(
+        f"the body is larger than max_body_bytes ({config.max_body_bytes})", status=413
+    )
+
+
+def _idempotency_key(request: web.Request, scope: str) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )
+    return f"{len(scope)}:{scope}:{key}"  # keys are per channel (scope "" for batches)
+
+
+def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Draft:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}must be a JSON object")
+    if not fields.issuperset(item):
+        unknown = sorted(set(item) - fields)
+        allowed = ", ".join(sorted(fields))
+        raise InvalidInput(f"{where}unknown field {unknown[0]!r}; allowed: {allowed}")
+    if "data" not in item:
+        raise InvalidInput(f"{where}data is required")
+    if is_clock(channel):
+        raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
+    event = check_event_name(item.get("event", "message"))
+    try:
+        return encode_draft(channel, event, item["data"], config.max_event_bytes)
+    except InvalidInput as problem:
+        raise InvalidInput(f"{where}{problem}", problem.status) from None
+
+
+def batch_item(item: Any, config: Config, scope: Patterns | None, where: str = "") -> Draft:
+    """One ``{"channel", "event", "data"}`` item of ``POST /publish`` (or one line of
+    ``POST /publish/stream``), checked and encoded; ``where`` starts each error message."""
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}must be a JSON object")
+    channel = item.get("channel")
+    if not isinstance(channel, str):
+        raise InvalidInput(f"{where}channel is required (a string)")
+    try:
+        check_channel(channel)
+    except InvalidInput as problem:
+        raise InvalidInput(f"{where}{problem}") from None
+    auth.check_scope(scope, channel, where)
+    return _draft_of(item, channel, _BATCH_FIELDS, where, config)
+
+
+def _batch_drafts(body: Any, config: Config, scope: Patterns | None = None) -> list[Draft]:
+    if not isinstance(body, list) or not body:
+        raise InvalidInput('the body must be a non-empty JSON array of {"channel", "data", ...}')
+    if len(body) > config.max_batch:
+        raise InvalidInput(
+            f"{len(body)} events in one batch; the limit (max_batch) is {config.max_batch}", 413
+        )
+    return [
+        batch_item(item, config, scope, f"events[{index}]: ") for index, item in enumerate(body)
+    ]
+
+
+def not_published(problem: ChannelDeleted | BackplaneUnavailable | BackplaneFull) -> InvalidInput:
+    """What the publisher is told when the backplane refused: 410 or 503, with its message."""
+    if isinstance(problem, ChannelDeleted):
+        return InvalidInput(
+            f"not published: {problem}; it takes events again history_ttl after", 410
+        )
+    return InvalidInput(f"not published: {problem}", 503)
+
+
+async def _publish(
+    hub: Hub, request: web.Request, drafts: list[Draft], scope: str, single: bool
+) -> web.Response:
+    key = _idempotency_key(request, scope)
+    headers = cors_headers(hub.config, request)
+    try:
+        published = await hub.publish(drafts, key)
+    except ChannelDeleted as gone:
+        return answer(not_published(gone), headers)
+    except (BackplaneUnavailable, BackplaneFull) as problem:
+        retry_after = "1" if isinstance(problem, BackplaneUnavailable) else "5"
+        return answer(not_published(problem), {"Retry-After": retry_after, **headers})
+    if published.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    # The channel from the id, not the draft: a replayed key's ids are the first publish's,
+    # whatever this retry's body holds (README: "whatever its body").
+    channels = (ident.partition(":")[2] for ident in published.ids)
+    receipts = [
+        {"id": ident, "channel": name, "subscribers": hub.census.subscriber_count(name)}
+        for ident, name in zip(published.ids, channels, strict=True)
+    ]
+    return json_response(receipts[0] if single else {"events": receipts}, 202, headers)
+
+
+class _TooFast(InvalidInput):
+    """Over ``publish_rate``: 429, with the seconds until the bucket allows it again."""
+
+    def __init__(self, wait: float, config: Config) -> None:
+        super().__init__(
+            f"too many events from this publisher: the limit (publish_rate) is "
+            f"{config.publish_rate:g} a second, in bursts of up to {config.publish_burst} "
+            f"(publish_burst); retry in {wait:.1f} s",
+            status=429,
+        )
+        self.retry_after = wait
+
+
+def _retry_after(problem: InvalidInput) -> dict[str, str]:
+    if not isinstance(problem, _TooFast):
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(problem.retry_after)))}
+
+
+class Publishers:
+    """Who may publish, and how fast: one per app, shared by every publish route, so a
+    token's (or an address's) ``publish_rate`` counts its events on all of them."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._addresses = ClientAddresses(config.trusted_proxies)
+        self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
+        #: any scoped token: only then is the (slower) scope lookup needed
+        self.scoped = any(token.channels is not None for token in config.publish_tokens)
+
+    def check(self, request: web.Request) -> tuple[str | None, Patterns | None]:
+        """The request's token (None: loopback without tokens) and its scope (None: any
+        channel); raises ``InvalidInput`` 401/403."""
+        tokens = self._config.publish_tokens
+        if self.scoped:
+            return auth.publisher_scope(request, tokens)
+        return auth.check_publisher(request, tokens), None
+
+    def wait(self, request: web.Request, token: str | None, events: int) -> float:
+        """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
+        return self._rate.take(token or self._addresses.of(request), events)
+
+    def spend(self, request: web.Request, token: str | None, events: int) -> None:
+        """``wait``, refusing with 429 instead of waiting."""
+        wait = self.wait(request, token, events)
+        if wait:
+            raise _TooFast(wait, self._config)
+
+
+def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
+    config = hub.config
+    spend = publishers.spend
+    scoped = publishers.scoped
+
+    async def publish_channel(request: web.Request) -> web.Response:
+        # Errors caught here rather than by the json_errors wrapper: this is the hottest
+        # request, and a wrapper is one more coroutine per publish.
+        try:
+            if scoped:
+                token, scope = auth.publisher_scope(request, config.publish_tokens)
+                auth.check_scope(scope, check_channel(request.match_info["name"]))
+            else:
+                token = auth.check_publisher(request, config.publish_tokens)
+            spend(request, token, 1)
+            channel = check_channel(request.match_info["name"])
+            body = await _read_json(request, config)
+            draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
+            return await _publish(hub, request, [draft], channel, single=True)
+        except InvalidInput as problem:
+            return answer(problem, cors_headers(config, request) | _retry_after(problem))
+
+    async def publish_batch(request: web.Request) -> web.Response:
+        try:
+            token, scope = publishers.check(request)
+            drafts = _batch_drafts(await _read_json(request, config), config, scope)
+            spend(request, token, len(drafts))
+        except InvalidInput as problem:
+            return answer(problem, cors_headers(config, request) | _retry_after(problem))
+        return await _publish(hub, request, drafts, "", single=False)
+
+    app.router.add_post(CHANNEL_PATH, publish_channel)
+    app.router.add_post("/publish", json_errors(config, publish_batch))

@@ -1,0 +1,187 @@
+"""The event-stream handlers: ``/channels/{name}/events``, ``/events``, ``/event-stream``.
+
+A browser's ``EventSource`` gives up for good on any answer but ``200 text/event-stream``, so
+a hub at capacity, or with its backplane away, answers ``200`` with a jittered ``retry:`` and
+ends the stream (``_refuse``); only bad requests get a JSON 4xx. The same polite refusal
+answers a client address over ``subscribe_rate`` or ``max_client_streams`` (``hub.limits``,
+counted here around the stream) or ``max_client_channels`` (counted by the hub, which knows when
+a channel comes and goes).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from hub import sse
+from hub.api.responses import Handler, answer, cors_headers
+from hub.backplane import BackplaneUnavailable
+from hub.clients import ClientAddresses
+from hub.config import Config
+from hub.events import InvalidInput, check_channel
+from hub.grants import Gate
+from hub.hub import AtCapacity, Hub
+from hub.limits import TokenBuckets
+from hub.outlet import Outlet
+from hub.ticker import check_timezone, clock_channel, is_clock, parse_clock
+
+__all__ = ["add_subscribe_routes"]
+
+#: The route of one channel. ``[\s\S]+`` because channel names may contain "/" (e.g.
+#: time/Asia/Kolkata/5), and any other character must reach check_channel for a 400 rather than
+#: miss the route (404).
+CHANNEL_PATH = r"/channels/{name:[\s\S]+}/events"
+
+
+def _check_channels(config: Config, names: list[str]) -> list[str]:
+    if not names:
+        raise InvalidInput("name at least one channel: /events?channel=a&channel=b")
+    unique = list(dict.fromkeys(check_channel(name) for name in names))
+    if len(unique) > config.max_stream_channels:
+        raise InvalidInput(
+            f"{len(unique)} channels on one stream; the limit (max_stream_channels) is "
+            f"{config.max_stream_channels}"
+        )
+    declared = {clock_channel(c.timezone, c.interval) for c in config.clocks}
+    for name in unique:
+        if is_clock(name):
+            parse_clock(name)
+            if not config.clocks_on_demand and name not in declared:
+                raise InvalidInput(
+                    f"clock channel {name!r} is not declared in clocks, and clocks_on_demand is "
+                    "off",
+                    status=404,
+                )
+    return unique
+
+
+def _refuse(
+    request: web.Request, hub: Hub, why: str = "the hub is at capacity", at_least: float = 0.0
+) -> web.Response:
+    """Turn a subscriber away without making its EventSource give up: 200, retry later
+    (``at_least`` seconds: when a rate limit allows the next stream)."""
+    hub.metrics.subscribers_refused += 1
+    base = max(hub.config.retry, int(at_least * 1000))
+    delay = int(base * random.uniform(1.0, 3.0)) + random.randint(0, 1000)
+    return web.Response(
+        body=sse.retry(delay) + sse.comment(f"{why}; retry later"),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", **cors_headers(hub.config, request)},
+    )
+
+
+def _stream_handler(
+    hub: Hub, names_of: Callable[[web.Request], list[str]], gate: Gate | None = None
+) -> Handler:
+    """A subscribe handler: ``names_of`` says which channels a request asks for; ``gate``
+    checks grants for private channels (None: this route has none, or none are configured)."""
+    config = hub.config
+    addresses = ClientAddresses(config.trusted_proxies)
+    rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
+    clients = hub.clients
+    # The kernel drops a connection whose data goes unacknowledged this long (a vanished
+    # peer): the heartbeat then finds it within a couple of intervals.
+    send_timeout = config.tcp_user_timeout or 2 * config.heartbeat
+    if gate is not None and gate.private is None:
+        gate = None  # no private channels: not even a pattern match per stream
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        # Everything a stream needs lives in this one frame for the stream's whole life.
+        try:
+            channels = _check_channels(config, names_of(request))
+            start = request.query.get("from")
+            if start not in (None, "start"):
+                raise InvalidInput(f"from={start!r} is not understood; use from=start")
+            replay = _replay_of(request, channels, start is not None)
+            if gate is not None and (private := gate.needs_grant(channels)):
+                await gate.check(request, private)
+        except InvalidInput as problem:
+            return answer(problem, cors_headers(config, request))
+        except BackplaneUnavailable:
+            return _refuse(request, hub, "the backplane is unavailable")  # a ticket unread
+        client = addresses.of(request)
+        wait = rate.take(client)
+        if wait:
+            return _refuse(request, hub, "too many new streams from your address", wait)
+        if not clients.open_stream(client):
+            return _refuse(request, hub, "too many streams from your address (max_client_streams)")
+        last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+        response = Outlet(headers=cors_headers(config, request), send_timeout=send_timeout)
+        try:
+            # History and the live feed are settled before the response headers go out, so
+            # whatever is published once a client sees them reaches it.
+            async with hub.subscribe(
+                channels, last_event_id or None, start == "start", client, replay
+            ) as sub:
+                closing = b""
+                if gone := _deleted_among(hub, channels):
+                    if len(gone) == len(channels):  # 204: the EventSource stops reconnecting
+                        return web.Response(status=204, headers=cors_headers(config, request))
+                    for name in gone:
+                        hub.detach(sub, name)
+                    closing = b"".join(map(sse.close_frame, gone))
+                await response.prepare(request)
+                if closing:
+                    await response.write(closing)
+                await sub.open(response)
+                await sub.done
+        except AtCapacity as why:
+            return _refuse(request, hub, f"the hub is at capacity ({why})")
+        except BackplaneUnavailable:
+            # 200 + retry: the browser tries again (with its Last-Event-ID) a little later.
+            return _refuse(request, hub, "the backplane is unavailable")
+        except ConnectionResetError:
+            pass  # the client left while the stream was being set up
+        finally:
+            clients.close_stream(client)
+        return response
+
+    return stream
+
+
+def _replay_of(request: web.Request, channels: list[str], from_start: bool) -> list[str]:
+    """``replay=<channel>`` (repeatable): replay only those of the stream's channels from the
+    start; the others start live. ``from=start`` means all of them."""
+    names = request.query.getall("replay", [])
+    if names and from_start:
+        raise InvalidInput(
+            "replay: use from=start (every channel) or replay=<channel> (those only), not both"
+        )
+    for name in names:
+        if name not in channels:
+            raise InvalidInput(f"replay={name!r} is not one of the stream's channels")
+    return names
+
+
+def _deleted_among(hub: Hub, names: list[str]) -> Sequence[str]:
+    """Which of a new stream's channels are deleted (valid once it follows them). A shared
+    empty tuple when none: the handler's frame keeps it for the stream's whole life."""
+    return (hub.deletion.deleted(names) if hub.deletion is not None else None) or ()
+
+
+def _one_channel(request: web.Request) -> list[str]:
+    return [request.match_info["name"]]
+
+
+def _many_channels(request: web.Request) -> list[str]:
+    return request.query.getall("channel", [])
+
+
+def _clock_of_query(request: web.Request) -> list[str]:
+    """The original design's URL: /event-stream?city=<IANA timezone>&sec=<interval>."""
+    city = request.query.get("city")
+    if not city:
+        raise InvalidInput("city is required: /event-stream?city=Asia/Kolkata&sec=5")
+    seconds = request.query.get("sec", "1")
+    if not seconds.isascii() or not seconds.isdigit():
+        raise InvalidInput(f"sec={seconds!r}: use whole seconds from 1 to 3600")
+    return [clock_channel(check_timezone(city), int(seconds))]
+
+
+def add_subscribe_routes(app: web.Application, hub: Hub, gate: Gate | None = None) -> None:
+    router = app.router
+    router.add_get(CHANNEL_PATH, _stream_handler(hub, _one_channel, gate), allow_head=False)
+    router.add_get("/events", _stream_handler(hub, _many_channels, gate), allow_head=False)
+    router.add_get("/event-stream", _stream_handler(hub, _clock_of_query, gate), allow_head=False)

@@ -1,0 +1,93 @@
+"""One channel's retained events in the memory backplane, bounded by count, age and bytes."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from itertools import starmap
+from operator import itemgetter
+
+from hub.events import Event
+
+__all__ = ["EVENT_OVERHEAD", "Log", "position_of"]
+
+#: What a retained event costs beyond its frame (the Event tuple, its fields, a list slot),
+#: counted against max_history_bytes so that many tiny events are bounded too.
+EVENT_OVERHEAD = 160
+
+
+class Log:
+    """One channel's retained events, oldest first, as a list with a moving head.
+
+    A list, not a deque, so a page can start with a bisect on positions instead of a scan; the
+    dropped head is compacted away once it is half the list, which keeps trimming O(1) amortised.
+
+    It holds plain tuples, not ``Event`` objects: the garbage collector stops tracking a tuple
+    of ints, strings and bytes at its first pass, but never a NamedTuple's instance, so every
+    retained ``Event`` (a million with the default bounds) would be scanned by every full
+    collection, a pause that grows with the history. Events are made again when read.
+    """
+
+    __slots__ = ("bytes", "events", "head", "trimmed")
+
+    def __init__(self) -> None:
+        self.events: list[_Stored] = []
+        self.head = 0  # events[:head] are dropped
+        self.trimmed = 0  # the highest position dropped from this log (0: none)
+        self.bytes = 0  # what the retained events cost (frames + EVENT_OVERHEAD each)
+
+    def __len__(self) -> int:
+        return len(self.events) - self.head
+
+    @property
+    def oldest(self) -> Event | None:
+        return Event(*self.events[self.head]) if self.head < len(self.events) else None
+
+    @property
+    def newest(self) -> Event | None:
+        return Event(*self.events[-1]) if self.head < len(self.events) else None
+
+    def append(self, event: Event, keep: int) -> None:
+        self.events.append(event[:])  # a plain tuple (see the class's docstring)
+        self.bytes += len(event.frame) + EVENT_OVERHEAD
+        if len(self.events) - self.head > keep:
+            self._drop(self.head + 1)
+
+    def expire(self, cutoff: float) -> None:
+        events, head = self.events, self.head
+        if head < len(events) and events[head][3] < cutoff:
+            self._drop(bisect.bisect_left(events, cutoff, head, key=_published_at))
+
+    def drop_through(self, position: int) -> None:
+        """Drop the retained events at or below ``position``."""
+        end = bisect.bisect_right(self.events, position, self.head, key=_position)
+        if end > self.head:
+            self._drop(end)
+
+    def _drop(self, end: int) -> None:
+        """Drop events[head:end] (end > head)."""
+        self.bytes -= sum(len(self.events[i][2]) for i in range(self.head, end))
+        self.bytes -= (end - self.head) * EVENT_OVERHEAD
+        self.trimmed = self.events[end - 1][0]
+        self.head = end
+        if end > 64 and end * 2 > len(self.events):
+            del self.events[:end]
+            self.head = 0
+
+    def after(self, position: int | None) -> Iterator[Event]:
+        """The retained events above ``position`` (None: all), without copying the log."""
+        events = self.events
+        start = self.head
+        if position is not None:
+            start = bisect.bisect_right(events, position, start, key=_position)
+        return starmap(Event, map(events.__getitem__, range(start, len(events))))
+
+
+#: A retained event: ``Event``'s fields in a plain tuple.
+_Stored = tuple[int, str, bytes, float]
+_position = itemgetter(0)
+_published_at = itemgetter(3)
+
+
+def position_of(event: Event) -> int:
+    return event.position

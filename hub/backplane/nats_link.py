@@ -1,0 +1,243 @@
+"""NATS backplane: subjects of channels, the JetStream API calls, messages as events, health.
+
+Shared by ``nats`` (the class), ``nats_reader`` (live delivery) and ``nats_presence`` (counts).
+
+Channel names allow ``A-Z a-z 0-9 _ - . : @ /``; in a NATS subject ``.`` separates tokens, and
+the others are best kept out of tokens too. A channel becomes one subject token reversibly, with
+``_`` as the escape character: ``_`` -> ``__``, ``.`` -> ``_d``, ``:`` -> ``_c``, ``@`` -> ``_a``,
+``/`` -> ``_s`` (``news.eu/fr`` -> ``news_deu_sfr``). Every other allowed character is itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from hub import sse
+from hub.backplane import BackplaneState, BackplaneUnavailable
+from hub.events import Event, event_id
+
+if TYPE_CHECKING:
+    from hub.config import Config
+
+__all__ = [
+    "GONE",
+    "MIN_VERSION",
+    "PREV",
+    "UNAVAILABLE",
+    "ApiError",
+    "Link",
+    "Subjects",
+    "api",
+    "describe",
+    "is_floor",
+    "is_tombstone",
+    "message_event",
+    "prev_of",
+    "stamp",
+    "stream_config",
+]
+
+log = logging.getLogger("hub.backplane")
+
+#: Atomic batch publishes (2.12) and batched direct gets (2.11) are what the guarantees rest on.
+MIN_VERSION = (2, 12)
+#: The header naming the previous message of the same channel (see ``hub.backplane.nats``).
+PREV = "Ssehub-Prev"
+#: The header of a deleted channel's tombstone message (``hub.backplane.nats_private``).
+GONE = "Ssehub-Deleted"
+#: Seconds a JetStream API call or publish may take before it counts as NATS being away.
+API_TIMEOUT = 3.0
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_ESCAPES = {"_": "__", ".": "_d", ":": "_c", "@": "_a", "/": "_s"}
+_UNESCAPES = {value[1]: key for key, value in _ESCAPES.items()}
+
+
+class ApiError(Exception):
+    """JetStream answered a request with an error (``code`` is its ``err_code``)."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(f"{description} (err_code {code})")
+        self.code = code
+        self.description = description
+
+
+#: What a NATS that is away, or answers with an error, raises: none may escape to the hub.
+UNAVAILABLE: tuple[type[BaseException], ...] = (NatsError, OSError, TimeoutError, ApiError)
+
+
+class Subjects:
+    """Subjects under one ``nats_subject_prefix``: ``P.<token>`` per channel (its events, or
+    its tombstone), ``P_idem.<hex>`` per idempotency record, ``P_ticket.<digest>`` per one-time
+    ticket, ``P_counts`` for the processes' subscriber counts (core NATS)."""
+
+    __slots__ = ("counts", "idem", "prefix", "tickets")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.idem = f"{prefix}_idem"
+        self.tickets = f"{prefix}_ticket"
+        self.counts = f"{prefix}_counts"
+
+    def of(self, channel: str) -> str:
+        return f"{self.prefix}.{''.join(_ESCAPES.get(c, c) for c in channel)}"
+
+    def channel(self, subject: str) -> str | None:
+        head, _, token = subject.rpartition(".")
+        if head != self.prefix:
+            return None
+        out: list[str] = []
+        escaped = False
+        for char in token:
+            if escaped:
+                out.append(_UNESCAPES.get(char, char))
+                escaped = False
+            elif char == "_":
+                escaped = True
+            else:
+                out.append(char)
+        return "".join(out)
+
+    def record(self, key: str) -> str:
+        return f"{self.idem}.{key.encode().hex()}"
+
+    def ticket(self, digest: str) -> str:
+        """The digest as a subject token as it is (``hub.grants`` gives hex), or its hex."""
+        token = digest if _TOKEN.fullmatch(digest) else digest.encode().hex()
+        return f"{self.tickets}.{token}"
+
+    def streams(self) -> list[str]:
+        return [f"{self.prefix}.*", f"{self.idem}.*", f"{self.tickets}.*"]
+
+
+async def api(nc: Client, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One JetStream API request; an error answer raises ``ApiError``."""
+    payload = orjson.dumps(body) if body is not None else b""
+    reply = await nc.request(subject, payload, timeout=API_TIMEOUT)
+    answer: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
+    error = answer.get("error")
+    if error:
+        raise ApiError(int(error.get("err_code", 0)), str(error.get("description", "")))
+    return answer
+
+
+def stamp(text: str) -> float:
+    """An RFC 3339 time with nanoseconds (NATS) as seconds since the epoch."""
+    main, _, fraction = text.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(main + "+00:00").timestamp()
+    return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
+def prev_of(headers: dict[str, str] | None, seq: int) -> int:
+    """The sequence of the channel's message before this one (0: none), or the highest sequence
+    that may have been one of its messages (``~N``: the channel held nothing, N is the age
+    floor); ``-d`` means d places before this message."""
+    text = (headers or {}).get(PREV, "0").lstrip("~")
+    number = int(text)
+    return seq + number if number < 0 else number
+
+
+def is_floor(headers: dict[str, str] | None) -> bool:
+    """Whether the previous-message header is an age floor, not a message."""
+    return (headers or {}).get(PREV, "").startswith("~")
+
+
+def is_tombstone(headers: dict[str, str] | None) -> bool:
+    """Whether a channel's message is its tombstone (it was deleted), not an event."""
+    return GONE in (headers or {})
+
+
+def message_event(channel: str, position: int, body: bytes, stored: float) -> Event:
+    return Event(position, channel, sse.with_id(event_id(position, channel), body), stored)
+
+
+async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Msg]:
+    """A batched direct get: the messages, up to the end-of-batch (or no-messages) status."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox)
+        found: list[Msg] = []
+        async with asyncio.timeout(API_TIMEOUT):
+            while True:
+                msg = await sub.next_msg(timeout=API_TIMEOUT)
+                status = (msg.headers or {}).get("Status")
+                if status is not None:
+                    if status not in ("204", "404"):
+                        raise ApiError(int(status), f"direct get answered status {status}")
+                    return found
+                found.append(msg)
+    finally:
+        await sub.unsubscribe()
+
+
+class Link:
+    """Whether NATS answers; witnesses as in the Redis backplane (``requests``, ``reader``)."""
+
+    def __init__(self) -> None:
+        self._failing: dict[str, str] = {}
+        self._lost_at: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return not self._failing
+
+    def lost(self, witness: str, problem: BaseException | str) -> None:
+        was = self.connected
+        self._failing[witness] = problem if isinstance(problem, str) else describe(problem)
+        if was:
+            self._lost_at = time.time()
+            log.warning("backplane lost: NATS does not answer normally (%s)",
+                        self._failing[witness], extra={"event": "backplane-lost"})  # fmt: skip
+
+    def regained(self, witness: str) -> None:
+        if self._failing.pop(witness, None) is not None and self.connected:
+            down = time.time() - (self._lost_at or time.time())
+            log.info("backplane regained: NATS answers again after %.1fs", down,
+                     extra={"event": "backplane-regained"})  # fmt: skip
+            self._lost_at = None
+
+    def unavailable(self, witness: str, problem: BaseException) -> BackplaneUnavailable:
+        self.lost(witness, problem)
+        if isinstance(problem, ApiError):
+            return BackplaneUnavailable(f"NATS answered with an error ({describe(problem)})")
+        return BackplaneUnavailable(f"NATS did not answer ({describe(problem)})")
+
+    def state(self, detail: dict[str, Any]) -> BackplaneState:
+        if self._failing:
+            detail["error"] = "; ".join(sorted(set(self._failing.values())))
+            detail["down_since"] = self._lost_at
+        return BackplaneState(kind="nats", connected=self.connected, detail=detail)
+
+
+def describe(problem: BaseException) -> str:
+    return f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+
+
+def stream_config(config: Config, subjects: Subjects) -> dict[str, Any]:
+    """The stream settings the guarantees need (an operator's replicas are kept beside them)."""
+    ttl_ns = int(config.history_ttl * 1e9)
+    return {
+        "name": config.nats_stream,
+        "subjects": subjects.streams(),
+        "storage": "file",
+        "retention": "limits",
+        "discard": "old",
+        "max_msgs_per_subject": config.history_size,
+        "max_age": ttl_ns,
+        "duplicate_window": ttl_ns,
+        "allow_direct": True,
+        "allow_atomic": True,
+        # Tickets expire by a per-message TTL (``Nats-TTL``); once on, JetStream keeps it on.
+        "allow_msg_ttl": True,
+    }

@@ -1,0 +1,214 @@
+"""NATS backplane: one-time tickets and channel deletion (``Tickets``, ``Deletion``).
+
+A ticket is a message on ``P_ticket.<digest>`` of the hub's stream, holding its channels and
+deadline, stored with a per-message TTL (``Nats-TTL``, whole seconds, rounded up), so JetStream
+removes it by itself. Spending it reads it from the stream leader (not a direct get, which a
+replica may answer before it has the ticket) and deletes it *by its sequence*: JetStream deletes
+a sequence once, and answers "no message found" to every later delete of it, so of two
+processes spending it at once exactly one gets the channels (compare-and-delete). The deadline
+in the message covers what the whole-second TTL rounds up; it is read with the spending
+process's clock, so hub processes whose clocks disagree by more than that fraction disagree on
+its last moments only (JetStream's TTL, on the server's clock, bounds it anyway).
+
+A deletion is a tombstone: a message on the channel's own subject with the ``Ssehub-Deleted``
+header and no body. The channel's older messages are not purged: a reader still behind them
+must deliver them before the tombstone (they were acknowledged before the deletion), so they
+stay, never served again (``nats_history`` leaves deleted channels out), until the stream's
+``max_age`` removes them with the tombstone. It is published with
+``Nats-Expected-Last-Subject-Sequence`` = the channel's last message as read from the stream
+leader just before, which makes "no history"
+(404) and "deleted already" (410) exact. If a publish or another deletion came in between, the
+tombstone is published again without that condition (waiting for a quiet moment on a busy
+channel could fail for ever), and the message just before it says whether another deletion
+came first (then the answer is "deleted already"; the second tombstone only ends a few
+milliseconds after the first). The stream's ``max_age`` (``history_ttl``) removes the tombstone
+when its time is over, so it needs no expiry of its own. Why this is atomic enough:
+
+- every publish names the channel's last sequence (``hub.backplane.nats`` point 4), so once the
+  tombstone is stored, a publish from any process that has not seen it is refused by JetStream
+  (wrong last sequence); the publisher then reads the channel's last message, finds the
+  tombstone and raises ``ChannelDeleted``. A publish is therefore either stored before the
+  tombstone (it was acknowledged, and is delivered before the deletion, as a publish just
+  before Redis's ``DELETE`` script) or refused whole; it is never stored after it.
+- a process that has seen the tombstone refuses publishes to the channel without asking NATS
+  (``Tombstones``, a local map with expiry): the publish path has no round trip more.
+- every process's reader meets the tombstone in stream-sequence order with the events of the
+  channels it follows (its consumer filters on the channel's subject), and tells its listener
+  (``Hub.deleted``); a join of new channels reads their last messages after reading its
+  frontier, so a tombstone at or below the frontier is known before ``follow`` returns. Hence
+  ``deleted()`` after ``follow`` names every deletion the reader will not deliver. (That read
+  is a batched direct get, like history pages: on a replicated stream a lagging replica may
+  answer it, and a subscriber joining in the very moment of a deletion may then miss its
+  ``event: close``; its stream stays open and quiet, since publishes are refused.)
+- a delete whose answer was lost (NATS away: the client gets 503) may have stored its
+  tombstone; the retry finds it and answers "deleted already".
+
+The tombstone's ``Ssehub-Prev`` is ``0``: it names no previous message, so a resume of a stream
+that also names live channels needs no reset for the deleted one, and no reader sees a gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hub.backplane.nats_link import GONE, PREV, UNAVAILABLE, ApiError, api, batch_get, stamp
+
+if TYPE_CHECKING:
+    from hub.backplane.nats import NatsBackplane
+
+__all__ = ["PrivateChannels", "Tombstones"]
+
+WRONG_LAST = 10071
+NO_MESSAGE = 10037
+NOT_FOUND = 10057
+
+
+class Tombstones:
+    """The deleted channels this process knows of, until their tombstones end (``time.time()``).
+
+    Filled by the reader (a tombstone met live, or at a join), the publisher (a channel's last
+    message read after a refused publish) and a delete here. Empty, it costs a publish one test.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._until: dict[str, float] = {}
+        self._sweep_at = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def mark(self, channel: str, stored: float) -> bool:
+        """A tombstone stored at ``stored`` (seconds since the epoch): whether it stands."""
+        until = stored + self._ttl
+        if until <= time.time():
+            return False
+        self._until[channel] = max(until, self._until.get(channel, 0.0))
+        return True
+
+    def among(self, channels: Sequence[str]) -> list[str]:
+        if not self._until:
+            return []
+        now = time.time()
+        if now >= self._sweep_at:  # at most once a second: this runs for every subscribe
+            self._until = {name: end for name, end in self._until.items() if end > now}
+            self._sweep_at = now + 1.0
+        return [name for name in channels if self._until.get(name, 0.0) > now]
+
+
+class Stored:
+    """A message as ``STREAM.MSG.GET`` answers it (base64 headers and body)."""
+
+    __slots__ = ("data", "headers", "seq", "time")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.seq = int(message["seq"])
+        self.data = base64.b64decode(message.get("data") or "")
+        self.time = stamp(str(message["time"]))
+        self.headers: dict[str, str] = {}
+        block = base64.b64decode(message.get("hdrs") or "").decode(errors="replace")
+        for line in block.split("\r\n")[1:]:  # after the NATS/1.0 status line
+            name, colon, value = line.partition(":")
+            if colon:
+                self.headers[name.strip()] = value.strip()
+
+
+class PrivateChannels:
+    def __init__(self, backplane: NatsBackplane) -> None:
+        self._bp = backplane
+
+    # -- tickets -----------------------------------------------------------------------------
+
+    async def issue(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        body = orjson.dumps({"c": list(channels), "d": time.time() + ttl})
+        headers = {"Nats-TTL": str(max(1, math.ceil(ttl)))}
+        try:
+            await self._bp.publisher.send(self._bp.subjects.ticket(ticket), body, headers)
+        except UNAVAILABLE as problem:
+            raise self._bp.link.unavailable("requests", problem) from None
+
+    async def spend(self, ticket: str) -> list[str] | None:
+        stream = self._bp.stream
+        try:
+            found = await self._last(self._bp.subjects.ticket(ticket))
+            if found is None:
+                return None
+            request = {"seq": found.seq, "no_erase": True}
+            try:
+                await api(self._bp.require(), f"$JS.API.STREAM.MSG.DELETE.{stream}", request)
+            except ApiError as error:
+                if error.code in (NOT_FOUND, NO_MESSAGE):  # spent (or expired) just now
+                    return None
+                raise
+        except UNAVAILABLE as problem:
+            raise self._bp.link.unavailable("requests", problem) from None
+        try:
+            kept = orjson.loads(found.data)
+            channels, deadline = kept["c"], float(kept["d"])
+        except (ValueError, KeyError, TypeError):
+            return None  # not one of ours
+        if deadline <= time.time() or not isinstance(channels, list):
+            return None
+        return [str(c) for c in channels]
+
+    # -- deletion ----------------------------------------------------------------------------
+
+    async def delete(self, channel: str, anyway: bool) -> bool | None:
+        try:
+            return await self._delete(channel, anyway)
+        except UNAVAILABLE as problem:
+            raise self._bp.link.unavailable("requests", problem) from None
+
+    async def _delete(self, channel: str, anyway: bool) -> bool | None:
+        bp = self._bp
+        subject = bp.subjects.of(channel)
+        last = await self._last(subject)
+        if last is not None and GONE in last.headers and bp.tombstones.mark(channel, last.time):
+            return None
+        if last is None and not anyway:
+            return False
+        expect = "Nats-Expected-Last-Subject-Sequence"
+        claim = {GONE: "1", PREV: "0", expect: str(last.seq if last is not None else 0)}
+        beaten = False
+        try:
+            tombstone = int((await bp.publisher.send(subject, b"", claim))["seq"])
+        except ApiError as error:
+            if error.code != WRONG_LAST:
+                raise
+            # Published on (or deleted) meanwhile. Trying again for a quiet moment could fail
+            # for ever on a busy channel; it holds history now, so the tombstone goes in as it
+            # is, and the message just before it says whether another deletion came first.
+            del claim[expect]
+            tombstone = int((await bp.publisher.send(subject, b"", claim))["seq"])
+            request = {"multi_last": [subject], "up_to_seq": tombstone - 1}
+            for msg in await batch_get(bp.require(), bp.stream, request):
+                headers = msg.headers or {}
+                beaten = GONE in headers and bp.tombstones.mark(
+                    channel, stamp(headers["Nats-Time-Stamp"])
+                )
+        bp.tombstones.mark(channel, time.time())
+        bp.publisher.last[channel] = tombstone
+        return None if beaten else True
+
+    async def _last(self, subject: str) -> Stored | None:
+        """The subject's last message, from the stream leader (a direct get may be answered by
+        a replica that lags)."""
+        request = {"last_by_subj": subject}
+        try:
+            found = await api(
+                self._bp.require(), f"$JS.API.STREAM.MSG.GET.{self._bp.stream}", request
+            )
+        except ApiError as error:
+            if error.code == NO_MESSAGE:
+                return None
+            raise
+        return Stored(found["message"])
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        return self._bp.tombstones.among(channels)

@@ -1,0 +1,227 @@
+"""NATS backplane: publishing (see ``hub.backplane.nats`` points 1, 4, 5 and 6).
+
+Each message names its channel's previous message (``Ssehub-Prev``), and JetStream checks that
+claim (``Nats-Expected-Last-Subject-Sequence``), so the chain of a channel is exact whichever
+process published. The last sequence of each channel is cached; a stale cache costs a refused
+publish and a retry, never a wrong header. Publishes of one process on one channel wait for each
+other (a lock per channel), so they do not refuse each other.
+
+A channel whose tombstone this process knows of (``hub.backplane.nats_private``) is refused
+here, without asking NATS; one it does not know of is refused by JetStream (its last message is
+the tombstone, not the one the publish names), and the refresh that follows finds the tombstone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from nats.aio.client import Client
+
+from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted, Published
+from hub.backplane.nats_link import API_TIMEOUT, GONE, PREV, ApiError, batch_get, stamp
+from hub.events import Draft, event_id
+
+if TYPE_CHECKING:
+    from hub.backplane.nats import NatsBackplane
+
+__all__ = ["Publisher", "withdraw"]
+
+log = logging.getLogger("hub.backplane")
+
+WRONG_LAST = 10071
+DUPLICATE_IN_BATCH = 10201
+#: Refused publishes (another process published on the channel meanwhile) retried at most.
+ATTEMPTS = 50
+#: Channel locks and cached sequences kept at most (unused ones are dropped past it).
+MAX_CACHED = 50_000
+OP = "Ssehub-Op"
+#: Messages in one atomic batch at most (nats-server's default limit).
+MAX_ATOMIC_BATCH = 1000
+
+
+class Publisher:
+    def __init__(self, backplane: NatsBackplane) -> None:
+        self._bp = backplane
+        self.last: dict[str, int] = {}  # channel -> its newest sequence, as last seen
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def _locked(self, channels: Sequence[str]) -> AsyncIterator[None]:
+        names = sorted(set(channels))
+        if len(self._locks) > MAX_CACHED:
+            for name in [n for n, lock in self._locks.items() if not lock.locked()]:
+                del self._locks[name]
+                self.last.pop(name, None)
+        locks = [self._locks.setdefault(name, asyncio.Lock()) for name in names]
+        for lock in locks:
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in locks:
+                lock.release()
+
+    async def publish(self, drafts: Sequence[Draft], key: str | None) -> Published:
+        channels = [d.channel for d in drafts]
+        if len(drafts) + (key is not None) > MAX_ATOMIC_BATCH:
+            raise BackplaneFull(
+                f"a batch on NATS holds at most {MAX_ATOMIC_BATCH} messages (JetStream's atomic "
+                f"batch limit), {MAX_ATOMIC_BATCH - 1} events with an Idempotency-Key; this one "
+                f"has {len(drafts)}: split it or lower max_batch"
+            )
+        tombstones = self._bp.tombstones
+        async with self._locked(channels):
+            for _ in range(ATTEMPTS):
+                unknown = sorted({c for c in channels if c not in self.last})
+                if unknown:
+                    await self._refresh(unknown)
+                if tombstones and (gone := tombstones.among(channels)):
+                    raise ChannelDeleted(gone[0])
+                floor = None
+                if any(self.last[c] == 0 for c in channels):
+                    floor = await self._bp.age_floor()
+                try:
+                    if len(drafts) == 1 and key is None:
+                        seqs = await self._single(drafts[0], floor)
+                    else:
+                        seqs = await self._batch(drafts, key, floor)
+                except ApiError as error:
+                    if error.code == WRONG_LAST:
+                        for channel in set(channels):
+                            self.last.pop(channel, None)
+                        continue
+                    if error.code == DUPLICATE_IN_BATCH and key is not None:
+                        return await self._replay(key, len(drafts))
+                    raise
+                for channel, seq in zip(channels, seqs, strict=True):
+                    self.last[channel] = seq
+                ids = [event_id(self._bp.base + s, c) for s, c in zip(seqs, channels, strict=True)]
+                return Published(ids=ids)
+        raise BackplaneUnavailable(
+            f"NATS refused the publish {ATTEMPTS} times: other processes keep publishing on "
+            "the same channels"
+        )
+
+    def seen(self, channel: str, seq: int) -> None:
+        """The reader saw a newer message of a channel: the cache follows it."""
+        if channel in self.last and seq > self.last[channel]:
+            self.last[channel] = seq
+
+    async def _refresh(self, channels: list[str]) -> None:
+        nc = self._bp.require()
+        subjects = self._bp.subjects
+        for channel in channels:
+            self.last[channel] = 0
+        for at in range(0, len(channels), 100):
+            chunk = [subjects.of(c) for c in channels[at : at + 100]]
+            for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
+                headers = msg.headers or {}
+                name = subjects.channel(headers["Nats-Subject"])
+                if name is not None:
+                    self.last[name] = int(headers["Nats-Sequence"])
+                    if GONE in headers:
+                        self._bp.tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
+
+    def _headers(self, channel: str, floor: int | None) -> dict[str, str]:
+        last = self.last[channel]
+        prev = str(last) if last else f"~{floor or 0}"
+        return {PREV: prev, "Nats-Expected-Last-Subject-Sequence": str(last)}
+
+    async def send(self, subject: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """A request whose timeout withdraws it from the client's buffer (point 6)."""
+        nc = self._bp.require()
+        token = uuid.uuid4().hex
+        headers[OP] = token
+        try:
+            reply = await nc.request(subject, body, timeout=API_TIMEOUT, headers=headers)
+        except BaseException:
+            self._bp.remove_pending(token.encode())
+            raise
+        answer: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
+        error = answer.get("error")
+        if error:
+            raise ApiError(int(error.get("err_code", 0)), str(error.get("description", "")))
+        return answer
+
+    async def _single(self, draft: Draft, floor: int | None) -> list[int]:
+        headers = self._headers(draft.channel, floor)
+        answer = await self.send(self._bp.subjects.of(draft.channel), draft.body, headers)
+        return [int(answer["seq"])]
+
+    async def _batch(
+        self, drafts: Sequence[Draft], key: str | None, floor: int | None
+    ) -> list[int]:
+        """An atomic batch; a keyed one ends with its record (point 5)."""
+        nc = self._bp.require()
+        subjects = self._bp.subjects
+        batch = uuid.uuid4().hex
+        token = batch.encode()
+        where: dict[str, int] = {}
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        for index, draft in enumerate(drafts):
+            if draft.channel in where:
+                headers = {PREV: str(where[draft.channel] - index)}
+            else:
+                headers = self._headers(draft.channel, floor)
+            where[draft.channel] = index
+            messages.append((subjects.of(draft.channel), draft.body, headers))
+        if key is not None:
+            record = orjson.dumps([d.channel for d in drafts])
+            messages.append((subjects.record(key), record, {"Nats-Msg-Id": key}))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, max_msgs=1)
+        try:
+            for number, (subject, body, headers) in enumerate(messages, 1):
+                headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(number), OP: batch}
+                commit = number == len(messages)
+                if commit:
+                    headers["Nats-Batch-Commit"] = "1"
+                await nc.publish(subject, body, reply=inbox if commit else "", headers=headers)
+            reply = await sub.next_msg(timeout=API_TIMEOUT)
+        except BaseException:
+            self._bp.remove_pending(token)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        answer: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
+        error = answer.get("error")
+        if error:
+            raise ApiError(int(error.get("err_code", 0)), str(error.get("description", "")))
+        end = int(answer["seq"])
+        if key is not None:
+            end -= 1  # the record comes last
+        return list(range(end - len(drafts) + 1, end + 1))
+
+    async def _replay(self, key: str, count: int) -> Published:
+        """The first ids of a keyed batch, from its record."""
+        subject = self._bp.subjects.record(key)
+        found = await batch_get(self._bp.require(), self._bp.stream, {"multi_last": [subject]})
+        if not found:
+            raise BackplaneUnavailable(
+                "this Idempotency-Key was used by a publish whose record is gone; use a new key"
+            )
+        record = int((found[0].headers or {})["Nats-Sequence"])
+        channels: list[str] = orjson.loads(found[0].data)
+        first = record - len(channels)
+        ids = [event_id(self._bp.base + first + i, c) for i, c in enumerate(channels)]
+        return Published(ids=ids, replayed=True)
+
+
+def withdraw(nc: Client | None, token: bytes) -> None:
+    """Take the commands carrying ``token`` out of the client's outgoing buffer (point 6)."""
+    if nc is None:
+        return
+    pending: list[bytes] = nc._pending
+    kept = [command for command in pending if token not in command]
+    if len(kept) != len(pending):
+        nc._pending = kept
+        nc._pending_data_size = sum(len(command) for command in kept)
+        log.warning("NATS: a publish that timed out was withdrawn before it was sent")

@@ -1,0 +1,77 @@
+"""Redis backplane: one-time tickets and channel deletion (``Tickets``, ``Deletion``).
+
+A ticket is a key ``P ticket:<digest>`` holding its channels, set with the ticket's ttl and
+spent with ``GETDEL``: one atomic command, so of two processes spending it at once exactly one
+gets it. A deletion is the ``DELETE`` script (``redis_scripts``): it ends what the history
+serves (the entries before it stay, unserved, until they expire with the tombstone, for the
+readers still behind them), leaves the tombstone ``P gone:<channel>`` for ``history_ttl`` (the
+publish script refuses a channel whose tombstone stands) and a marker entry in the channel's
+stream, which every process's reader meets in position order (``redis_reader``), so deletion
+reaches every process without a channel of its own and without touching the ordering argument
+of ``hub.backplane.redis``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import orjson
+import redis.asyncio as aioredis
+
+from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
+from hub.backplane.redis_reader import Reader
+from hub.backplane.redis_scripts import DELETE
+
+__all__ = ["PrivateChannels"]
+
+
+class PrivateChannels:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, link: Link, reader: Reader, ttl_ms: int
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._link = link
+        self._reader = reader
+        self._ttl_ms = ttl_ms
+        reader.tombstone_seconds = ttl_ms / 1000
+        self._delete_script = redis.register_script(DELETE)
+
+    async def issue(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        try:
+            await self._redis.set(
+                self._keys.ticket(ticket), orjson.dumps(list(channels)), px=int(ttl * 1000)
+            )
+        except UNAVAILABLE as problem:
+            raise self._link.unavailable("pool", problem) from None
+
+    async def spend(self, ticket: str) -> list[str] | None:
+        try:
+            found = await self._redis.getdel(self._keys.ticket(ticket))
+        except UNAVAILABLE as problem:
+            raise self._link.unavailable("pool", problem) from None
+        if found is None:
+            return None
+        channels = orjson.loads(found)
+        return [str(c) for c in channels] if isinstance(channels, list) else None
+
+    async def delete(self, channel: str, anyway: bool) -> bool | None:
+        keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of([channel])]
+        keys.append(self._keys.tombstone(channel))
+        try:
+            done = await self._delete_script(keys=keys, args=[int(anyway), self._ttl_ms])
+        except UNAVAILABLE as problem:
+            raise self._link.unavailable("pool", problem) from None
+        if done == -1:
+            return None
+        if done == 1:  # known here at once; the reader tells the listeners, here and elsewhere
+            self._reader.gone[channel] = time.time() + self._ttl_ms / 1000
+        return bool(done)
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        gone = self._reader.gone
+        if not gone:
+            return []
+        now = time.time()
+        return [name for name in channels if gone.get(name, 0.0) > now]

@@ -1,0 +1,115 @@
+"""Checks of the access settings: publish tokens (plain or scoped), private channel patterns,
+and the subscribe grant keys. Used by ``hub.config``; a ``ValueError`` here becomes a
+``ConfigError`` naming the key there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PublishToken",
+    "check_cookie_name",
+    "check_jwt_secret",
+    "check_patterns",
+    "check_pem_file",
+    "check_tokens",
+]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+class PublishToken(str):
+    """A publish token: a string, as before, which may also carry the channel patterns it is
+    limited to (``channels``; None: anywhere). A ``str`` so every user of plain tokens (the
+    constant-time comparison in ``hub.auth``) keeps working unchanged."""
+
+    channels: tuple[str, ...] | None = None
+
+    @classmethod
+    def scoped(cls, token: str, channels: tuple[str, ...] | None) -> PublishToken:
+        made = cls(token)
+        made.channels = channels
+        return made
+
+
+def _token(value: str) -> str:
+    if len(value) < 16 or not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError("each token must be at least 16 printable ASCII characters, no spaces")
+    return value
+
+
+def check_tokens(value: Any) -> tuple[PublishToken, ...]:
+    """Plain strings (publish anywhere) or ``{ token = "...", channels = ["jobs/*"] }`` tables."""
+    if not isinstance(value, list | tuple):
+        raise ValueError('expected a list of tokens (strings or {token = "...", channels = [...]})')
+    tokens = []
+    for item in value:
+        if isinstance(item, PublishToken):
+            tokens.append(item)
+        elif isinstance(item, str):
+            tokens.append(PublishToken(_token(item)))
+        elif isinstance(item, dict):
+            if set(item) != {"token", "channels"}:
+                raise ValueError('a scoped token is a table {token = "...", channels = [...]}')
+            if not isinstance(item["token"], str):
+                raise ValueError("token must be a string")
+            channels = check_patterns(item["channels"])
+            if not channels:
+                raise ValueError("a scoped token needs at least one channel pattern")
+            tokens.append(PublishToken.scoped(_token(item["token"]), channels))
+        else:
+            raise ValueError(f"expected a string or a table, got {item!r}")
+    return tuple(tokens)
+
+
+def check_patterns(value: Any) -> tuple[str, ...]:
+    """Channel patterns: ``*`` is any run of characters; anything else is literal."""
+    patterns = _texts(value)
+    for pattern in patterns:
+        if not 1 <= len(pattern) <= 200 or not pattern.isprintable():
+            raise ValueError(f"{pattern!r} is not a channel pattern (1-200 printable characters)")
+    return patterns
+
+
+def check_jwt_secret(value: Any) -> str:
+    text = _text(value)
+    if text and len(text.encode()) < 32:
+        raise ValueError("an HS256 secret must be at least 32 bytes (or empty: none)")
+    return text
+
+
+def check_pem_file(value: Any) -> str:
+    text = _text(value)
+    if not text:
+        return text
+    # Read at start-up, so a bad key stops it with the key's name (hub.grants loads it again).
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(Path(text).read_bytes())
+    except OSError as problem:
+        raise ValueError(f"cannot read it ({problem.strerror})") from None
+    except ValueError:
+        raise ValueError("not a PEM public key") from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("an RSA (RS256) or EC (ES256) public key is expected")
+    return text
+
+
+def check_cookie_name(value: Any) -> str:
+    text = _text(value)
+    if not text or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in text):
+        raise ValueError("expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+    return text
