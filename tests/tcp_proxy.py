@@ -18,6 +18,8 @@ class TcpProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.cut_off = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -33,6 +35,14 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.cut_off = False
+
+    def hold(self) -> None:
+        """Stop passing bytes on, both ways, keeping every connection open: a link that stalls
+        (its peer lags) rather than fails. Bytes already read wait here for ``release``."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     async def close(self) -> None:
         self.cut()
@@ -66,6 +76,7 @@ class TcpProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

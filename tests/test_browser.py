@@ -14,7 +14,6 @@ import itertools
 import os
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ import orjson
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
 
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
 from tests.processes import ROOT, HubProcess
 from tests.tcp_proxy import TcpProxy
 
@@ -129,6 +128,7 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
         page.on("response", entry.on_response)
         watched.append(entry)
         await page.goto(url)
+        await shown(page)
         return entry
 
     yield open_
@@ -145,9 +145,12 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
 async def start_hub() -> AsyncIterator[StartHub]:
     """Start ``python -m hub serve`` processes; each is stopped after the test."""
     started: list[HubProcess] = []
+    prefixes: set[str] = set()  # on the shared Redis: deleted once the hubs are stopped
 
     async def start(**settings: Any) -> HubProcess:
         env = SETTINGS | {f"HUB_{key.upper()}": str(value) for key, value in settings.items()}
+        if settings.get("backplane") == REDIS_URL:
+            prefixes.add(settings["redis_prefix"])
         process = await HubProcess.spawn(env=env)
         started.append(process)
         return await process.started()
@@ -155,6 +158,8 @@ async def start_hub() -> AsyncIterator[StartHub]:
     yield start
     for process in started:
         await process.stop()
+    for prefix in prefixes:
+        await delete_prefix(prefix)
 
 
 @pytest.fixture
@@ -164,6 +169,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+async def shown(page: Page) -> None:
+    """Wait until the page shows what its URL says. "load" is not enough: the page's module
+    waits for the zone list before it makes its clocks, and "load" does not wait for that."""
+    await page.wait_for_selector("html[data-ready]", state="attached")
 
 
 async def publish(session: aiohttp.ClientSession, hub: HubProcess, channel: str, data: Any) -> str:
@@ -225,13 +236,27 @@ async def watch_in_console(page: Page, channel: str) -> None:
     await page.wait_for_selector(f'#console-channels code:text-is("{channel}")')
 
 
-async def channel_live(session: aiohttp.ClientSession, hub: HubProcess, channel: str) -> None:
-    """Wait until the hub has the page's stream on ``channel`` (so a publish reaches it live)."""
+async def channel_live(
+    session: aiohttp.ClientSession, hub: HubProcess, channel: str, page: Page
+) -> None:
+    """Wait until the page's stream on ``channel`` is live, so a publish from now on reaches it.
+
+    The hub counts a stream in /channels as soon as it is registered, which is before it has
+    fixed where a stream without history starts (with Redis, a few round trips later): an event
+    published in between is, by design, not sent. The hub sends the response headers only once
+    the stream is live, so wait for the page's current connection, on that channel, to be open.
+    """
 
     async def live() -> bool:
         return (await subscribers_of(session, hub)).get(channel) == 1
 
     await wait_for(live, f"a subscriber on {channel}")
+    await page.wait_for_function(
+        """(channel) => document.getElementById("status").dataset.state === "open"
+             && new URL(document.getElementById("conn-url").textContent, location.href)
+                  .searchParams.getAll("channel").includes(channel)""",
+        arg=channel,
+    )
 
 
 # -- clocks ----------------------------------------------------------------------------------
@@ -243,8 +268,8 @@ RECORD_TICKS = """() => {
     for (const change of changes) {
       const card = change.target;
       if (card.dataset.iso) {
-        const { timezone, iso } = card.dataset;
-        window.__ticks.push({ timezone, iso, at: Date.now() });
+        const { channel, timezone, iso, id } = card.dataset;
+        window.__ticks.push({ channel, timezone, iso, id: Number(id), at: Date.now() });
       }
     }
   }).observe(document.getElementById("clock-list"), {
@@ -300,7 +325,7 @@ async def test_two_cities_tick_with_their_own_intervals_over_one_connection(
     assert counts["time/Asia/Kolkata/1"] == 1 and counts["time/America/New_York/2"] == 1
     assert await gauge(session, hub, "hub_tickers") == 2
 
-    await page.click('button[aria-label="Remove the Kolkata clock"]')
+    await page.click('button[aria-label="Remove the Kolkata clock (every 1 s)"]')
     await page.wait_for_selector('.clock[data-timezone="Asia/Kolkata"]', state="detached")
 
     async def one_ticker() -> bool:
@@ -320,7 +345,7 @@ async def test_changing_cities_loses_and_repeats_no_event(
     hub = await start_hub()
     watched = await open_page(f"{hub.url}/?clocks=Europe/London:1&watch=news")
     page = watched.page
-    await channel_live(session, hub, "news")
+    await channel_live(session, hub, "news", page)
     published: list[str] = []
     stop = asyncio.Event()
 
@@ -340,7 +365,7 @@ async def test_changing_cities_loses_and_repeats_no_event(
             await page.click("#clock-form button[type=submit]")
             await page.wait_for_selector(f'.clock[data-timezone="{city}"]:not([data-ticks="0"])')
             assert before != await page.text_content("#conn-url")
-        await page.click('button[aria-label="Remove the London clock"]')
+        await page.click('button[aria-label="Remove the London clock (every 1 s)"]')
         await page.wait_for_function(
             "() => !document.getElementById('conn-url').textContent.includes('London')"
         )
@@ -351,8 +376,89 @@ async def test_changing_cities_loses_and_repeats_no_event(
     last = published[-1]
     await page.wait_for_selector(f'#console-events tr[data-channel="news"] >> text="{last}"')
     assert await console_data(page, "news") == published
+    await one_connection(session, hub)  # the old stream's close has reached the hub by then
     assert "time/Europe/London/1" not in await subscribers_of(session, hub)
+
+
+async def test_bad_clocks_in_the_url_are_named_and_the_rest_tick(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """A ?clocks= list with an unknown zone: that entry is left out with a note naming it, and
+    the valid clock ticks. The page never asks the hub for the bad one (which would refuse the
+    whole stream: the fixture fails the test on any HTTP error)."""
+    hub = await start_hub()
+    watched = await open_page(f"{hub.url}/?clocks=Asia/Tokyo:2,Mars/Olympus:5")
+    page = watched.page
+    await page.wait_for_function(
+        """() => Number(document.querySelector('.clock[data-timezone="Asia/Tokyo"]')
+             ?.dataset.ticks) >= 2""",
+        timeout=WAIT_MS + 2000,
+    )  # the current time at once, then a tick on the next even second
+    assert await page.is_visible("#clock-note")
+    notes = await page.eval_on_selector_all(
+        "#clock-note li", "items => items.map(i => i.textContent)"
+    )
+    assert notes == ["Ignored Mars/Olympus: unknown timezone"]
+    cards = await page.eval_on_selector_all(".clock", "cards => cards.map(c => c.dataset.channel)")
+    assert cards == ["time/Asia/Tokyo/2"]
+    counts = await subscribers_of(session, hub)
+    assert counts.get("time/Asia/Tokyo/2") == 1
+    assert not [name for name in counts if "Mars" in name]
     await one_connection(session, hub)
+
+    # other kinds of bad entries, each named as written; no note when nothing was left out
+    await page.goto(f"{hub.url}/?clocks=Europe/Paris:0,UTC,Asia/Tokyo:2.5,UTC:1")
+    await shown(page)
+    await page.wait_for_selector('.clock[data-channel="time/UTC/1"]:not([data-ticks="0"])')
+    notes = await page.eval_on_selector_all(
+        "#clock-note li", "items => items.map(i => i.textContent)"
+    )
+    assert notes == [
+        "Ignored Europe/Paris:0: the interval must be whole seconds from 1 to 3600",
+        "Ignored UTC: write it as zone:seconds, e.g. Asia/Tokyo:5",
+        "Ignored Asia/Tokyo:2.5: the interval must be whole seconds from 1 to 3600",
+    ]
+    await page.goto(f"{hub.url}/?clocks=UTC:1")
+    await shown(page)
+    await page.wait_for_selector('.clock[data-channel="time/UTC/1"]:not([data-ticks="0"])')
+    assert not await page.is_visible("#clock-note")
+
+
+async def test_two_clocks_of_one_zone_each_tick_at_their_interval(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """Asia/Tokyo every 1 s and every 2 s on one stream: each tick names its channel, so each
+    card gets its own channel's ticks only, at its own interval, with epoch-counted ids."""
+    hub = await start_hub()
+    watched = await open_page(f"{hub.url}/?clocks=Asia/Tokyo:1,Asia/Tokyo:2")
+    page = watched.page
+    one, two = "time/Asia/Tokyo/1", "time/Asia/Tokyo/2"
+    for channel in (one, two):
+        await page.wait_for_selector(f'.clock[data-channel="{channel}"]:not([data-ticks="0"])')
+    await page.evaluate(RECORD_TICKS)  # from here on, only ticks on each clock's interval
+    await page.wait_for_function(
+        f"""() => [["{one}", 4], ["{two}", 3]].every(
+             ([channel, count]) => window.__ticks.filter((t) => t.channel === channel).length
+               >= count)""",
+        timeout=WAIT_MS + 2000,
+    )
+    ticks = await page.evaluate("window.__ticks")
+    for channel, interval in ((one, 1), (two, 2)):
+        mine = [tick for tick in ticks if tick["channel"] == channel]
+        instants = [int(datetime.fromisoformat(tick["iso"]).timestamp()) for tick in mine]
+        assert all(instant % interval == 0 for instant in instants), (channel, instants)
+        assert {b - a for a, b in itertools.pairwise(instants)} == {interval}, (channel, instants)
+        assert [tick["id"] for tick in mine] == [instant // interval for instant in instants]
+    assert "clocks=Asia/Tokyo:1,Asia/Tokyo:2" in page.url
+    counts = await subscribers_of(session, hub)
+    assert counts[one] == 1 and counts[two] == 1
+    assert await gauge(session, hub, "hub_tickers") == 2
+    await one_connection(session, hub)
+
+    await page.click('button[aria-label="Remove the Tokyo clock (every 1 s)"]')
+    await page.wait_for_selector(f'.clock[data-channel="{one}"]', state="detached")
+    assert await page.is_visible(f'.clock[data-channel="{two}"]')
+    await page.wait_for_function("() => location.search === '?clocks=Asia/Tokyo:2'")
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -403,6 +509,10 @@ async def check_finished(page: Page, result: dict[str, Any]) -> None:
     assert shown["rows"] == f"{result['rows']:,}"
     assert shown["top_region"] == result["top_region"]
     assert shown["revenue"] == f"{result['revenue']:,.2f}".rstrip("0").rstrip(".")
+    # the job ended: the view closed its channel, and says so
+    await page.wait_for_selector("#job-channel:not([hidden])")
+    assert await page.get_attribute("#job-view", "data-channel") == "closed"
+    assert "closed: the job is done" in (await page.text_content("#job-channel") or "")
 
 
 async def test_job_started_from_the_page_reaches_100_and_shows_its_result(
@@ -460,6 +570,7 @@ async def test_job_page_reloaded_mid_job_shows_all_progress(
     before = await page.eval_on_selector("#job-progress", "bar => bar.value")
     assert before < 100
     await page.reload()
+    await shown(page)
     await page.wait_for_function(
         f"() => document.getElementById('job-progress').value >= {before}", timeout=1500
     )
@@ -488,6 +599,36 @@ async def test_a_job_published_by_a_service_has_a_page_too(
     assert await page.eval_on_selector("#job-progress", "bar => bar.value") == 100
 
 
+async def test_deleting_a_running_jobs_channel_closes_it_on_the_page(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """DELETE /channels/job/<id> under an open job page: the hub sends event: close, the job
+    view says its channel was closed and stops watching it, and the page's one stream goes on
+    (its clocks still tick) without a refused request."""
+    hub = await start_hub(demo_job_seconds=6)
+    watched = await open_page(f"{hub.url}/?clocks=Europe/London:1")
+    page = watched.page
+    await page.click("#job-start")
+    await page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{12}(\?|$)"))
+    job_id = urlsplit(page.url).path.rsplit("/", 1)[1]
+    await page.wait_for_function("() => document.getElementById('job-progress').value > 0")
+    async with session.delete(f"{hub.url}/channels/job/{job_id}") as response:
+        assert response.status == 200, await response.text()
+    await page.wait_for_selector("#job-channel:not([hidden])")
+    assert "closed: the hub closed it" in (await page.text_content("#job-channel") or "")
+    assert await page.get_attribute("#job-view", "data-channel") == "closed"
+
+    async def job_unwatched() -> bool:
+        return f"job/{job_id}" not in await subscribers_of(session, hub)
+
+    await wait_for(job_unwatched, "the page's stream without the job's channel")
+    ticks = await page.get_attribute('.clock[data-timezone="Europe/London"]', "data-ticks")
+    await page.wait_for_selector(
+        f'.clock[data-timezone="Europe/London"]:not([data-ticks="{ticks}"])'
+    )
+    await one_connection(session, hub)
+
+
 # -- the connection goes away --------------------------------------------------------------
 
 
@@ -506,7 +647,7 @@ async def test_cut_connection_reconnects_and_shows_missed_events_once(
         watched = await open_page(f"http://127.0.0.1:{proxy.port}/?clocks=Europe/London:1")
         page = watched.page
         await watch_in_console(page, "news")
-        await channel_live(session, hub, "news")
+        await channel_live(session, hub, "news", page)
         await state_is(page, "open")
         sent = [await publish(session, hub, "news", f"before-{n}") for n in (1, 2)]
         await page.wait_for_selector('#console-events tr[data-channel="news"] >> text=before-2')
@@ -549,12 +690,12 @@ async def test_hub_restart_under_the_open_page(
     a reset; with Redis the new hub knows them and the page resumes without one."""
     settings = {}
     if backplane == "redis":
-        settings = {"backplane": REDIS_URL, "redis_prefix": f"ssehub-test:{uuid.uuid4().hex[:12]}:"}
+        settings = {"backplane": REDIS_URL, "redis_prefix": redis_prefix()}
     first = await start_hub(**settings)
     port = urlsplit(first.url).port
     watched = await open_page(f"{first.url}/?clocks=Europe/London:1&watch=news")
     page = watched.page
-    await channel_live(session, first, "news")
+    await channel_live(session, first, "news", page)
     await publish(session, first, "news", "old-1")
     await page.wait_for_selector('#console-events tr[data-channel="news"] >> text=old-1')
 
@@ -568,7 +709,7 @@ async def test_hub_restart_under_the_open_page(
     if backplane == "memory":
         await page.wait_for_selector(reset)
         assert "unknown-id" in (await page.text_content(reset) or "")
-    await channel_live(session, second, "news")
+    await channel_live(session, second, "news", page)
     await publish(session, second, "news", "new-1")
     await page.wait_for_selector('#console-events tr[data-channel="news"] >> text=new-1')
     assert await console_data(page, "news") == ["old-1", "new-1"]
@@ -579,3 +720,84 @@ async def test_hub_restart_under_the_open_page(
         f'.clock[data-timezone="Europe/London"]:not([data-ticks="{ticks}"])'
     )
     await one_connection(session, second)
+
+
+# -- a private channel through one-time tickets ---------------------------------------------
+
+#: The page side: web/js/private.js (the README's recipe). The page's CSP allows connections to
+#: its own origin only, as a real page's backend would be; here the hub itself issues the
+#: tickets (no publish_tokens: loopback clients may, and the browser is one).
+OPEN_PRIVATE = """async () => {
+  const { PrivateStream } = await import("/assets/js/private.js");
+  window.__got = [];
+  window.__states = [];
+  window.__tickets = [];
+  const getTicket = async () => {
+    const answer = await fetch("/tickets", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ channels: ["user/42"] }),
+    });
+    const { ticket } = await answer.json();
+    window.__tickets.push(ticket);
+    return ticket;
+  };
+  const stream = new PrivateStream(["user/42"], getTicket, { retryMs: 300 });
+  stream.addEventListener("event", (e) => window.__got.push([e.detail.id, e.detail.data]));
+  stream.addEventListener("state", (e) => window.__states.push(e.detail.state));
+  window.__private = stream;
+}"""
+
+
+async def test_private_channel_through_tickets_across_a_cut_connection(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """Browser → proxy → hub, on a private channel opened with a one-time ticket. The proxy
+    drops the connection while events are published; the page gets a new ticket, resumes with
+    ?lastEventId=, and every event arrives exactly once, in order. No request is refused: a
+    spent ticket is never presented again (any 4xx would fail the test)."""
+    hub = await start_hub(private_channels="user/*")
+    host, port = urlsplit(hub.url).hostname, urlsplit(hub.url).port
+    assert host is not None and port is not None
+    proxy = TcpProxy(host, port)
+    await proxy.start()
+
+    async def send(data: str) -> str:
+        async with session.post(
+            f"{hub.url}/channels/user/42/events", json={"data": data}
+        ) as answer:
+            assert answer.status == 202, await answer.text()
+            return str((await answer.json())["id"])
+
+    async def got(page: Page) -> list[list[str]]:
+        found: list[list[str]] = await page.evaluate("window.__got")
+        return found
+
+    try:
+        watched = await open_page(f"http://127.0.0.1:{proxy.port}/?clocks=Europe/London:1")
+        page = watched.page
+        await page.evaluate(OPEN_PRIVATE)
+        await page.wait_for_function("() => window.__states.includes('open')")
+        sent = [await send(f"before-{n}") for n in (1, 2)]
+        await page.wait_for_function("() => window.__got.length === 2")
+        async with watched.away():
+            proxy.cut()
+            await page.wait_for_function("() => window.__states.at(-1) === 'reconnecting'")
+            sent += [await send(f"away-{n}") for n in range(1, 6)]
+            await asyncio.sleep(1)  # several attempts, each with a new ticket, fail meanwhile
+            assert len(await got(page)) == 2
+            proxy.restore()
+            await page.wait_for_function("() => window.__states.at(-1) === 'open'")
+        await page.wait_for_function("() => window.__got.length >= 7")
+        sent.append(await send("after-1"))
+        await page.wait_for_function("() => window.__got.length >= 8")
+        await asyncio.sleep(0.3)  # a duplicate would have arrived by now
+        expected = ["before-1", "before-2", *(f"away-{n}" for n in range(1, 6)), "after-1"]
+        received = await got(page)
+        assert [data for _, data in received] == expected, "each exactly once, in order"
+        assert [ident for ident, _ in received] == sent
+        issued = await page.evaluate("window.__tickets")
+        assert len(issued) >= 2 and len(set(issued)) == len(issued), "a new ticket each time"
+        await page.evaluate("window.__private.close()")
+        await page.close()
+    finally:
+        await proxy.close()

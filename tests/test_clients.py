@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
+import pytest
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from tests.conftest import HubServer
@@ -85,6 +86,7 @@ async def test_httpx_sse_resumes_with_last_event_id(hub: HubServer, backplane: s
     ]
 
 
+@pytest.mark.any_backplane
 async def test_httpx_sse_reads_a_clock(hub: HubServer) -> None:
     """The original design's clock URL works with a stock client library."""
     async with (

@@ -1,7 +1,10 @@
-"""Several real hub processes sharing one Redis: the guarantees of one process, across all of them.
+"""Several real hub processes sharing one Redis or NATS: the guarantees of one process, across
+all of them.
 
-Every test here starts real ``python -m hub serve`` processes; the outage tests also start their
-own Redis server (with ``--appendonly yes``, as the README requires) so they can stop it.
+Every test here runs on each shared backplane (the ``engine`` fixture: "redis", "nats") and starts
+real ``python -m hub serve`` processes; the outage tests also start their own Redis server (with
+``--appendonly yes``, as the README requires) or nats-server (JetStream, file store) so they can
+stop, kill and restart it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.backplane_rig import delete_stream, nats_settings
+from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
+from tests.nats_server import NatsServer
 from tests.processes import HubProcess
 from tests.sse_client import Message, Stream, open_stream
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 StartHubs = Callable[..., "asyncio.Future[list[HubProcess]]"]
 
@@ -65,29 +70,52 @@ class RedisServer:
             time.sleep(0.05)
         raise AssertionError("the test's Redis did not start")
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # Redis flushes its AOF on SIGTERM
+            self.process.send_signal(sig)  # Redis flushes its AOF on SIGTERM
             self.process.wait(10)
         self.process = None
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("nats", marks=pytest.mark.nats),
+    ]
+)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The shared backplane these processes use."""
+    return str(request.param)
+
+
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
+def shared_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The run's shared server of that engine: the test Redis, or the run's nats-server."""
+    return REDIS_URL if engine == "redis" else str(request.getfixturevalue("nats_url"))
+
+
+@pytest.fixture
+def own_store(tmp_path: Path, engine: str) -> Iterator[RedisServer | NatsServer]:
+    """A server of the test's own, to stop, kill and restart (same port, same files)."""
+    server: RedisServer | NatsServer = (
+        RedisServer(tmp_path) if engine == "redis" else NatsServer(str(tmp_path))
+    )
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-async def start_hubs() -> AsyncIterator[Callable[..., Any]]:
-    """``await start_hubs(n, redis_url=..., **settings)`` starts n hub processes on one prefix."""
+async def start_hubs(shared_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_hubs(n, url=..., **settings)`` starts n hub processes on one prefix (Redis)
+    or one stream (NATS); ``url`` defaults to the shared server."""
     started: list[HubProcess] = []
-    prefix = f"ssehub-test:{uuid.uuid4().hex[:12]}:"
+    prefix = redis_prefix(shared=shared_url == REDIS_URL)
+    tag = uuid.uuid4().hex[:12]
 
-    async def start(count: int, redis_url: str = REDIS_URL, **settings: str) -> list[HubProcess]:
-        env = {"HUB_BACKPLANE": redis_url, "HUB_REDIS_PREFIX": prefix, "HUB_HEARTBEAT": "0.5"}
+    async def start(count: int, url: str = shared_url, **settings: str) -> list[HubProcess]:
+        env = {"HUB_BACKPLANE": url, "HUB_REDIS_PREFIX": prefix, "HUB_HEARTBEAT": "0.5"}
+        env |= {f"HUB_{key.upper()}": value for key, value in nats_settings(tag).items()}
         env |= {"HUB_HOST": "127.0.0.1", "HUB_PORT": "0"}
         env |= {f"HUB_{key.upper()}": value for key, value in settings.items()}
         hubs = [await HubProcess.spawn(env=env) for _ in range(count)]
@@ -97,6 +125,11 @@ async def start_hubs() -> AsyncIterator[Callable[..., Any]]:
 
     yield start
     await asyncio.gather(*(hub.stop() for hub in started))
+    # on the shared server; a test's own server ends with its test
+    if shared_url == REDIS_URL:
+        await delete_prefix(prefix)
+    else:
+        await delete_stream(shared_url, nats_settings(tag)["nats_stream"])
 
 
 @pytest.fixture
@@ -116,9 +149,14 @@ async def publish(
 
 
 async def publish_ok(
-    session: aiohttp.ClientSession, hub: HubProcess | Balancer, channel: str, data: Any
+    session: aiohttp.ClientSession,
+    hub: HubProcess | Balancer,
+    channel: str,
+    data: Any,
+    headers: dict[str, str] | None = None,
 ) -> str:
-    async with session.post(f"{hub.url}/channels/{channel}/events", json={"data": data}) as answer:
+    url = f"{hub.url}/channels/{channel}/events"
+    async with session.post(url, json={"data": data}, headers=headers) as answer:
         body = await answer.json()
         assert answer.status == 202, body
         return str(body["id"])
@@ -256,15 +294,17 @@ async def _wait_ready(
     raise AssertionError(f"{hub.url}/readyz never became {'ready' if ready else 'unready'}")
 
 
-async def test_redis_restart_loses_nothing_accepted(
-    start_hubs: Any, session: aiohttp.ClientSession, own_redis: RedisServer
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+async def test_store_restart_loses_nothing_accepted(
+    start_hubs: Any, session: aiohttp.ClientSession, own_store: RedisServer | NatsServer, sig: int
 ) -> None:
-    """Redis stops mid-stream and comes back: publishes in between get 503 with a JSON error,
-    streams stay open (heartbeats, clocks), and every accepted event arrives once, in order."""
-    a, b = await start_hubs(2, redis_url=own_redis.url)
+    """The store stops (or is SIGKILLed) mid-stream and comes back: publishes in between get 503
+    with a JSON error, streams stay open (heartbeats, clocks), and every accepted event arrives
+    once, in order."""
+    a, b = await start_hubs(2, url=own_store.url)
     stream = await subscribe(session, a, "/events?channel=work&channel=time/UTC/1")
     accepted = [await publish_ok(session, b, "work", n) for n in range(10)]
-    own_redis.stop()
+    own_store.stop(sig)
     answer = await publish(session, b, "work", "lost?")
     assert answer.status == 503
     async with session.post(f"{b.url}/channels/work/events", json={"data": 1}) as failed:
@@ -279,7 +319,7 @@ async def test_redis_restart_loses_nothing_accepted(
     during = await stream.quiet(0.1)
     assert sum(m.event == "UPDATE" for m in during) + ticks_before > ticks_before, "clock stopped"
     assert len(stream.parser.comments) > comments_before, "heartbeats stopped"
-    own_redis.start()
+    own_store.start()
     back = time.monotonic()
     await _wait_ready(session, b, ready=True)
     accepted += [await publish_ok(session, b, "work", n) for n in range(10, 20)]
@@ -292,16 +332,18 @@ async def test_redis_restart_loses_nothing_accepted(
     assert_exact(work, accepted)
 
 
-async def test_one_process_cut_off_from_redis_catches_up(
-    start_hubs: Any, session: aiohttp.ClientSession
+async def test_one_process_cut_off_from_the_store_catches_up(
+    start_hubs: Any, session: aiohttp.ClientSession, shared_url: str
 ) -> None:
-    """Only process A loses Redis (through a proxy) while B keeps publishing: A's subscribers stay
-    connected, and within 5 s of the link's return they get every event exactly once."""
-    host, port = REDIS_URL.split("//")[1].split("/")[0].split(":")
+    """Only process A loses the store (through a proxy) while B keeps publishing: A's subscribers
+    stay connected, and within 5 s of the link's return they get every event exactly once."""
+    scheme, _, rest = shared_url.partition("://")
+    host, port = rest.split("/")[0].split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
     try:
-        (a,) = await start_hubs(1, redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        path = "/0" if scheme == "redis" else ""
+        (a,) = await start_hubs(1, url=f"{scheme}://127.0.0.1:{proxy.port}{path}")
         (b,) = await start_hubs(1)
         stream = await subscribe(session, a, "/channels/feed/events")
         accepted = [await publish_ok(session, b, "feed", n) for n in range(5)]
@@ -398,15 +440,18 @@ async def test_behind_the_shipped_nginx_config(
     start_hubs: Any, nginx: Any, session: aiohttp.ClientSession
 ) -> None:
     """deploy/nginx.conf in front of two hubs: events stream through at once (no buffering),
-    publishes go through, and a stream resumed through the balancer is exact."""
-    hubs = await start_hubs(2)
+    publishes go through, and a stream resumed through the balancer is exact. Through a proxy
+    nobody is a loopback client, so publishing there takes a token (tokenless: 403)."""
+    token = "nginx-test-token-0123456789"
+    hubs = await start_hubs(2, publish_tokens=token, trusted_proxies="127.0.0.1")
     balancer = await nginx(hubs)
     stream = await subscribe(session, balancer, "/channels/lb/events")
     started = time.monotonic()
-    first = await publish_ok(session, balancer, "lb", "one")
+    first = await publish_ok(session, balancer, "lb", "one", {"Authorization": f"Bearer {token}"})
     assert (await stream.next(timeout=2)).id == first
     assert time.monotonic() - started < 1, "the event waited in a buffer"
     await stream.close()
-    missed = [await publish_ok(session, hubs[1], "lb", n) for n in range(5)]
+    bearer = {"Authorization": f"Bearer {token}"}
+    missed = [await publish_ok(session, hubs[1], "lb", n, bearer) for n in range(5)]
     again = await subscribe(session, balancer, "/channels/lb/events", first)
     assert_exact(await again.take(5), missed)

@@ -23,7 +23,8 @@ import orjson
 import pytest
 
 from hub.config import Config
-from tests.conftest import REDIS_URL
+from tests.backplane_rig import delete_stream, nats_settings
+from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
 from tests.helpers import RawSocket
 from tests.processes import ROOT, HubProcess, clean_env, run_to_end
 from tests.sse_client import Stream, open_stream
@@ -162,6 +163,14 @@ CONFIG_ERRORS: tuple[tuple[str | None, dict[str, str], list[str], str], ...] = (
     (None, {"HUB_MAX_BATCH": "0"}, [], "max_batch"),
     (None, {"HUB_CLOCKS_ON_DEMAND": "maybe"}, [], "clocks_on_demand"),
     (None, {"HUB_CONFIG": "/nonexistent/hub.toml"}, [], "cannot read config file"),
+    (
+        None,
+        {"HUB_CLOCKS": "Asia/Kolkata"},
+        [],
+        "HUB_CLOCKS: 'Asia/Kolkata' is not timezone:seconds",
+    ),
+    (None, {"HUB_CLOCKS": "UTC:1,Asia/Kolkata:five"}, [], "e.g. Asia/Kolkata:5,Europe/London:1"),
+    (None, {"HUB_CLOCKS": "Mars/Base:5"}, [], "HUB_CLOCKS: clocks = 'Mars/Base:5': unknown"),
     (None, {}, ["--port", "70000"], "port"),
     (None, {}, ["--config", "/nonexistent/hub.toml"], "cannot read config file"),
 )
@@ -188,6 +197,9 @@ CONFIG_ERRORS: tuple[tuple[str | None, dict[str, str], list[str], str], ...] = (
         "env-bad-value",
         "env-bad-flag",
         "env-missing-file",
+        "env-clock-without-seconds",
+        "env-clock-bad-seconds",
+        "env-clock-bad-zone",
         "flag-bad-port",
         "flag-missing-file",
     ),
@@ -207,6 +219,55 @@ async def test_config_error_exits_2(
     assert "listening" not in out
 
 
+async def test_env_clocks_error_is_not_about_toml(tmp_path: Path) -> None:
+    """A malformed HUB_CLOCKS is explained in its own form, not in the config file's TOML form."""
+    code, _, err = await run_cli("serve", "--port", "0", env={"HUB_CLOCKS": "Europe/London"})
+    assert code == 2
+    assert "timezone:seconds" in err
+    assert "{" not in err and "interval =" not in err, err
+
+
+async def test_port_in_use_suggests_another(spawn: Any, tmp_path: Path) -> None:
+    """A second hub on a port a first hub holds exits 1 and says how to pick another port."""
+    first = await spawn("--port", "0")
+    await first.started()
+    code, out, err = await run_cli(
+        "serve", "--port", str(first.port), env={"HUB_HOST": "127.0.0.1"}, cwd=tmp_path
+    )
+    assert code == 1, (out, err)
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in err, err
+    assert "--port or HUB_PORT" in err
+    assert "Traceback" not in err
+
+
+async def test_ipv6_host_logged_in_brackets(tmp_path: Path) -> None:
+    """HUB_HOST=::1 logs a URL one can paste: http://[::1]:PORT, and the hub answers there."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "serve", "--port", "0",
+        cwd=tmp_path, env=clean_env(HUB_HOST="::1"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(15):
+            line = (await process.stdout.readline()).decode()
+        match = re.search(r"listening on (http://\[::1\]:[0-9]+) ", line)
+        assert match, line
+        async with aiohttp.ClientSession() as session, session.get(f"{match[1]}/healthz") as r:
+            assert r.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await process.communicate()
+
+
 async def test_console_script(tmp_path: Path) -> None:
     """The ``ssehub`` console script is the same CLI."""
     script = Path(sys.executable).with_name("ssehub")
@@ -218,12 +279,26 @@ async def test_console_script(tmp_path: Path) -> None:
 # -- serving -----------------------------------------------------------------------------------
 
 
-async def test_cli_serves_and_publishes(spawn: Any, tmp_path: Path, backplane: str) -> None:
+async def test_cli_serves_and_publishes(
+    spawn: Any, tmp_path: Path, backplane: str, backplane_url: str
+) -> None:
     """``python -m hub serve --port 0`` serves streams; ``python -m hub publish`` posts to it."""
-    env = {"HUB_REDIS_PREFIX": f"ssehub-test:{uuid.uuid4().hex[:12]}:"}
-    hub = await spawn(
-        "--port", "0", "--backplane", REDIS_URL if backplane == "redis" else "memory", env=env
-    )
+    prefix = redis_prefix(shared=backplane == "redis")
+    nats = nats_settings(uuid.uuid4().hex[:12])
+    env = {"HUB_REDIS_PREFIX": prefix} | {f"HUB_{k.upper()}": v for k, v in nats.items()}
+    url = backplane_url if backplane == "nats" else REDIS_URL if backplane == "redis" else "memory"
+    hub = await spawn("--port", "0", "--backplane", url, env=env)
+    try:
+        await _serves_and_publishes(hub)
+    finally:
+        await hub.stop()
+        if backplane == "redis":
+            await delete_prefix(prefix)
+        if backplane == "nats":
+            await delete_stream(backplane_url, nats["nats_stream"])
+
+
+async def _serves_and_publishes(hub: HubProcess) -> None:
     await hub.started()
     start_line = hub.lines[-1]
     assert "loopback clients only" in start_line  # no tokens: the hub says who may publish
@@ -259,6 +334,65 @@ async def test_cli_serves_and_publishes(spawn: Any, tmp_path: Path, backplane: s
         assert "400" in err and "invalid channel name" in err
         await stream.close()
     assert len(hub.lines) == 1, "one log line at start, none per request or event"
+
+
+async def test_cli_publish_data_from_stdin_and_file(spawn: Any, tmp_path: Path) -> None:
+    """DATA ``-`` is read from stdin and ``@FILE`` from a file, as with curl; one final newline
+    is dropped; ``--raw`` sends ``-`` or ``@...`` as they are; an unreadable file exits 2."""
+    hub = await spawn("--port", "0")
+    await hub.started()
+    (tmp_path / "progress.json").write_text('{"pct": 40, "stage": "resize"}\n')
+    (tmp_path / "poem.txt").write_text("two\nlines\n")
+    async with aiohttp.ClientSession() as session:
+        stream = await subscribe(session, f"{hub.url}/channels/in/events")
+
+        async def publish(*args: str, stdin: bytes = b"") -> str:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hub", "publish", "in", *args, "--url", hub.url,
+                cwd=tmp_path, env=clean_env(),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(20):
+                out, err = await process.communicate(stdin)
+            assert process.returncode == 0, err.decode()
+            receipt_id = orjson.loads(out)["id"]
+            message = await stream.next()
+            assert message.id == receipt_id
+            return message.data
+
+        assert await publish("-", stdin=b"from stdin\n") == "from stdin"
+        assert await publish("-", "--json", stdin=b'{"n": [1, 2]}') == '{"n":[1,2]}'
+        assert await publish("@progress.json", "--json") == '{"pct":40,"stage":"resize"}'
+        assert await publish(f"@{tmp_path / 'poem.txt'}") == "two\nlines"
+        assert await publish("@-", stdin="ünïcode\r\n".encode()) == "ünïcode"
+        assert await publish("-", "--raw") == "-"
+        assert await publish("@home", "--raw") == "@home"
+        await stream.close()
+
+    code, _, err = await run_cli("publish", "in", "@missing.json", "--url", hub.url, cwd=tmp_path)
+    assert code == 2
+    assert "cannot read DATA from 'missing.json': No such file or directory" in err
+    (tmp_path / "bad.json").write_text("{nope")
+    code, _, err = await run_cli(
+        "publish", "in", "@bad.json", "--json", "--url", hub.url, cwd=tmp_path
+    )
+    assert code == 2 and "DATA is not valid JSON" in err
+
+
+@pytest.mark.parametrize("program", ["ssehub", "python -m hub"])
+async def test_help_names_the_program(tmp_path: Path, program: str) -> None:
+    """``ssehub --help`` says ``usage: ssehub``, ``python -m hub --help`` says so; no RST."""
+    command = (
+        [str(Path(sys.executable).with_name("ssehub"))]
+        if program == "ssehub"
+        else [sys.executable, "-m", "hub"]
+    )
+    for args in (["--help"], ["serve", "--help"], ["publish", "--help"]):
+        code, out, err = await run_cli(*args, program=command, cwd=tmp_path)
+        assert code == 0, err
+        assert out.startswith(f"usage: {program} "), out
+        assert "`" not in out, out
 
 
 async def test_timezones_from_the_tzdata_package(spawn: Any) -> None:

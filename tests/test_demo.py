@@ -68,6 +68,7 @@ def check_job(events: list[Message], job_id: str) -> dict[str, Any]:
     return dict(done)
 
 
+@pytest.mark.any_backplane
 async def test_demo_jobs_are_off_by_default(hub: HubServer) -> None:
     """Off in code (the shipped config.toml turns it on): no route, a JSON 404."""
     answer = await start_job(hub, status=404)
@@ -108,6 +109,7 @@ async def test_job_publishes_progress_and_result_through_the_hub(
     assert [(m.id, m.event, m.data) for m in again] == [(m.id, m.event, m.data) for m in events]
 
 
+@pytest.mark.any_backplane
 async def test_a_live_watcher_sees_the_job_as_it_runs(make_hub: MakeHub) -> None:
     """Events are spread over the job's duration, not sent at the end."""
     hub = await make_hub(demo_jobs=True, demo_job_seconds=1.0)
@@ -142,6 +144,7 @@ async def test_a_live_watcher_sees_the_job_as_it_runs(make_hub: MakeHub) -> None
     ],
     ids=["empty", "empty-object", "blank", "unknown-field", "array", "bad-json", "text"],
 )
+@pytest.mark.any_backplane
 async def test_request_body(
     make_hub: MakeHub, body: bytes, content_type: str | None, status: int, message: str | None
 ) -> None:
@@ -155,6 +158,7 @@ async def test_request_body(
         assert answer["error"].startswith(message), answer
 
 
+@pytest.mark.any_backplane
 async def test_no_token_needed_even_when_publishing_needs_one(make_hub: MakeHub) -> None:
     """Visitors start demo jobs; the hub publishes them itself, not as an HTTP client."""
     hub = await make_hub(demo_jobs=True, demo_job_seconds=0.2, publish_tokens=[TOKEN])
@@ -162,6 +166,7 @@ async def test_no_token_needed_even_when_publishing_needs_one(make_hub: MakeHub)
     check_job(await job_events(hub, job_id), job_id)
 
 
+@pytest.mark.any_backplane
 async def test_cap_on_concurrent_jobs(make_hub: MakeHub) -> None:
     """Beyond max_demo_jobs: 503, a JSON error naming the setting, and when to retry."""
     hub = await make_hub(demo_jobs=True, max_demo_jobs=2, demo_job_seconds=0.6)
@@ -186,6 +191,7 @@ async def no_jobs_running(hub: HubServer) -> None:
     await eventually(ended, timeout=3, what="the demo jobs end")
 
 
+@pytest.mark.any_backplane
 async def test_shutdown_cancels_jobs_and_tells_watchers(make_hub: MakeHub) -> None:
     """Jobs are tasks held by the hub: cancelled and awaited at shutdown, and their watchers get
     a ``failed`` event before their stream ends, instead of a bar stuck half-way."""
@@ -203,6 +209,7 @@ async def test_shutdown_cancels_jobs_and_tells_watchers(make_hub: MakeHub) -> No
     assert all(task.get_name() != f"demo job {job_id}" for task in asyncio.all_tasks())
 
 
+@pytest.mark.any_backplane
 async def test_jobs_pass_the_same_checks_as_any_publish(
     make_hub: MakeHub, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -228,6 +235,7 @@ async def run_worker(*args: str) -> tuple[int, str, str]:
     return await run_to_end(sys.executable, str(WORKER), *args, env={"PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.any_backplane
 async def test_job_worker_publishes_a_job_with_a_token(make_hub: MakeHub) -> None:
     """The stand-alone worker publishes over HTTP with a bearer token; the job's page and any
     late viewer get the whole story from the hub's history."""
@@ -242,6 +250,7 @@ async def test_job_worker_publishes_a_job_with_a_token(make_hub: MakeHub) -> Non
     assert f'"mean_reading": {done["result"]["mean_reading"]}' in out
 
 
+@pytest.mark.any_backplane
 async def test_job_worker_without_a_valid_token(make_hub: MakeHub) -> None:
     """A refused token is not retried (it cannot succeed later): exit 1 with the hub's reason."""
     hub = await make_hub(publish_tokens=[TOKEN])

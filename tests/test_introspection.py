@@ -50,6 +50,7 @@ async def test_channels(hub: HubServer, backplane: str) -> None:
     assert listed["watched"]["last_id"] == newest["id"]
 
 
+@pytest.mark.any_backplane
 async def test_healthz(hub: HubServer) -> None:
     """/healthz answers 200 JSON with status ok."""
     async with hub.session.get(f"{hub.url}/healthz") as response:
@@ -58,11 +59,14 @@ async def test_healthz(hub: HubServer) -> None:
         assert (await response.json())["status"] == "ok"
 
 
+@pytest.mark.any_backplane
 async def test_metrics_names_and_types(hub: HubServer) -> None:
     """/metrics is Prometheus text with the contract's gauges and counters, each typed."""
     async with hub.session.get(f"{hub.url}/metrics") as response:
         assert response.status == 200
         assert response.content_type == "text/plain"
+        # Prometheus reads the exposition format's version from the header
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     types = await metric_types(hub)
     for name in ("hub_subscribers", "hub_channels", "hub_tickers"):
         assert types.get(name) == "gauge", name
@@ -139,6 +143,7 @@ def allowed_headers(headers: dict[str, str]) -> set[str]:
     ],
     ids=("channel", "events", "event-stream"),
 )
+@pytest.mark.any_backplane
 async def test_subscribe_is_open_to_any_origin(hub: HubServer, path: str) -> None:
     """By default any origin may subscribe (``*``), and a preflight allows Last-Event-ID."""
     stream = await hub.subscribe(path, {"Origin": "https://anywhere.example"})
@@ -150,6 +155,7 @@ async def test_subscribe_is_open_to_any_origin(hub: HubServer, path: str) -> Non
     assert "GET" in headers["Access-Control-Allow-Methods"]
 
 
+@pytest.mark.any_backplane
 async def test_subscribe_origin_list_is_echoed(make_hub: MakeHub) -> None:
     """With a list of origins, a listed one is echoed exactly with credentials; never ``*``."""
     hub = await make_hub(cors_origins=[ORIGIN, "https://other.example"])
@@ -165,6 +171,7 @@ async def test_subscribe_origin_list_is_echoed(make_hub: MakeHub) -> None:
     assert "last-event-id" in allowed_headers(answer)
 
 
+@pytest.mark.any_backplane
 async def test_unlisted_origin_gets_no_cors(make_hub: MakeHub) -> None:
     """An origin not in the list gets no Access-Control-Allow-Origin at all."""
     hub = await make_hub(cors_origins=[ORIGIN])
@@ -175,6 +182,7 @@ async def test_unlisted_origin_gets_no_cors(make_hub: MakeHub) -> None:
 
 
 @pytest.mark.parametrize("path", ["/channels/a/events", "/publish"], ids=("channel", "batch"))
+@pytest.mark.any_backplane
 async def test_publish_is_not_cors_open_by_default(hub: HubServer, path: str) -> None:
     """Publishing from a browser page is not allowed unless configured: no CORS headers."""
     _, answer = await preflight(hub, path, "POST", headers="content-type")
@@ -192,6 +200,7 @@ async def test_publish_is_not_cors_open_by_default(hub: HubServer, path: str) ->
         assert "Access-Control-Allow-Origin" not in response.headers
 
 
+@pytest.mark.any_backplane
 async def test_publish_cors_when_configured(make_hub: MakeHub) -> None:
     """``publish_cors_origins`` opens publishing to the listed origins, with the needed headers."""
     hub = await make_hub(publish_cors_origins=[ORIGIN])

@@ -87,6 +87,7 @@ async def test_repeated_channel_counts_once(hub: HubServer, backplane: str) -> N
     await assert_next_is_marker(hub, "a", stream)
 
 
+@pytest.mark.any_backplane
 async def test_no_channel_is_400(hub: HubServer) -> None:
     """``/events`` without any channel is a 400 that says how to name them."""
     async with hub.session.get(f"{hub.url}/events") as response:
@@ -94,6 +95,7 @@ async def test_no_channel_is_400(hub: HubServer) -> None:
         assert "at least one channel" in (await response.json())["error"]
 
 
+@pytest.mark.any_backplane
 async def test_max_stream_channels(make_hub: MakeHub) -> None:
     """More channels on one stream than ``max_stream_channels`` is a 400 naming the setting."""
     hub = await make_hub(max_stream_channels=2)
@@ -105,6 +107,7 @@ async def test_max_stream_channels(make_hub: MakeHub) -> None:
 
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 201, "semi;colon"])
+@pytest.mark.any_backplane
 async def test_one_bad_channel_refuses_the_stream(hub: HubServer, bad: str) -> None:
     """A bad channel name among good ones is a 400 for the whole stream."""
     async with hub.session.get(

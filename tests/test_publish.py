@@ -334,6 +334,7 @@ async def test_event_name_limits(hub: HubServer, backplane: str) -> None:
     ],
     ids=("space", "semicolon", "201-chars", "non-ASCII", "LF", "NUL", "star"),
 )
+@pytest.mark.any_backplane
 async def test_bad_channel_name(hub: HubServer, name: str, shown: str) -> None:
     """A channel name outside 1-200 of [A-Za-z0-9_-.:@/] is a 400 for publish and subscribe."""
     await assert_error(hub, f"/channels/{name}/events", {"data": 1}, 400, "invalid channel name")
@@ -344,6 +345,7 @@ async def test_bad_channel_name(hub: HubServer, name: str, shown: str) -> None:
             assert "invalid channel name" in (await response.json())["error"]
 
 
+@pytest.mark.any_backplane
 async def test_clock_channel_is_not_publishable(hub: HubServer) -> None:
     """Only a clock's ticker writes a ``time/...`` channel."""
     await assert_error(hub, "/channels/time/UTC/5/events", {"data": 1}, 400, "clock channel")
@@ -355,6 +357,7 @@ async def test_clock_channel_is_not_publishable(hub: HubServer) -> None:
     [("text/plain", "text/plain"), ("application/x-www-form-urlencoded", "form"), (None, "")],
     ids=("text", "form", "none"),
 )
+@pytest.mark.any_backplane
 async def test_wrong_content_type_is_415(
     hub: HubServer, content_type: str | None, shown: str
 ) -> None:
@@ -379,12 +382,14 @@ async def test_wrong_content_type_is_415(
     [b"{", b"", b"{'data': 1}", b'{"data": 1} trailing', b"\xff\xfe", b'{"data": NaN}'],
     ids=("truncated", "empty", "single-quotes", "trailing", "not-utf8", "NaN"),
 )
+@pytest.mark.any_backplane
 async def test_bad_json_is_400(hub: HubServer, body: bytes) -> None:
     """A body that is not JSON is a 400 saying so, on both publish routes."""
     for path in ("/channels/c/events", "/publish"):
         await assert_error(hub, path, body, 400, "not valid JSON", raw=True)
 
 
+@pytest.mark.any_backplane
 async def test_unknown_routes_and_methods_are_json(hub: HubServer) -> None:
     """Errors from routing are JSON too: 404 for an unknown path, 405 for a wrong method."""
     async with hub.session.get(f"{hub.url}/nowhere") as response:
@@ -451,6 +456,7 @@ async def test_idempotent_batch(hub: HubServer, backplane: str) -> None:
 @pytest.mark.parametrize(
     "key", ["", "k" * 201, "caf\u00e9"], ids=("empty", "too-long", "non-ASCII")
 )
+@pytest.mark.any_backplane
 async def test_bad_idempotency_key(hub: HubServer, key: str) -> None:
     """An unusable Idempotency-Key is a 400, not silently ignored."""
     headers = {"Idempotency-Key": key.encode().decode("latin-1")}
@@ -459,6 +465,7 @@ async def test_bad_idempotency_key(hub: HubServer, key: str) -> None:
     )
 
 
+@pytest.mark.any_backplane
 async def test_publish_answers_json_content_type(hub: HubServer) -> None:
     """Receipts are application/json."""
     async with hub.session.post(f"{hub.url}/channels/c/events", json={"data": 1}) as response:

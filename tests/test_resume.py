@@ -121,6 +121,7 @@ async def test_last_event_id_beats_from_start(hub: HubServer, backplane: str) ->
     await assert_next_is_marker(hub, "c", *streams)
 
 
+@pytest.mark.any_backplane
 async def test_bad_from_value(hub: HubServer) -> None:
     """``from`` only knows ``start``; anything else is a 400 with a JSON error."""
     async with hub.session.get(f"{hub.url}/channels/c/events?from=yesterday") as response:

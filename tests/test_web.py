@@ -27,6 +27,7 @@ async def get(hub: HubServer, path: str, **kw: Any) -> tuple[int, CIMultiDict[st
         return response.status, response.headers.copy(), await response.read()
 
 
+@pytest.mark.any_backplane
 async def test_page_at_root_with_security_headers(hub: HubServer) -> None:
     """The page is HTML from the hub itself: a CSP allows nothing from elsewhere (no CDN)."""
     status, headers, body = await get(hub, "/")
@@ -42,6 +43,7 @@ async def test_page_at_root_with_security_headers(hub: HubServer) -> None:
     assert b'data-demo-jobs="off"' in body, "demo_jobs is off by default in code"
 
 
+@pytest.mark.any_backplane
 async def test_demo_flag_is_written_into_the_page(make_hub: MakeHub) -> None:
     """The page learns from the hub whether "Start job" can work, without probing for it."""
     hub = await make_hub(demo_jobs=True)
@@ -49,6 +51,7 @@ async def test_demo_flag_is_written_into_the_page(make_hub: MakeHub) -> None:
     assert b'data-demo-jobs="on"' in body
 
 
+@pytest.mark.any_backplane
 async def test_job_page_url_serves_the_page(hub: HubServer) -> None:
     """``/jobs/<id>`` is the same page (it reads its own URL), so a job link can be reloaded."""
     _, _, root = await get(hub, "/")
@@ -60,12 +63,14 @@ async def test_job_page_url_serves_the_page(hub: HubServer) -> None:
     assert b'"error"' in body
 
 
+@pytest.mark.any_backplane
 async def test_head_of_the_page(hub: HubServer) -> None:
     async with hub.session.head(f"{hub.url}/") as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/html; charset=utf-8"
 
 
+@pytest.mark.any_backplane
 async def test_assets_are_versioned_and_immutable(hub: HubServer) -> None:
     """Every asset the page names, and every module those import, is served under one version
     prefix with a long immutable cache life and its right type."""
@@ -95,6 +100,7 @@ async def test_assets_are_versioned_and_immutable(hub: HubServer) -> None:
     assert status == 200 and headers["Content-Type"] == "text/css; charset=utf-8"
 
 
+@pytest.mark.any_backplane
 async def test_unversioned_and_stale_asset_urls_revalidate(hub: HubServer) -> None:
     """A page loaded before a deploy asks for an old version: it gets today's file, not cached
     for a year under a name that now means something else."""
@@ -105,6 +111,7 @@ async def test_unversioned_and_stale_asset_urls_revalidate(hub: HubServer) -> No
         assert b"--accent" in body
 
 
+@pytest.mark.any_backplane
 async def test_etag_answers_304(hub: HubServer) -> None:
     _, headers, _ = await get(hub, "/assets/js/app.js")
     status, again, body = await get(
@@ -114,6 +121,7 @@ async def test_etag_answers_304(hub: HubServer) -> None:
     assert again["ETag"] == headers["ETag"]
 
 
+@pytest.mark.any_backplane
 async def test_favicon(hub: HubServer) -> None:
     """Both the icon the page links and /favicon.ico (which some clients ask for) exist."""
     _, _, body = await get(hub, "/")
@@ -136,6 +144,7 @@ async def test_favicon(hub: HubServer) -> None:
         "/assets//etc/passwd",
     ],
 )
+@pytest.mark.any_backplane
 async def test_nothing_outside_the_page_is_served(hub: HubServer, path: str) -> None:
     status, headers, body = await get(hub, path)
     assert status == 404, body
@@ -143,6 +152,7 @@ async def test_nothing_outside_the_page_is_served(hub: HubServer, path: str) -> 
     assert b"root:" not in body and b"[project]" not in body
 
 
+@pytest.mark.any_backplane
 async def test_private_files_in_web_root_are_not_served(make_hub: MakeHub, tmp_path: Path) -> None:
     """Only known static types are served: a stray .py or a dot file stays private."""
     (tmp_path / "index.html").write_text('<link rel="stylesheet" href="/assets/a.css">')
@@ -155,6 +165,7 @@ async def test_private_files_in_web_root_are_not_served(make_hub: MakeHub, tmp_p
         assert (await get(hub, path))[0] == 404, path
 
 
+@pytest.mark.any_backplane
 async def test_web_root_setting_and_live_edits(make_hub: MakeHub, tmp_path: Path) -> None:
     """``web_root`` serves another directory; an edited file shows at the next load, under a
     new version, without a restart."""
@@ -171,6 +182,7 @@ async def test_web_root_setting_and_live_edits(make_hub: MakeHub, tmp_path: Path
     assert script == b"let a = 2; // edited"
 
 
+@pytest.mark.any_backplane
 async def test_no_index_means_no_page_and_a_log_line(
     make_hub: MakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -183,6 +195,7 @@ async def test_no_index_means_no_page_and_a_log_line(
     assert status == 200, "the hub itself runs without a page"
 
 
+@pytest.mark.any_backplane
 async def test_no_web_directory_next_to_the_package(
     make_hub: MakeHub,
     tmp_path: Path,
@@ -204,6 +217,7 @@ def test_default_web_root_is_next_to_the_package() -> None:
     assert (hub_web.WEB_DIR / "index.html").is_file()
 
 
+@pytest.mark.any_backplane
 async def test_index_removed_while_running(make_hub: MakeHub, tmp_path: Path) -> None:
     """The files are re-read when they change, so a removed page is a 404, not a crash."""
     (tmp_path / "index.html").write_text("<p>hi</p>")

@@ -24,6 +24,7 @@ STREAM_PATHS = (
 
 
 @pytest.mark.parametrize("path", STREAM_PATHS, ids=("channel", "events", "events-multi"))
+@pytest.mark.any_backplane
 async def test_stream_headers(hub: HubServer, path: str) -> None:
     """Every stream is 200 text/event-stream, not cached, not buffered by nginx, not compressed."""
     stream, _ = await subscribe_raw(hub, path)
@@ -36,6 +37,7 @@ async def test_stream_headers(hub: HubServer, path: str) -> None:
     await stream.close()
 
 
+@pytest.mark.any_backplane
 async def test_clock_stream_headers(hub: HubServer) -> None:
     """The original design's clock URL answers with the same event-stream headers."""
     stream, _ = await subscribe_raw(hub, "/event-stream?city=Europe/London&sec=60")
@@ -46,6 +48,7 @@ async def test_clock_stream_headers(hub: HubServer) -> None:
     await stream.close()
 
 
+@pytest.mark.any_backplane
 async def test_retry_hint_is_first_and_default(hub: HubServer) -> None:
     """The body starts with the retry hint (default 3000 ms): no BOM, nothing before it."""
     _, parser = await subscribe_raw(hub, "/channels/wire/events")
@@ -53,6 +56,7 @@ async def test_retry_hint_is_first_and_default(hub: HubServer) -> None:
     assert parser.retry == 3000
 
 
+@pytest.mark.any_backplane
 async def test_retry_hint_follows_setting(make_hub: MakeHub) -> None:
     """The ``retry`` setting is what the hint says, written in ASCII digits."""
     hub = await make_hub(retry=1234)
@@ -60,6 +64,7 @@ async def test_retry_hint_follows_setting(make_hub: MakeHub) -> None:
     assert bytes(parser.raw).startswith(b"retry: 1234\n\n")
 
 
+@pytest.mark.any_backplane
 async def test_heartbeat_comment(make_hub: MakeHub) -> None:
     """An idle stream gets a comment every ``heartbeat`` seconds; no client event fires."""
     hub = await make_hub(heartbeat=0.1)
@@ -81,6 +86,7 @@ async def test_heartbeat_comment(make_hub: MakeHub) -> None:
     await stream.close()
 
 
+@pytest.mark.any_backplane
 async def test_no_heartbeat_before_its_time(hub: HubServer) -> None:
     """With the default 15 s heartbeat, a fresh stream carries only its retry hint."""
     stream, parser = await subscribe_raw(hub, "/channels/quiet/events")
@@ -234,6 +240,7 @@ async def test_default_event_is_message(hub: HubServer, backplane: str) -> None:
     await stream.close()
 
 
+@pytest.mark.any_backplane
 async def test_no_bom_and_utf8(hub: HubServer) -> None:
     """The stream is UTF-8 without a byte-order mark, so even a leading U+FEFF survives."""
     stream, parser = await subscribe_raw(hub, "/channels/wire/events")
