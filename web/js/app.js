@@ -2,8 +2,9 @@
 //
 // The URL holds what the page shows, so it can be reloaded or shared: /jobs/<id> for a job,
 // ?clocks=Asia/Kolkata:5,Europe/London:1 when the clocks differ from the defaults, and
-// ?watch=news,orders for the console's channels.
+// ?watch=news,orders for the console's channels, ?answer=<id> for a streamed answer.
 
+import { ANSWER_ID_RE, AnswerView } from "./answer.js";
 import { ChannelConsole } from "./console.js";
 import { Clocks, DEFAULT_CLOCKS, clockParam, parseClockParam } from "./clocks.js";
 import { byId } from "./dom.js";
@@ -21,6 +22,7 @@ const stream = new HubStream();
 const clocks = new Clocks(stream);
 const channelConsole = new ChannelConsole(stream);
 const job = new JobView(stream, { demo: document.documentElement.dataset.demoJobs === "on" });
+const answer = new AnswerView(stream, { demo: document.documentElement.dataset.demoJobs === "on" });
 
 const status = byId("status");
 stream.addEventListener("state", ({ detail }) => {
@@ -51,6 +53,7 @@ function readUrl() {
     clocks: query.has("clocks") ? parseClockParam(query.get("clocks")) : DEFAULT_CLOCKS,
     watch: (query.get("watch") ?? "").split(",").filter(Boolean),
     job: match === null ? null : match[1],
+    answer: ANSWER_ID_RE.test(query.get("answer") ?? "") ? query.get("answer") : null,
   };
 }
 
@@ -58,6 +61,7 @@ function writeUrl({ push = false } = {}) {
   const query = new URLSearchParams();
   if (clockParam(clocks.value) !== clockParam(DEFAULT_CLOCKS)) query.set("clocks", clockParam(clocks.value));
   if (channelConsole.channels.length > 0) query.set("watch", channelConsole.channels.join(","));
+  if (answer.answerId !== null) query.set("answer", answer.answerId);
   const path = job.jobId === null ? "/" : `/jobs/${job.jobId}`;
   const search = query.toString();
   const url = `${path}${search ? `?${search.replaceAll("%2F", "/").replaceAll("%3A", ":").replaceAll("%2C", ",")}` : ""}`;
@@ -73,6 +77,12 @@ function show(state) {
   }
   for (const channel of state.watch) channelConsole.watch(channel);
   job.show(state.job);
+  answer.show(state.answer);
+  // A job's page opens on the job: its view first, the rest of the demo below it.
+  const main = byId("main");
+  const jobSection = byId("job");
+  if (state.job !== null && main.firstElementChild !== jobSection) main.prepend(jobSection);
+  if (state.job === null && jobSection.previousElementSibling !== byId("clocks")) byId("clocks").after(jobSection);
   document.title = state.job === null ? "ssehub: live events in your browser" : `Job ${state.job} · ssehub`;
 }
 
@@ -84,11 +94,17 @@ job.addEventListener("started", () => {
   writeUrl({ push: true });
   document.title = `Job ${job.jobId} · ssehub`;
 });
+answer.addEventListener("started", () => writeUrl({ push: true }));
 window.addEventListener("popstate", () => {
   restoring = true;
   try { show(readUrl()); } finally { restoring = false; }
 });
 
+// The zone list first: clocks from the URL are checked against it before any is watched, since
+// one unknown zone would make the hub refuse the page's whole stream.
+await clocks.loadTimezones();
 restoring = true;
 try { show(readUrl()); } finally { restoring = false; }
-clocks.loadTimezones();
+// Shown: a script (or a test) that drives the page waits for this rather than for "load",
+// which fires before the zone list above has arrived.
+document.documentElement.dataset.ready = "true";

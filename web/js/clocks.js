@@ -1,9 +1,14 @@
-// City clocks: one card per time zone, each fed by its clock channel time/<timezone>/<seconds>.
+// City clocks: one card per clock channel time/<timezone>/<seconds> (one zone may have several
+// cards at different intervals: each tick names its channel, so the stream routes it).
 //
 // The hub sends the current time as soon as a clock is subscribed, then one tick per interval on
 // whole multiples of it. The time shown is the one in the tick (its "iso" field, which carries
 // the zone's offset), never the browser's own clock, so a wrong clock on the viewer's machine
 // cannot show through.
+//
+// Clocks from the URL are checked before they are watched: one unknown zone would make the hub
+// refuse the whole stream (a 400), leaving every clock blank. Bad entries are left out and named
+// in a note; the others tick.
 
 import { byId, h, say } from "./dom.js";
 import { CHANNEL_RE } from "./stream.js";
@@ -16,6 +21,7 @@ export const DEFAULT_CLOCKS = Object.freeze([
 const ZONE_RE = /^[A-Za-z0-9_+\-]+(?:\/[A-Za-z0-9_+\-]+)*$/;
 const MIN_INTERVAL = 1;
 const MAX_INTERVAL = 3600;
+const ZONES_TIMEOUT_MS = 5000;
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/;
 const DATE_TIME_RE = /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{1,2}):(\d{1,2})$/;
 
@@ -23,18 +29,29 @@ export function clockChannel(timezone, interval) {
   return `time/${timezone}/${interval}`;
 }
 
-/** "Asia/Kolkata:5,Europe/London:1" (the page's ?clocks= parameter) to a list; skips junk. */
+/**
+ * "Asia/Kolkata:5,Europe/London:1" (the page's ?clocks= parameter) to a list of entries, in
+ * order: {timezone, interval}, or {name, problem} for one that cannot be a clock as written.
+ * Whether the zone exists is for Clocks.set to check (it has the hub's list).
+ */
 export function parseClockParam(text) {
-  const clocks = [];
-  for (const item of text.split(",")) {
+  const entries = [];
+  for (const raw of text.split(",")) {
+    const item = raw.trim();
+    if (item === "") continue; // "a:1,,b:2" or a trailing comma: nothing was meant
     const at = item.lastIndexOf(":");
     const timezone = item.slice(0, at).trim();
-    const interval = Number(item.slice(at + 1));
-    if (at > 0 && validInterval(interval) && timezone.length <= 100 && ZONE_RE.test(timezone)) {
-      clocks.push({ timezone, interval });
+    const seconds = item.slice(at + 1).trim();
+    const interval = /^\d+$/.test(seconds) ? Number(seconds) : NaN;
+    if (at <= 0 || timezone === "") {
+      entries.push({ name: item, problem: "write it as zone:seconds, e.g. Asia/Tokyo:5" });
+    } else if (!validInterval(interval)) {
+      entries.push({ name: item, problem: `the interval must be whole seconds from ${MIN_INTERVAL} to ${MAX_INTERVAL}` });
+    } else {
+      entries.push({ timezone, interval });
     }
   }
-  return clocks;
+  return entries;
 }
 
 export function clockParam(clocks) {
@@ -77,15 +94,21 @@ function dateText({ year, month, day }) {
   });
 }
 
+/** An entry's name as shown in a note: whatever the URL held, so keep it short. */
+function shownName(name) {
+  return name.length > 60 ? `${name.slice(0, 60)}…` : name;
+}
+
 export class Clocks extends EventTarget {
   #stream;
-  #clocks = new Map(); // timezone -> { interval, element, unwatch }
+  #clocks = new Map(); // channel -> { timezone, interval, element, unwatch }
   #zones = null; // Set of the hub's time zone names, once loaded
   #list = byId("clock-list");
   #empty = byId("clock-empty");
   #input = byId("tz-input");
   #interval = byId("tz-interval");
   #error = byId("clock-error");
+  #note = byId("clock-note");
 
   constructor(stream) {
     super();
@@ -102,13 +125,14 @@ export class Clocks extends EventTarget {
 
   /** The clocks shown, in order. */
   get value() {
-    return [...this.#clocks].map(([timezone, { interval }]) => ({ timezone, interval }));
+    return [...this.#clocks.values()].map(({ timezone, interval }) => ({ timezone, interval }));
   }
 
   /** Fill the search list from GET /timezones (the names this hub's zoneinfo knows). */
   async loadTimezones() {
     try {
-      const response = await fetch("/timezones");
+      // Bounded: the page waits for this list before it opens its stream.
+      const response = await fetch("/timezones", { signal: AbortSignal.timeout(ZONES_TIMEOUT_MS) });
       if (!response.ok) return;
       // Names with "+" (Etc/GMT+5) are valid zones but not valid channel names: leave them out.
       const names = (await response.json()).filter((name) => CHANNEL_RE.test(clockChannel(name, 1)));
@@ -119,7 +143,7 @@ export class Clocks extends EventTarget {
     }
   }
 
-  /** Show a clock (replacing another interval of the same zone); returns an error text or null. */
+  /** Show a clock for a city or zone typed in the form; returns an error text or null. */
   add(text, interval, fromForm = false) {
     if (!text) return "Type a city or time zone, e.g. Tokyo or Europe/Paris.";
     const timezone = this.#resolve(text);
@@ -129,44 +153,72 @@ export class Clocks extends EventTarget {
     if (!CHANNEL_RE.test(channel)) {
       return `${timezone} cannot be a clock: channel names allow only A-Z a-z 0-9 _ - . : @ /`;
     }
-    const own = this.#clocks.get(timezone);
-    const conflict = this.#stream.clockConflict(channel);
-    if (conflict !== null && (own === undefined || conflict !== clockChannel(timezone, own.interval))) {
-      return `The console watches ${conflict}: a tick does not name its channel, so this page shows one interval per time zone.`;
-    }
-    if (own !== undefined && own.interval === interval) {
+    const own = this.#clocks.get(channel);
+    if (own !== undefined) {
       if (fromForm) own.element.querySelector(".remove").focus();
       return null;
     }
-    const element = this.#card(timezone, interval);
-    const unwatch = this.#stream.watch(channel, (message) => this.#tick(element, message));
-    if (own !== undefined) {
-      own.unwatch();
-      own.element.replaceWith(element);
-    } else {
-      this.#list.append(element);
-    }
-    this.#clocks.set(timezone, { interval, element, unwatch });
-    this.#changed();
+    this.#show(timezone, interval);
     return null;
   }
 
-  remove(timezone) {
-    const clock = this.#clocks.get(timezone);
+  remove(channel) {
+    const clock = this.#clocks.get(channel);
     if (clock === undefined) return;
     clock.unwatch();
     clock.element.remove();
-    this.#clocks.delete(timezone);
+    this.#clocks.delete(channel);
     this.#changed();
   }
 
-  /** Replace all clocks (used at start, from the URL or the defaults). */
-  set(clocks) {
-    const wanted = new Set(clocks.map(({ timezone }) => timezone));
-    for (const timezone of [...this.#clocks.keys()]) {
-      if (!wanted.has(timezone)) this.remove(timezone);
+  /**
+   * Replace all clocks (at start and on history navigation: from the URL or the defaults).
+   * Entries come from parseClockParam; zone names must be exact. Each entry that cannot be a
+   * clock is left out and named in the note, so the others still tick.
+   */
+  set(entries) {
+    const ignored = [];
+    const clocks = [];
+    for (const entry of entries) {
+      const problem = entry.problem ?? this.#check(entry.timezone, entry.interval);
+      if (problem === null) clocks.push(entry);
+      else ignored.push({ name: entry.name ?? entry.timezone, problem });
     }
-    for (const { timezone, interval } of clocks) this.add(timezone, interval);
+    const wanted = new Set(clocks.map(({ timezone, interval }) => clockChannel(timezone, interval)));
+    for (const channel of [...this.#clocks.keys()]) {
+      if (!wanted.has(channel)) this.remove(channel);
+    }
+    for (const { timezone, interval } of clocks) {
+      if (!this.#clocks.has(clockChannel(timezone, interval))) this.#show(timezone, interval);
+    }
+    this.#note.replaceChildren(...ignored.map(({ name, problem }) => h("li", {
+      dataset: { name },
+    }, `Ignored ${shownName(name)}: ${problem}`)));
+    this.#note.hidden = ignored.length === 0;
+  }
+
+  /** Why a zone and interval cannot be a clock, or null. */
+  #check(timezone, interval) {
+    if (!validInterval(interval)) {
+      return `the interval must be whole seconds from ${MIN_INTERVAL} to ${MAX_INTERVAL}`;
+    }
+    if (!CHANNEL_RE.test(clockChannel(timezone, interval))) {
+      return "not allowed in a channel name (A-Z a-z 0-9 _ - . : @ /)";
+    }
+    if (this.#zones === null) {
+      // The list did not load: take a well-formed name as it is; the hub decides.
+      return ZONE_RE.test(timezone) ? null : "not a time zone name";
+    }
+    return this.#zones.has(timezone) ? null : "unknown timezone";
+  }
+
+  #show(timezone, interval) {
+    const channel = clockChannel(timezone, interval);
+    const element = this.#card(timezone, interval);
+    const unwatch = this.#stream.watch(channel, (message) => this.#tick(element, message));
+    this.#list.append(element);
+    this.#clocks.set(channel, { timezone, interval, element, unwatch });
+    this.#changed();
   }
 
   #resolve(text) {
@@ -189,16 +241,19 @@ export class Clocks extends EventTarget {
 
   #card(timezone, interval) {
     const city = cityName(timezone);
+    const channel = clockChannel(timezone, interval);
     const remove = h("button", {
-      type: "button", class: "remove", "aria-label": `Remove the ${city} clock`,
+      // The interval too: one city may have several clocks, and each button needs its own name.
+      type: "button", class: "remove", "aria-label": `Remove the ${city} clock (every ${interval} s)`,
       onclick: () => {
         const next = element.nextElementSibling ?? element.previousElementSibling;
-        this.remove(timezone);
+        this.remove(channel);
         (next?.querySelector(".remove") ?? this.#input).focus();
       },
     }, "Remove");
     const element = h("li", {
-      class: "clock", dataset: { timezone, interval: String(interval), ticks: "0", iso: "" },
+      class: "clock",
+      dataset: { channel, timezone, interval: String(interval), ticks: "0", iso: "", id: "" },
     },
     h("h3", { class: "city" }, city),
     remove,
@@ -222,8 +277,11 @@ export class Clocks extends EventTarget {
     time.setAttribute("datetime", data.iso ?? "");
     element.querySelector(".date").textContent = dateText(tick);
     const { timezone, interval } = element.dataset;
-    element.querySelector(".zone").textContent = `${timezone} · ${tick.offset} · every ${interval} s`;
+    // the offset in one piece: "UTC-05:00" would otherwise wrap at its hyphen
+    element.querySelector(".zone").replaceChildren(
+      `${timezone} · `, h("span", { class: "nowrap" }, tick.offset), ` · every ${interval} s`);
     element.dataset.iso = data.iso ?? "";
+    element.dataset.id = String(data.id ?? "");
     element.dataset.ticks = String(Number(element.dataset.ticks) + 1);
   }
 

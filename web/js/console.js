@@ -39,6 +39,9 @@ export class ChannelConsole extends EventTarget {
   constructor(stream) {
     super();
     this.#stream = stream;
+    stream.addEventListener("lastid", ({ detail }) => {
+      byId("conn-last-id").textContent = detail.lastEventId;
+    });
     for (const origin of document.querySelectorAll(".origin")) origin.textContent = location.origin;
     byId("console-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -84,10 +87,6 @@ export class ChannelConsole extends EventTarget {
       return "Channel names are 1-200 characters of A-Z a-z 0-9 _ - . : @ /";
     }
     if (this.#watched.has(channel)) return null;
-    const conflict = this.#stream.clockConflict(channel);
-    if (conflict !== null) {
-      return `This page already shows ${conflict}: a tick does not name its channel, so the page keeps one interval per time zone.`;
-    }
     const unwatch = this.#stream.watch(channel, (message) => this.#row(message), { history });
     const element = h("li", {},
       h("code", {}, channel),

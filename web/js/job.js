@@ -1,10 +1,14 @@
 // A long job, watched live: progress bar, stages and result from the channel job/<id>.
 //
 // The view is rebuilt from the job's events alone (started, progress, done, failed), asked for
-// with from=start, so a reload, a shared link or a visit after the job ended shows the same
+// from the start of the job's channel (replay=job/<id>), so a reload, a shared link or a visit after the job ended shows the same
 // thing as watching it from the start. Applying an event twice changes nothing, which keeps a
 // replay after a reset harmless. Any service that publishes these events gets this view:
 // examples/job_worker.py does it over HTTP.
+//
+// Once the job has ended (done, failed) the view closes its channel: it stops watching it, so
+// the page's one stream goes on without it, and says so. It does the same when the hub sends
+// `event: close` (a service deleted the channel with DELETE /channels/job/<id>).
 
 import { byId, h, say } from "./dom.js";
 
@@ -70,7 +74,7 @@ export class JobView extends EventTarget {
         return;
       }
       say(this.#note, null);
-      this.show(answer.id);
+      this.show(answer.id, { started: true });
       this.dispatchEvent(new CustomEvent("started", { detail: { id: answer.id } }));
     } catch {
       say(this.#note, "Could not reach the hub to start a job. Try again when it is back.");
@@ -79,8 +83,11 @@ export class JobView extends EventTarget {
     }
   }
 
-  /** Watch job `id` from the start of its history (null: show no job). */
-  show(id) {
+  /**
+   * Watch job `id` from the start of its history (null: show no job). A job this page did not
+   * just start may be unknown (a typo) or expired (its history is gone): the hub is asked.
+   */
+  show(id, { started = false } = {}) {
     if (id === this.#jobId) return;
     if (this.#unwatch !== null) this.#unwatch();
     this.#unwatch = null;
@@ -90,12 +97,47 @@ export class JobView extends EventTarget {
       return;
     }
     this.#reset();
+    this.#watching(true);
     byId("job-id").textContent = id;
     const link = byId("job-link");
     link.href = `/jobs/${id}`;
     link.textContent = new URL(`/jobs/${id}`, location.href).href;
     this.#view.hidden = false;
     this.#unwatch = this.#stream.watch(`job/${id}`, (message) => this.#apply(message), { history: true });
+    if (!started) this.#checkKnown(id);
+  }
+
+  async #checkKnown(id) {
+    let channels;
+    try {
+      const response = await fetch("/channels");
+      if (!response.ok) return;
+      channels = await response.json();
+    } catch {
+      return; // the hub is away: the page says so elsewhere, and the job's events come later
+    }
+    const found = channels.find((channel) => channel.name === `job/${id}`);
+    if (id !== this.#jobId || this.#view.dataset.status !== "waiting") return;
+    if (found === undefined || !found.last_id) {
+      this.#view.dataset.status = "unknown";
+      byId("job-message").textContent = `Unknown or expired job: the hub holds no events for job/${id}. `
+        + "It shows here if the job starts publishing.";
+    }
+  }
+
+  /** Stop watching the job's channel (it ended, or the hub closed it) and show that. */
+  #closeChannel(why) {
+    if (this.#unwatch === null) return;
+    this.#unwatch();
+    this.#unwatch = null;
+    this.#watching(false, why);
+  }
+
+  #watching(open, why = "") {
+    const note = byId("job-channel");
+    this.#view.dataset.channel = open ? "open" : "closed";
+    note.textContent = open ? "" : `Channel job/${this.#jobId} closed: ${why}.`;
+    note.hidden = open;
   }
 
   #reset() {
@@ -133,6 +175,7 @@ export class JobView extends EventTarget {
     const view = this.#view;
     switch (message.event) {
       case "started":
+        if (view.dataset.status === "unknown") view.dataset.status = "waiting";
         if (Array.isArray(data.stages)) {
           this.#stages = data.stages.map(String);
           byId("job-stages").replaceChildren(...this.#stages.map((stage) => h("li", { dataset: { state: "pending" } }, stage)));
@@ -144,7 +187,7 @@ export class JobView extends EventTarget {
         }
         break;
       case "progress":
-        if (view.dataset.status === "done") break;
+        if (view.dataset.status === "done" || view.dataset.status === "failed") break;
         view.dataset.status = "running";
         this.#setPct(data.pct);
         if (Number.isInteger(data.stage_index)) this.#markStages(data.stage_index);
@@ -157,11 +200,16 @@ export class JobView extends EventTarget {
         const seconds = typeof data.seconds === "number" ? ` in ${data.seconds.toLocaleString()} s` : "";
         byId("job-message").textContent = `Done${seconds}.`;
         this.#showResult(data.result);
+        this.#closeChannel("the job is done");
         break;
       }
       case "failed":
         view.dataset.status = "failed";
         byId("job-message").textContent = `Failed: ${data.error ?? "no reason given"}`;
+        this.#closeChannel("the job failed");
+        break;
+      case "close":
+        this.#closeChannel("the hub closed it");
         break;
       default:
         break; // other events of the channel show in the console only

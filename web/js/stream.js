@@ -7,7 +7,10 @@
 // - make before break: the new stream opens while the old one keeps delivering, and the old one
 //   is closed only once the hub has registered the new one (its `open` event);
 // - the new stream resumes with ?lastEventId= (a new EventSource sends no Last-Event-ID of its
-//   own), or asks for from=start when a channel was added whose history is wanted (a job);
+//   own), or asks for replay=<channel> when a channel was added whose history is wanted (a job):
+//   the hub replays that channel's history only, and the others start live; the old stream
+//   then stays open a moment longer (RETIRE_MS), so that what it was delivering while the new
+//   one registered still arrives (the positions skip what both deliver);
 // - ids are "<position>:<channel>" with positions comparable across channels, so every watcher
 //   remembers the newest position it got and skips anything not newer: the overlap between the
 //   old and new stream, and a history replay, reach each watcher exactly once.
@@ -20,29 +23,25 @@
 // Clock ticks carry no id (they are not kept in history). A frame's own id cannot be read from
 // the MessageEvent (lastEventId persists over frames without one), so a frame is taken to carry
 // an id when lastEventId changed: ids on a stream strictly increase, so a repeat means none.
-// A tick names its timezone but not its interval, so the page keeps one clock per timezone.
+// A tick names its channel in its data, so it reaches that channel's watchers and no others
+// (two clocks of one time zone at different intervals are two channels).
 
 const ID_RE = /^(\d{1,19}):(.+)$/s;
 export const CHANNEL_RE = /^[A-Za-z0-9_\-.:@/]{1,200}$/;
 export const EVENT_TYPE_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
-const CLOCK_RE = /^time\/(.+)\/(\d+)$/;
 // Event types the page listens for from the start; "open" and "error" are handled apart because
 // EventSource uses those names for its own connection events.
-const BASE_TYPES = ["message", "UPDATE", "started", "progress", "done", "failed", "reset"];
+// "close": the hub deleted a channel (no id; its data names the channel, as a tick's does).
+const BASE_TYPES = ["message", "UPDATE", "started", "progress", "done", "failed", "reset", "close"];
 const RETRY_FIRST_MS = 1000;
-const START = "start"; // a connection's progress before its from=start replay delivered anything
+const START = "start"; // a connection's progress before its replay (replay=...) delivered anything
 const RETRY_MAX_MS = 30000;
+const RETIRE_MS = 1000; // how long an old stream keeps delivering after a replay= stream opened
 
 /** The position and channel of a hub event id, or null for anything else. */
 export function parseId(id) {
   const match = ID_RE.exec(id);
   return match ? { position: BigInt(match[1]), channel: match[2] } : null;
-}
-
-/** The timezone and interval of a clock channel, or null. */
-export function parseClock(channel) {
-  const match = CLOCK_RE.exec(channel);
-  return match ? { timezone: match[1], interval: Number(match[2]) } : null;
 }
 
 export class HubStream extends EventTarget {
@@ -51,6 +50,7 @@ export class HubStream extends EventTarget {
   #types = new Set(BASE_TYPES);
   #current = null; // the connection the page relies on
   #next = null; // a connection opening for a new channel set (make before break)
+  #retiring = new Set(); // old connections still delivering for a moment (see RETIRE_MS)
   #lastId = null; // the newest id received (shown; new live watchers start after it)
   #lastPosition = -1n;
   #state = "idle";
@@ -102,17 +102,6 @@ export class HubStream extends EventTarget {
     }
   }
 
-  /** The clock channel already watched for the same timezone with another interval, if any. */
-  clockConflict(channel) {
-    const clock = parseClock(channel);
-    if (clock === null) return null;
-    for (const name of this.#channels.keys()) {
-      const other = parseClock(name);
-      if (other !== null && other.timezone === clock.timezone && name !== channel) return name;
-    }
-    return null;
-  }
-
   /** Also deliver events of this type (EventSource has no "any type" listener). */
   listen(type) {
     if (!EVENT_TYPE_RE.test(type) || type === "open" || type === "error") {
@@ -149,27 +138,31 @@ export class HubStream extends EventTarget {
       this.#setState("idle");
       return;
     }
-    const fromStart = names.filter((name) => this.#channels.get(name).needsStart);
+    const wanted = names.filter((name) => this.#channels.get(name).needsStart);
     const key = [...names].sort().join(" ");
     const current = this.#current;
-    if (current !== null && current.key === key && fromStart.length === 0
+    if (current !== null && current.key === key && wanted.length === 0
         && current.source.readyState !== EventSource.CLOSED) {
       return; // the same channels again (a change undone before it took effect)
     }
+    // A new stream that takes over from one whose replay delivered nothing yet replays its
+    // channels again.
+    const progress = current === null ? null : current.progress;
+    const replayAgain = progress === START ? current.fromStart : [];
+    const fromStart = names.filter((name) => wanted.includes(name) || replayAgain.includes(name));
     const query = new URLSearchParams();
     for (const name of names) query.append("channel", name);
     // Resume where the trusted connection got to: everything up to its progress was delivered
     // on all of its channels (a stream delivers in position order). A channel whose history is
-    // wanted and not yet asked for needs from=start: a Last-Event-ID would take precedence and
-    // skip its past. What a replay repeats is skipped by the watchers' positions.
-    const progress = this.#current === null ? null : this.#current.progress;
-    if (fromStart.length > 0 || progress === START) {
-      query.set("from", "start");
-    } else if (progress !== null) {
+    // wanted and not yet asked for needs replay=<channel>: a Last-Event-ID would take precedence
+    // and skip its past. What a replay repeats is skipped by the watchers' positions.
+    if (fromStart.length > 0) {
+      for (const name of fromStart) query.append("replay", name);
+    } else if (progress !== null && progress !== START) {
       query.set("lastEventId", progress);
     }
     const connection = this.#open(`${this.#base}/events?${query}`, fromStart);
-    connection.progress = query.has("from") ? START : progress;
+    connection.progress = fromStart.length > 0 ? START : progress;
     connection.key = key;
     if (this.#current !== null && this.#current.source.readyState === EventSource.OPEN) {
       this.#next = connection;
@@ -202,10 +195,19 @@ export class HubStream extends EventTarget {
     connection.source.close();
   }
 
+  #retire(connection) {
+    this.#retiring.add(connection);
+    setTimeout(() => {
+      this.#retiring.delete(connection);
+      this.#close(connection);
+    }, RETIRE_MS);
+  }
+
   #opened(connection) {
     connection.opened = true;
     if (connection === this.#next) {
-      if (this.#current !== null) this.#close(this.#current);
+      if (this.#current !== null && connection.fromStart.length > 0) this.#retire(this.#current);
+      else if (this.#current !== null) this.#close(this.#current);
       this.#current = connection;
       this.#next = null;
     }
@@ -258,7 +260,8 @@ export class HubStream extends EventTarget {
   // -- frames ----------------------------------------------------------------------------------
 
   #frame(connection, event) {
-    if (connection !== this.#current && connection !== this.#next) return;
+    if (connection !== this.#current && connection !== this.#next
+        && !this.#retiring.has(connection)) return;
     const hasId = event.lastEventId !== connection.previousId;
     connection.previousId = event.lastEventId;
     const receivedAt = new Date();
@@ -270,10 +273,11 @@ export class HubStream extends EventTarget {
     const parsed = parseId(event.lastEventId);
     if (parsed === null) return; // not a hub id: nothing can be resumed from it
     const { position, channel } = parsed;
-    connection.progress = event.lastEventId;
+    if (!this.#retiring.has(connection)) connection.progress = event.lastEventId;
     if (position > this.#lastPosition) {
       this.#lastPosition = position;
       this.#lastId = event.lastEventId;
+      this.dispatchEvent(new CustomEvent("lastid", { detail: { lastEventId: this.#lastId } }));
     }
     const entry = this.#channels.get(channel);
     if (entry === undefined) return;
@@ -287,21 +291,19 @@ export class HubStream extends EventTarget {
   }
 
   #tick(event, receivedAt) {
-    let timezone = null;
+    let channel = null;
     try {
-      timezone = JSON.parse(event.data).timezone;
+      channel = JSON.parse(event.data).channel;
     } catch {
       return; // the hub sends no other frames without an id
     }
-    for (const [channel, entry] of this.#channels) {
-      const clock = parseClock(channel);
-      if (clock === null || clock.timezone !== timezone) continue;
-      const message = { channel, id: null, event: event.type, data: event.data, receivedAt };
-      for (const watcher of entry.watchers) {
-        if (watcher.lastTick === event.data) continue; // the same tick from both streams
-        watcher.lastTick = event.data;
-        this.#deliver(watcher, message);
-      }
+    const entry = typeof channel === "string" ? this.#channels.get(channel) : undefined;
+    if (entry === undefined) return; // a channel no longer watched (the old stream's last ticks)
+    const message = { channel, id: null, event: event.type, data: event.data, receivedAt };
+    for (const watcher of entry.watchers) {
+      if (watcher.lastTick === event.data) continue; // the same tick from both streams
+      watcher.lastTick = event.data;
+      this.#deliver(watcher, message);
     }
   }
 
@@ -317,6 +319,7 @@ export class HubStream extends EventTarget {
       this.#lastPosition = -1n;
       this.#lastId = null;
       connection.progress = START; // what follows is all the hub retains: the same as a start
+      connection.fromStart = connection.key.split(" "); // so a next stream replays them all
       for (const entry of this.#channels.values()) {
         for (const watcher of entry.watchers) watcher.seen = -1n;
       }
