@@ -42,6 +42,7 @@ __all__ = [
     "HttpConnection",
     "PoolReport",
     "SseSubscriber",
+    "StreamAnswer",
     "SubscriberPool",
     "install_uvloop",
     "raise_nofile_limit",
@@ -477,8 +478,13 @@ class PoolReport:
     clock_lag_ms: dict[str, float | int | None] = field(default_factory=dict)
 
     @property
+    def loss(self) -> int:
+        """Events lost in any way: missing + duplicated + reordered + foreign."""
+        return self.missing + self.duplicated + self.reordered + self.foreign
+
+    @property
     def lossless(self) -> bool:
-        return not (self.missing or self.duplicated or self.reordered or self.foreign)
+        return not self.loss
 
 
 class SubscriberPool:
@@ -898,20 +904,19 @@ async def publish_throughput(
     duration_s: float,
     emit: Callable[[dict[str, Any]], None] = _emit,
 ) -> dict[str, Any]:
-    """Sequential request/response on one keep-alive connection, as fast as the
-    server answers: ``batch`` = 1 is single publishes, more is one ``/publish``
-    of that many events (nchan: that many pipelined POSTs, awaited together)."""
+    """Sequential request/response on each of ``target.connections`` keep-alive
+    connections at once, as fast as the server answers: ``batch`` = 1 is single
+    publishes, more is one ``/publish`` of that many events (nchan: that many
+    pipelined POSTs, awaited together)."""
     loop = asyncio.get_running_loop()
-    conn = await _open(target)
+    conns = [await _open(target) for _ in range(target.connections)]
     seq = 0
     statuses: Counter[int] = Counter()
     resp_latency = Histogram()
 
-    async def run_for(seconds: float) -> tuple[int, float]:
+    async def one(conn: HttpConnection, end: float) -> int:
         nonlocal seq
         events = 0
-        start = loop.time()
-        end = start + seconds
         while loop.time() < end:
             now_ns = time.time_ns()
             evs = [(0, {"c": 0, "s": seq + i, "t": now_ns}) for i in range(batch)]
@@ -922,7 +927,12 @@ async def publish_throughput(
                 statuses[st] += 1
             resp_latency.record_us((time.perf_counter() - sent) * 1e6)
             events += batch
-        return events, loop.time() - start
+        return events
+
+    async def run_for(seconds: float) -> tuple[int, float]:
+        start = loop.time()
+        counts = await asyncio.gather(*(one(conn, start + seconds) for conn in conns))
+        return sum(counts), loop.time() - start
 
     await run_for(warmup_s)
     statuses.clear()
@@ -931,8 +941,9 @@ async def publish_throughput(
     emit({"event": "measure_start"})
     events, elapsed = await run_for(duration_s)
     cpu = time.process_time() - cpu0
-    if conn.transport is not None:
-        conn.transport.close()
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
     requests = sum(statuses.values())
     return {
         "event": "done",
@@ -944,8 +955,274 @@ async def publish_throughput(
         "events_per_s": round(events / elapsed, 1),
         "requests_per_s": round(requests / elapsed, 1),
         "response_ms": resp_latency.summary_ms(),
+        "connections": len(conns),
         "cpu_s": round(cpu, 3),
         "cpu_pct": round(100 * cpu / elapsed, 1),
+    }
+
+
+class StreamAnswer(asyncio.Protocol):
+    """The answer to one ``POST /publish/stream``: its status, then one JSON receipt
+    per line (chunked or not), counted as they arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.status = 0
+        self.head_done = False
+        self.ended = False  # the last chunk came
+        self.closed = False
+        self.receipts = 0
+        self.refused = 0  # receipts that carry an "error"
+        self.changed = asyncio.Event()
+        self._hbuf = b""
+        self._cbuf = b""
+        self._lines = b""
+        self._chunked = False
+        self._chunk_left = 0
+        self._skip = 0  # the CRLF after a chunk's data
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.changed.set()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head_done:
+            buf = self._hbuf + data
+            end = buf.find(_CRLF2)
+            if end < 0:
+                self._hbuf = buf
+                return
+            lines = buf[:end].split(b"\r\n")
+            parts = lines[0].split(b" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self._chunked = any(
+                ln.lower().startswith(b"transfer-encoding:") and b"chunked" in ln.lower()
+                for ln in lines[1:]
+            )
+            self.head_done = True
+            data, self._hbuf = buf[end + 4 :], b""
+        self._receipts(self._dechunk(data) if self._chunked else data)
+        self.changed.set()
+
+    def _dechunk(self, data: bytes) -> bytes:
+        buf = self._cbuf + data
+        out = []
+        pos = 0
+        while not self.ended:
+            if self._chunk_left:
+                take = min(self._chunk_left, len(buf) - pos)
+                out.append(buf[pos : pos + take])
+                pos += take
+                self._chunk_left -= take
+                if self._chunk_left:
+                    break
+                self._skip = 2
+            if self._skip:
+                take = min(self._skip, len(buf) - pos)
+                pos += take
+                self._skip -= take
+                if self._skip:
+                    break
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buf[pos:eol].split(b";", 1)[0], 16)
+            pos = eol + 2
+            if size == 0:
+                self.ended = True
+            self._chunk_left = size
+        self._cbuf = buf[pos:]
+        return b"".join(out)
+
+    def _receipts(self, data: bytes) -> None:
+        *lines, self._lines = (self._lines + data).split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            self.receipts += 1
+            try:
+                receipt = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                receipt = None
+            if type(receipt) is not dict or "error" in receipt:
+                self.refused += 1
+
+
+async def publish_stream(
+    target: PublishTarget,
+    *,
+    warmup_s: float,
+    duration_s: float,
+    window: int = 1000,
+    per_chunk: int = 100,
+    emit: Callable[[dict[str, Any]], None] = _emit,
+) -> dict[str, Any]:
+    """One ``POST /publish/stream`` (``application/x-ndjson``, chunked): one batch item
+    ``{"channel","event","data"}`` per line, at most ``window`` without a receipt yet,
+    sent in chunks of up to ``per_chunk`` lines; events/s is receipts per second over
+    the window. A server without the route answers 404 (status in the result, no rate)."""
+    loop = asyncio.get_running_loop()
+    _, answer = await loop.create_connection(StreamAnswer, target.host, target.port)
+    assert answer.transport is not None
+    transport = answer.transport
+    transport.write(
+        f"POST /publish/stream HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
+    prefix = b'{"channel":' + orjson.dumps(target.channels[0]) + b',"event":"tick","data":'
+    sent = 0
+    start = loop.time()
+    measure_at, end = start + warmup_s, start + warmup_s + duration_s
+    marked: tuple[float, int, float] | None = None  # time, receipts, CPU at the window's start
+
+    def mark() -> tuple[float, int, float]:
+        emit({"event": "measure_start"})
+        return loop.time(), answer.receipts, time.process_time()
+
+    while (now := loop.time()) < end and not answer.closed:
+        if answer.head_done and answer.status != 200:
+            break
+        if marked is None and now >= measure_at:
+            marked = mark()
+        room = window - (sent - answer.receipts)
+        if room <= 0:
+            answer.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answer.changed.wait(), min(0.05, end - now))
+            continue
+        n = min(room, per_chunk)
+        now_ns = time.time_ns()
+        body = b"".join(
+            prefix + orjson.dumps({"c": 0, "s": sent + i, "t": now_ns}) + b"}\n" for i in range(n)
+        )
+        transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        sent += n
+        await asyncio.sleep(0)  # let receipts in
+    if marked is None:
+        marked = mark()
+    t_start, receipts0, cpu0 = marked
+    elapsed = max(loop.time() - t_start, 1e-9)
+    measured = answer.receipts - receipts0
+    cpu = time.process_time() - cpu0
+    if not transport.is_closing():
+        transport.write(b"0\r\n\r\n")
+        deadline = loop.time() + 10.0
+        while answer.receipts < sent and not (answer.closed or answer.ended):
+            if (answer.head_done and answer.status != 200) or loop.time() > deadline:
+                break
+            answer.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answer.changed.wait(), 0.1)
+    transport.close()
+    streamed = answer.status == 200
+    return {
+        "event": "done",
+        "status": answer.status,
+        "sent": sent,
+        "receipts": answer.receipts,
+        "refused": answer.refused,
+        "unanswered": sent - answer.receipts if streamed else 0,
+        "events": measured,
+        "elapsed_s": round(elapsed, 3),
+        "events_per_s": round(measured / elapsed, 1) if streamed else None,
+        "failed_requests": 0 if streamed else 1,
+        "cpu_s": round(cpu, 3),
+        "cpu_pct": round(100 * cpu / elapsed, 1),
+    }
+
+
+async def publish_stream_at_rate(
+    target: PublishTarget,
+    *,
+    rate: float,
+    batch: int,
+    warmup_s: float,
+    duration_s: float,
+    pad: int = 0,
+    emit: Callable[[dict[str, Any]], None] = _emit,
+) -> dict[str, Any]:
+    """``publish_at_rate``'s schedule and events, sent as lines of one ``POST
+    /publish/stream`` instead of one request each: how a service that publishes a lot
+    would feed the hub. Each scheduled batch is one chunk of ``batch`` lines."""
+    loop = asyncio.get_running_loop()
+    _, answer = await loop.create_connection(StreamAnswer, target.host, target.port)
+    assert answer.transport is not None
+    transport = answer.transport
+    transport.write(
+        f"POST /publish/stream HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
+    prefixes = [
+        b'{"channel":' + orjson.dumps(name) + b',"event":"tick","data":' for name in target.channels
+    ]
+    n_ch = len(target.channels)
+    warm_events = math.ceil(rate * warmup_s / batch) * batch
+    total = warm_events + math.ceil(rate * duration_s / batch) * batch
+    interval = batch / rate
+    seqs = [0] * n_ch
+    padding = "x" * pad
+    max_lag = 0.0
+    k = 0
+    t0 = loop.time() + 0.02
+    measure_t = t0
+    cpu0 = measure_cpu = time.process_time()
+    batch_no = 0
+    while k < total and not answer.closed:
+        if answer.head_done and answer.status != 200:
+            break
+        due = t0 + batch_no * interval
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        max_lag = max(max_lag, loop.time() - due)
+        if k == warm_events:
+            measure_t = loop.time()
+            measure_cpu = time.process_time()
+            emit({"event": "measure_start", "k": k})
+        lines = []
+        now_ns = time.time_ns()
+        for _ in range(batch):
+            c = k % n_ch
+            d: dict[str, Any] = {"c": c, "s": seqs[c], "t": now_ns}
+            if k < warm_events:
+                d["w"] = 1
+            if pad:
+                d["p"] = padding
+            seqs[c] += 1
+            lines.append(prefixes[c] + orjson.dumps(d) + b"}\n")
+            k += 1
+        body = b"".join(lines)
+        transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        batch_no += 1
+    send_end = loop.time()
+    if not transport.is_closing():
+        transport.write(b"0\r\n\r\n")
+    deadline = loop.time() + 30.0
+    while answer.receipts < k and not (answer.closed or answer.ended):
+        if (answer.head_done and answer.status != 200) or loop.time() > deadline:
+            break
+        answer.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answer.changed.wait(), 0.1)
+    transport.close()
+    unanswered = k - answer.receipts
+    return {
+        "event": "done",
+        "published": seqs,
+        "events": k,
+        "measured_events": k - warm_events,
+        "requests": 1,
+        "status": answer.status,
+        "refused": answer.refused,
+        "unanswered": unanswered,
+        "failed_requests": answer.refused + unanswered + (answer.status != 200),
+        "achieved_rate": round((k - warm_events) / max(send_end - measure_t + interval, 1e-9), 2),
+        "max_lag_ms": round(max_lag * 1000, 3),
+        "cpu_s": round(time.process_time() - cpu0, 3),
+        "measure_cpu_s": round(time.process_time() - measure_cpu, 3),
     }
 
 
@@ -971,17 +1248,24 @@ def _publish_main(argv: Sequence[str]) -> int:
     parser.add_argument("--channel-prefix", default="bench-")
     parser.add_argument("--channels", type=int, default=1, help="how many channels")
     parser.add_argument(
-        "--connections", type=int, default=1, help="keep-alive connections per server (rate mode)"
+        "--connections", type=int, default=1, help="keep-alive connections per server"
     )
-    parser.add_argument("--mode", choices=["rate", "throughput"], default="rate")
+    parser.add_argument(
+        "--mode",
+        choices=["rate", "rate-stream", "throughput", "stream"],
+        default="rate",
+        help="rate: on a schedule; rate-stream: the same schedule as lines of one POST "
+        "/publish/stream; throughput: request after answer on each connection; "
+        "stream: one POST /publish/stream (ndjson), as fast as receipts come back",
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="events per second")
     parser.add_argument("--batch", type=int, default=1, help="events per request")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
     parser.add_argument("--pad", type=int, default=0, help="padding bytes per event")
     args = parser.parse_args(argv)
-    if args.mode == "throughput" and (len(args.port) > 1 or args.connections > 1):
-        parser.error("--mode throughput takes one --port and one connection")
+    if args.mode != "rate" and len(args.port) > 1:
+        parser.error(f"--mode {args.mode} takes one --port")
     if args.connections < 1:
         parser.error("--connections must be at least 1")
     install_uvloop()
@@ -993,7 +1277,16 @@ def _publish_main(argv: Sequence[str]) -> int:
         more_ports=args.port[1:],
         connections=args.connections,
     )
-    if args.mode == "rate":
+    if args.mode == "rate-stream":
+        coro = publish_stream_at_rate(
+            target,
+            rate=args.rate,
+            batch=args.batch,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            pad=args.pad,
+        )
+    elif args.mode == "rate":
         coro = publish_at_rate(
             target,
             rate=args.rate,
@@ -1002,10 +1295,12 @@ def _publish_main(argv: Sequence[str]) -> int:
             duration_s=args.duration,
             pad=args.pad,
         )
-    else:
+    elif args.mode == "throughput":
         coro = publish_throughput(
             target, batch=args.batch, warmup_s=args.warmup, duration_s=args.duration
         )
+    else:
+        coro = publish_stream(target, warmup_s=args.warmup, duration_s=args.duration)
     _emit(asyncio.run(coro))
     return 0
 

@@ -17,40 +17,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
-import math
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import cli
 from bench.loadclient import (
     Histogram,
     SubscriberPool,
     install_uvloop,
     raise_nofile_limit,
 )
-from bench.servers import NGINX, PYTHON, SERVERS, Server, ServerSpec, free_port
+from bench.measure import (
+    CLIENT_SATURATED,
+    Reading,
+    Span,
+    cli_flags,
+    log,
+    quietest,
+    run_publisher,
+)
+from bench.report import LEGEND, flags, num, table
+from bench.servers import NGINX, SERVERS, Server, ServerSpec, free_port
+from bench.wrk import WRK, wrk_publish
 
 __all__ = ["Plan", "main"]
 
-LOADCLIENT = Path(__file__).resolve().parent / "loadclient.py"
 CLIENT_CORE = 1
-#: Above this share of one core the client, not the server, may set the figure.
-CLIENT_SATURATED = 0.90
-#: Other processes using more than this share of a core during a window: the
-#: machine was not quiet (e.g. a test suite running), so the figures are suspect.
-NOISY_MACHINE = 0.10
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 #: 100 real IANA zones for the clock scenario (canonical names or tzdata links).
 _ZONES = """
@@ -76,7 +76,20 @@ Europe/Warsaw Europe/Zurich Pacific/Auckland Pacific/Honolulu
 """
 TIMEZONES = tuple(_ZONES.split())
 
-SCENARIOS = ("fanout", "bursts", "search", "big", "many", "clocks", "idle", "publish")
+SCENARIOS = (
+    "fanout",
+    "bursts",
+    "search",
+    "steady",
+    "big",
+    "many",
+    "many-stream",
+    "clocks",
+    "idle",
+    "publish",
+)
+#: Scenarios only the hub runs (the others have no such feature).
+HUB_ONLY = ("clocks", "many-stream")
 
 
 @dataclass
@@ -91,6 +104,8 @@ class Plan:
     search_subs: int = 5000
     search_rates: tuple[float, ...] = (2, 5, 10, 20, 50)
     search_p99_ms: float = 100.0
+    steady_subs: int = 5000
+    steady_rate: float = 10.0
     big_subs: int = 10000
     big_rate: float = 5.0
     many_subs: int = 10000
@@ -103,6 +118,7 @@ class Plan:
     idle_settle: float = 2.0  # seconds between connecting and reading RSS
     pub_duration: float = 5.0
     pub_batch: int = 100
+    pub_connections: int = 8
     pad: int = 0
     wait_quiet: float = 0.0  # seconds to wait for a quiet machine before each scenario
     retries: int = 0  # re-runs of a scenario whose window was noisy
@@ -117,6 +133,7 @@ class Plan:
             fanout_rate=20.0,
             search_subs=1000,
             search_rates=(20,),
+            steady_subs=1000,
             big_subs=2000,
             many_subs=1000,
             many_channels=100,
@@ -129,38 +146,9 @@ class Plan:
         )
 
 
-@dataclass
-class Window:
-    """Counters read at the start and the end of a measured window."""
-
-    wall: float
-    server_cpu: float
-    client_cpu: float
-    machine_cpu: float
-    delivered: int
-
-    @classmethod
-    def take(cls, server: Server, pool: SubscriberPool | None) -> Window:
-        return cls(
-            time.monotonic(),
-            server.cpu_seconds(),
-            time.process_time(),
-            machine_cpu_seconds(),
-            pool.delivered if pool else 0,
-        )
-
-
-def machine_cpu_seconds() -> float:
-    """CPU time of every task on the machine (user + nice + system + steal).
-
-    IRQ and softirq time are left out: loopback TCP work is accounted there and
-    it is ours. What is left beyond the server, client and publisher is someone
-    else's, and that someone shares our two cores.
-    """
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields
-    return (user + nice + system + steal) / CLK_TCK
+def take_window(server: Server, pool: SubscriberPool | None) -> Reading:
+    """A reading of ``server``'s CPU and the pool's deliveries (none without a pool)."""
+    return Reading.now([server.cpu_seconds()], pool.delivered if pool else 0)
 
 
 @dataclass
@@ -178,22 +166,19 @@ class Measured:
     cpu_us_per_event: float | None
 
     @classmethod
-    def between(cls, a: Window, b: Window, publisher_cpu_s: float = 0.0) -> Measured:
-        wall = max(b.wall - a.wall, 1e-9)
-        server = b.server_cpu - a.server_cpu
-        client = b.client_cpu - a.client_cpu
-        other = max(0.0, b.machine_cpu - a.machine_cpu - server - client - publisher_cpu_s)
-        delivered = b.delivered - a.delivered
+    def between(cls, a: Reading, b: Reading, publisher_cpu_s: float = 0.0) -> Measured:
+        span = Span.between(a, b, publisher_cpu_s)
+        (server,) = span.cpu
         return cls(
-            seconds=round(wall, 3),
+            seconds=round(span.wall, 3),
             server_cpu_s=round(server, 3),
-            server_cpu_pct=round(100 * server / wall, 1),
-            client_cpu_pct=round(100 * client / wall, 1),
-            client_saturated=client / wall > CLIENT_SATURATED,
-            other_cpu_pct=round(100 * other / wall, 1),
-            noisy=other / wall > NOISY_MACHINE,
-            delivered=delivered,
-            cpu_us_per_event=round(1e6 * server / delivered, 2) if delivered else None,
+            server_cpu_pct=span.pct(server),
+            client_cpu_pct=span.pct(span.client),
+            client_saturated=span.saturated(span.client),
+            other_cpu_pct=span.pct(span.other),
+            noisy=span.noisy,
+            delivered=span.delivered,
+            cpu_us_per_event=round(1e6 * server / span.delivered, 2) if span.delivered else None,
         )
 
 
@@ -203,37 +188,17 @@ class StartMark:
 
     server: Server
     pool: SubscriberPool | None
-    window: Window | None = None
+    window: Reading | None = None
 
     def take(self) -> None:
         if self.window is None:
-            self.window = Window.take(self.server, self.pool)
+            self.window = take_window(self.server, self.pool)
 
     def measured_until_now(self, publisher_cpu_s: float = 0.0) -> Measured:
         if self.window is None:
             raise RuntimeError("the publisher never started its measured window")
-        end = Window.take(self.server, self.pool)
+        end = take_window(self.server, self.pool)
         return Measured.between(self.window, end, publisher_cpu_s)
-
-
-async def wait_quiet(limit_s: float) -> float:
-    """Wait (at most ``limit_s``) until other processes use under NOISY_MACHINE of a
-    core for a whole second; return the last share measured. Called between
-    scenarios, when no server of ours runs and this process idles."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    busy = math.inf
-    while True:
-        before, ours = machine_cpu_seconds(), time.process_time()
-        await asyncio.sleep(1.0)
-        busy = machine_cpu_seconds() - before - (time.process_time() - ours)
-        if busy < NOISY_MACHINE or loop.time() >= deadline:
-            return busy
-        log(f"  machine busy ({busy:.0%} of a core used by others), waiting")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -241,67 +206,16 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def cli_flags(**options: object) -> list[str]:
-    """``channel_prefix="x"`` → ``["--channel-prefix", "x"]``."""
-    out: list[str] = []
-    for name, value in options.items():
-        out += ["--" + name.replace("_", "-"), str(value)]
-    return out
-
-
-async def run_publisher(
+async def _publish_to(
     server: Server,
     args: Sequence[str],
     on_measure_start: Callable[[], object],
     limit_s: float,
 ) -> dict[str, Any]:
-    """Run ``loadclient.py publish`` against ``server`` (see ``run_publisher_to``)."""
-    return await run_publisher_to(
+    """Run ``loadclient.py publish`` against ``server`` (see ``measure.run_publisher``)."""
+    return await run_publisher(
         server.workdir, [server.port], server.spec.api, args, on_measure_start, limit_s
     )
-
-
-async def run_publisher_to(
-    workdir: Path,
-    ports: Sequence[int],
-    api: str,
-    args: Sequence[str],
-    on_measure_start: Callable[[], object],
-    limit_s: float,
-    on_spawn: Callable[[int], object] | None = None,
-) -> dict[str, Any]:
-    """Run ``loadclient.py publish`` in its own process, against one server or a
-    cluster (several ``ports``); call ``on_spawn`` with its pid (to read its CPU),
-    call back on its ``measure_start`` line; return its final ``done`` line."""
-    err = (workdir / "publisher.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        *(PYTHON, str(LOADCLIENT), "publish"),
-        *cli_flags(port=",".join(map(str, ports)), api=api),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=err,
-    )
-    if on_spawn is not None:
-        on_spawn(proc.pid)
-    assert proc.stdout is not None
-    done: dict[str, Any] | None = None
-    try:
-        async with asyncio.timeout(limit_s):
-            while line := await proc.stdout.readline():
-                msg = json.loads(line)
-                if msg.get("event") == "measure_start":
-                    on_measure_start()
-                elif msg.get("event") == "done":
-                    done = msg
-            await proc.wait()
-    finally:
-        err.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if done is None:
-        raise RuntimeError(f"publisher gave no result (exit {proc.returncode})")
-    return done
 
 
 async def connect_pool(
@@ -326,10 +240,12 @@ async def rate_scenario(
     channels: int,
     rate: float,
     batch: int = 1,
+    mode: str = "rate",
 ) -> dict[str, Any]:
     """``subs`` subscribers spread evenly over ``channels``; publish ``rate`` ev/s
-    (in requests of ``batch`` events) for warm-up + window; exact loss, latency,
-    and server CPU per delivered event over the measured window."""
+    (in requests of ``batch`` events, or with ``mode="rate-stream"`` as lines of one
+    ``POST /publish/stream``) for warm-up + window; exact loss, latency, and server CPU
+    per delivered event over the measured window."""
     prefix = f"b-{tag}-"
     specs = [
         (server.spec.sub_path(f"{prefix}{i % channels}"), (i % channels,)) for i in range(subs)
@@ -337,12 +253,12 @@ async def rate_scenario(
     pool = await connect_pool(server, specs)
     mark = StartMark(server, pool)
     try:
-        done = await run_publisher(
+        done = await _publish_to(
             server,
             cli_flags(
                 channel_prefix=prefix,
                 channels=channels,
-                mode="rate",
+                mode=mode,
                 rate=rate,
                 batch=batch,
                 warmup=plan.warmup,
@@ -358,9 +274,15 @@ async def rate_scenario(
         report = pool.report(published, subs)
     finally:
         pool.close()
-    loss = report.missing + report.duplicated + report.reordered + report.foreign
+    loss = report.loss
     return {
-        "params": {"subs": subs, "channels": channels, "rate": rate, "batch": batch},
+        "params": {
+            "subs": subs,
+            "channels": channels,
+            "rate": rate,
+            "batch": batch,
+            "mode": mode,
+        },
         **asdict(measured),
         "drained": drained,
         "connected": report.connected,
@@ -390,39 +312,30 @@ def _ok(result: dict[str, Any], subs: int, p99_limit: float) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-async def scenario_fanout(server: Server, plan: Plan) -> dict[str, Any]:
-    return await rate_scenario(
-        server, plan, tag="fan", subs=plan.fanout_subs, channels=1, rate=plan.fanout_rate
-    )
-
-
-async def scenario_bursts(server: Server, plan: Plan) -> dict[str, Any]:
-    return await rate_scenario(
-        server,
-        plan,
-        tag="burst",
-        subs=plan.fanout_subs,
-        channels=1,
-        rate=plan.fanout_rate,
-        batch=plan.burst_batch,
-    )
-
-
-async def scenario_big(server: Server, plan: Plan) -> dict[str, Any]:
-    return await rate_scenario(
-        server, plan, tag="big", subs=plan.big_subs, channels=1, rate=plan.big_rate
-    )
-
-
-async def scenario_many(server: Server, plan: Plan) -> dict[str, Any]:
-    return await rate_scenario(
-        server,
-        plan,
-        tag="many",
-        subs=plan.many_subs,
-        channels=plan.many_channels,
-        rate=plan.many_rate,
-    )
+def rate_loads(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The scenarios that are one ``rate_scenario`` each, with its arguments."""
+    fanout = {"subs": plan.fanout_subs, "channels": 1, "rate": plan.fanout_rate}
+    many = {
+        "tag": "many",
+        "subs": plan.many_subs,
+        "channels": plan.many_channels,
+        "rate": plan.many_rate,
+    }
+    return {
+        "fanout": {"tag": "fan", **fanout},
+        "bursts": {"tag": "burst", **fanout, "batch": plan.burst_batch},
+        "steady": {
+            "tag": "steady",
+            "subs": plan.steady_subs,
+            "channels": 1,
+            "rate": plan.steady_rate,
+        },
+        "big": {"tag": "big", "subs": plan.big_subs, "channels": 1, "rate": plan.big_rate},
+        "many": many,
+        # The same load with the hub's streaming publish, as a service publishing this much
+        # would send it: the per-request cost of HTTP is what "many" mostly measures.
+        "many-stream": {**many, "tag": "manys", "mode": "rate-stream"},
+    }
 
 
 async def scenario_search(spec: ServerSpec, plan: Plan, workdir: Path) -> dict[str, Any]:
@@ -487,9 +400,9 @@ async def scenario_clocks(server: Server, plan: Plan) -> dict[str, Any]:
         await asyncio.sleep(plan.warmup + 1.0)  # past the tick sent on subscribe
         ticks0 = sum(s.other for s in pool.subs)
         pool.clock_lag = Histogram()  # the tick sent on subscribe is not on time
-        start = Window.take(server, pool)
+        start = take_window(server, pool)
         await asyncio.sleep(plan.clock_duration)
-        end = Window.take(server, pool)
+        end = take_window(server, pool)
         ticks = sum(s.other for s in pool.subs) - ticks0
         report = pool.report(None, plan.clock_subs)
     finally:
@@ -538,11 +451,12 @@ async def scenario_idle(server: Server, plan: Plan) -> dict[str, Any]:
 
 async def scenario_publish(server: Server, plan: Plan) -> dict[str, Any]:
     """Publish throughput without subscribers: sequential single publishes on one
-    keep-alive connection, then batches of ``pub_batch``."""
+    keep-alive connection, then batches of ``pub_batch``, then single publishes on
+    ``pub_connections`` connections at once, then one streaming publish."""
     out: dict[str, Any] = {}
     for name, batch in (("single", 1), ("batch", plan.pub_batch)):
         mark = StartMark(server, None)
-        done = await run_publisher(
+        done = await _publish_to(
             server,
             cli_flags(
                 channel_prefix=f"b-pub-{name}-",
@@ -567,9 +481,97 @@ async def scenario_publish(server: Server, plan: Plan) -> dict[str, Any]:
             "noisy": measured.noisy,
             "publisher": done,
         }
-    out["client_saturated"] = any(out[n]["client_saturated"] for n in ("single", "batch"))
-    out["noisy"] = any(out[n]["noisy"] for n in ("single", "batch"))
+    out["multi"] = await _publish_multi(server, plan)
+    out["stream"] = await _publish_stream(server, plan)
+    out["client_saturated"] = any(out[n]["client_saturated"] for n in PUBLISH_PARTS)
+    out["noisy"] = any(out[n]["noisy"] for n in PUBLISH_PARTS)
     return out
+
+
+PUBLISH_PARTS = ("single", "batch", "multi", "stream")
+
+
+async def _publish_multi(server: Server, plan: Plan) -> dict[str, Any]:
+    """Single publishes, each connection sending its next request on the previous
+    answer, on ``pub_connections`` connections: wrk if installed (see ``bench/wrk.py``),
+    else our publisher."""
+    n = plan.pub_connections
+    channel = "b-pub-multi-0"
+    if WRK is None:
+        mark = StartMark(server, None)
+        done = await _publish_to(
+            server,
+            cli_flags(
+                channel_prefix="b-pub-multi-",
+                mode="throughput",
+                connections=n,
+                warmup=min(plan.warmup, 1.0),
+                duration=plan.pub_duration,
+            ),
+            mark.take,
+            limit_s=plan.pub_duration + 60,
+        )
+        measured = mark.measured_until_now(done["cpu_s"])
+        client = "loadclient"
+    else:
+        if plan.warmup >= 1.0:
+            await wrk_publish(server.port, server.spec.api, channel, n, 1, server.workdir, 1)
+        start = take_window(server, None)
+        done = await wrk_publish(
+            server.port, server.spec.api, channel, n, plan.pub_duration, server.workdir, 1
+        )
+        measured = Measured.between(start, take_window(server, None), done["cpu_s"])
+        done["events_per_s"] = round(done["requests"] / done["elapsed_s"], 1)
+        done["failed_requests"] = done["non_2xx"] + done["socket_errors"]
+        client = "wrk"
+    return {
+        "connections": n,
+        "client": client,
+        "events_per_s": done["events_per_s"],
+        "failed_requests": done["failed_requests"],
+        "server_cpu_pct": measured.server_cpu_pct,
+        "server_cpu_us_per_publish": (
+            round(1e6 * measured.server_cpu_s / (done["events_per_s"] * measured.seconds), 2)
+            if done["events_per_s"]
+            else None
+        ),
+        "publisher_cpu_pct": done["cpu_pct"],
+        "client_saturated": done["cpu_pct"] > 100 * CLIENT_SATURATED,
+        "other_cpu_pct": measured.other_cpu_pct,
+        "noisy": measured.noisy,
+        "publisher": done,
+    }
+
+
+async def _publish_stream(server: Server, plan: Plan) -> dict[str, Any]:
+    """``POST /publish/stream``: ndjson items up, one receipt per line down, on one
+    connection; ``shown`` is "n/a" when the server has no such route."""
+    mark = StartMark(server, None)
+    done = await _publish_to(
+        server,
+        cli_flags(
+            channel_prefix="b-pub-stream-",
+            mode="stream",
+            warmup=min(plan.warmup, 1.0),
+            duration=plan.pub_duration,
+        ),
+        mark.take,
+        limit_s=plan.pub_duration + 60,
+    )
+    measured = mark.measured_until_now(done["cpu_s"])
+    status = done["status"]
+    return {
+        "status": status,
+        "shown": None if status == 200 else "n/a" if status == 404 else f"n/a ({status})",
+        "events_per_s": done["events_per_s"],
+        "failed_requests": done["failed_requests"] + done["refused"] + done["unanswered"],
+        "server_cpu_pct": measured.server_cpu_pct,
+        "publisher_cpu_pct": done["cpu_pct"],
+        "client_saturated": status == 200 and done["cpu_pct"] > 100 * CLIENT_SATURATED,
+        "other_cpu_pct": measured.other_cpu_pct,
+        "noisy": measured.noisy,
+        "publisher": done,
+    }
 
 
 async def with_server(
@@ -599,25 +601,18 @@ async def measured(
     """Run ``body`` on a fresh server; if other processes were busy during its
     window, wait for quiet and run it again (``plan.retries`` times), keeping the
     quietest attempt. The attempts are kept in the result."""
-    attempts: list[dict[str, Any]] = []
-    for attempt in range(1 + plan.retries):
-        if plan.wait_quiet > 0:
-            await wait_quiet(plan.wait_quiet)
-        result = await with_server(spec, workdir / f"try{attempt}", body)
-        attempts.append(result)
-        if not result.get("noisy"):
-            break
-        log(f"  other processes were busy ({_noise(result):.0f}% of a core)")
-    best = min(attempts, key=_noise)
-    if len(attempts) > 1:
-        best["noisy_attempts"] = [round(_noise(a), 1) for a in attempts]
-    return best
+    return await quietest(
+        lambda n: with_server(spec, workdir / f"try{n}", body),
+        retries=plan.retries,
+        wait_quiet_s=plan.wait_quiet,
+        noise=_noise,
+    )
 
 
 def _noise(result: dict[str, Any]) -> float:
     """Share (%) of a core used by other processes during the measured window."""
     parts = [result.get("other_cpu_pct")]
-    parts += [result[k].get("other_cpu_pct") for k in ("single", "batch") if k in result]
+    parts += [result[k].get("other_cpu_pct") for k in PUBLISH_PARTS if k in result]
     return max((p for p in parts if p is not None), default=0.0)
 
 
@@ -625,25 +620,21 @@ async def run_target(
     spec: ServerSpec, plan: Plan, scenarios: Sequence[str], workdir: Path
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    simple = {
-        "fanout": scenario_fanout,
-        "bursts": scenario_bursts,
-        "big": scenario_big,
-        "many": scenario_many,
-        "clocks": scenario_clocks,
-        "idle": scenario_idle,
-        "publish": scenario_publish,
-    }
+    rates = rate_loads(plan)
+    others = {"clocks": scenario_clocks, "idle": scenario_idle, "publish": scenario_publish}
     for name in scenarios:
-        if name == "clocks" and spec.name != "hub":
+        if name in HUB_ONLY and not spec.name.startswith("hub"):
             continue
         log(f"{spec.name}: {name}")
         if name == "search":
             results[name] = await scenario_search(spec, plan, workdir / name)
         else:
-            results[name] = await measured(
-                spec, plan, workdir / name, functools.partial(simple[name], plan=plan)
+            body = (
+                functools.partial(rate_scenario, plan=plan, **rates[name])
+                if name in rates
+                else functools.partial(others[name], plan=plan)
             )
+            results[name] = await measured(spec, plan, workdir / name, body)
         if results[name].get("client_saturated"):
             log("  note: load client saturated (figure is client-limited)")
         if results[name].get("noisy"):
@@ -680,11 +671,7 @@ class Row:
         head = result.get(self.path[0]) if self.path else None
         if isinstance(head, dict) and "client_saturated" in head:
             result = head  # e.g. publish: "single" and "batch" have their own
-        return (
-            ("*" if result.get("client_saturated") else "")
-            + ("!" if result.get("loss") else "")
-            + ("~" if result.get("noisy") else "")
-        )
+        return flags(result)
 
 
 def rows_for(plan: Plan) -> list[Row]:
@@ -697,6 +684,7 @@ def rows_for(plan: Plan) -> list[Row]:
     many = f"many {k(plan.many_subs)} subs / {k(plan.many_channels)} ch, {plan.many_rate:g} ev/s"
     clocks = f"clocks {k(plan.clock_subs)} subs / {plan.clock_channels} tz"
     search = f"{k(plan.search_subs)} subs: best rate, p99<={plan.search_p99_ms:g}ms + no loss"
+    steady = f"{k(plan.steady_subs)} subs x {plan.steady_rate:g} ev/s"
     cpu, p99, loss = ("cpu_us_per_event",), ("p99_ms",), ("loss",)
     rows = [
         Row(f"fan-out {fan}: server CPU us/event", "fanout", cpu, "lower", 2),
@@ -705,12 +693,16 @@ def rows_for(plan: Plan) -> list[Row]:
         Row(f"bursts {burst}: server CPU us/event", "bursts", cpu, "lower", 2),
         Row(f"bursts {burst}: p99 ms", "bursts", p99, "lower"),
         Row(f"{search} (ev/s)", "search", ("best_rate",), "higher", 0, shown=("best_label",)),
+        Row(f"{steady}: p99 ms", "steady", p99, "lower"),
         Row(f"{big}: p99 ms", "big", p99, "lower"),
         Row(f"{big}: lost events", "big", loss, "lower", 0),
         Row(f"{big}: server CPU %", "big", ("server_cpu_pct",), "lower"),
         Row(f"{many}: p99 ms", "many", p99, "lower"),
         Row(f"{many}: server CPU us/event", "many", cpu, "lower", 2),
         Row(f"{many}: lost events", "many", loss, "lower", 0),
+        Row(f"{many}, streamed publish: p99 ms", "many-stream", p99, "lower"),
+        Row(f"{many}, streamed publish: server CPU us/event", "many-stream", cpu, "lower", 2),
+        Row(f"{many}, streamed publish: lost events", "many-stream", loss, "lower", 0),
         Row(f"{clocks}: server CPU %", "clocks", ("server_cpu_pct",), "lower"),
         Row(f"{clocks}: ticks/sub/s", "clocks", ("ticks_per_sub_per_s",), "higher", 3),
     ]
@@ -734,36 +726,43 @@ def rows_for(plan: Plan) -> list[Row]:
             0,
         ),
         Row(
+            f"publish single, {plan.pub_connections} keep-alive conns (req/s)",
+            "publish",
+            ("multi", "events_per_s"),
+            "higher",
+            0,
+        ),
+        Row(
             f"publish batches of {plan.pub_batch} (events/s)",
             "publish",
             ("batch", "events_per_s"),
             "higher",
             0,
         ),
+        Row(
+            "publish stream, ndjson on 1 conn (events/s)",
+            "publish",
+            ("stream", "events_per_s"),
+            "higher",
+            0,
+            shown=("stream", "shown"),
+        ),
     ]
     return rows
 
 
-def _fmt(value: Any, digits: int) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and math.isnan(value):
-        return "—"
-    if isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
 def build_table(results: dict[str, dict[str, Any]], plan: Plan, markdown: bool = False) -> str:
     targets = list(results)
-    baselines = [t for t in targets if SERVERS[t].baseline]
-    subjects = [t for t in targets if not SERVERS[t].baseline] or baselines[:1]
+    # a saved "hub-base" (an earlier checkout) is a baseline even when this run defines none
+    baselines = [t for t in targets if t not in SERVERS or SERVERS[t].baseline]
+    subjects = [t for t in targets if t not in baselines] or baselines[:1]
     ratio_cols = [(s, b) for s in subjects for b in baselines if s != b]
     header = ["metric", *targets, *(f"{s}÷{b}" for s, b in ratio_cols), "better"]
     body: list[list[str]] = []
     for row in rows_for(plan):
         cells = [row.label]
         values: dict[str, Any] = {}
+        present = False  # a figure (or an error) for some target: else the row is left out
         for t in targets:
             r = results[t].get(row.scenario)
             if r is None:
@@ -771,10 +770,12 @@ def build_table(results: dict[str, dict[str, Any]], plan: Plan, markdown: bool =
                 continue
             if "error" in r:
                 cells.append("error")
+                present = True
                 continue
             values[t] = row.value(r)
             shown = Row(row.label, row.scenario, row.shown, row.better).value(r)
-            text = str(shown) if row.shown and shown is not None else _fmt(values[t], row.digits)
+            present = present or values[t] is not None or (bool(row.shown) and shown is not None)
+            text = str(shown) if row.shown and shown is not None else num(values[t], row.digits)
             cells.append(text + row.flags(r))
         for s, b in ratio_cols:
             vs, vb = values.get(s), values.get(b)
@@ -783,34 +784,9 @@ def build_table(results: dict[str, dict[str, Any]], plan: Plan, markdown: bool =
             else:
                 cells.append("—")
         cells.append(row.better)
-        if any(c not in ("n/a",) for c in cells[1 : 1 + len(targets)]):
+        if present:
             body.append(cells)
-    return _render([header, *body], markdown)
-
-
-def _render(table: list[list[str]], markdown: bool) -> str:
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = []
-    for n, r in enumerate(table):
-        if markdown:
-            lines.append("| " + " | ".join(r) + " |")
-            if n == 0:
-                lines.append("|" + "|".join("---" for _ in r) + "|")
-        else:
-            lines.append(
-                "  ".join(
-                    c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
-                )
-            )
-    lines.append("")
-    lines.append("* load client or publisher above 90 % of a core: the figure is client-limited")
-    lines.append("! events lost (missing + duplicated + reordered), see JSON")
-    lines.append(
-        f"~ other processes used > {NOISY_MACHINE:.0%} of a core during the window: "
-        "machine not quiet, re-run"
-    )
-    return "\n".join(lines)
+    return "\n".join([*table([header, *body], markdown), "", *LEGEND])
 
 
 # --------------------------------------------------------------------------- #
@@ -818,45 +794,32 @@ def _render(table: list[list[str]], markdown: bool) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smoke run, ~20 s per server (CI)")
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if the hub lost, doubled or reordered any event (for CI)",
+    d = Plan()
+    p = cli.parser(
+        "python -m bench.run",
+        __doc__,
+        d,
+        quick="smoke run, ~20 s per server (CI)",
+        check="exit 1 if the hub lost, doubled or reordered any event (for CI)",
+        unit="scenario",
     )
     p.add_argument(
         "--targets",
-        default="hub,naive,nchan",
-        help="comma list of hub,naive,nchan (unavailable ones are skipped)",
+        default="hub,naive,nchan,uws,floor",
+        help=f"comma list of {','.join(SERVERS)} (unavailable ones are skipped)",
     )
     p.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma list of {','.join(SCENARIOS)}"
     )
-    p.add_argument("--json", type=Path, help="write all results here")
-    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
-    p.add_argument("--from-json", type=Path, help="only re-print the table of a JSON run")
-    p.add_argument(
-        "--workdir", type=Path, help="keep server configs and logs here (default: a temp dir)"
-    )
-    d = Plan()
-    p.add_argument("--warmup", type=float, help=f"seconds (default {d.warmup})")
-    p.add_argument("--duration", type=float, help=f"measured seconds ({d.duration})")
     p.add_argument("--fanout-subs", type=int, help=f"({d.fanout_subs})")
     p.add_argument("--fanout-rate", type=float, help=f"ev/s ({d.fanout_rate:g})")
     p.add_argument("--burst-batch", type=int, help=f"events per publish ({d.burst_batch})")
     p.add_argument("--search-subs", type=int, help=f"({d.search_subs})")
-    p.add_argument("--search-rates", type=_floats, help="e.g. 2,5,10,20,50")
+    p.add_argument("--search-rates", type=cli.floats, help="e.g. 2,5,10,20,50")
     p.add_argument("--search-p99-ms", type=float, help=f"({d.search_p99_ms:g})")
+    p.add_argument("--steady-subs", type=int, help=f"({d.steady_subs})")
+    p.add_argument("--steady-rate", type=float, help=f"ev/s ({d.steady_rate:g})")
     p.add_argument("--big-subs", type=int, help=f"({d.big_subs})")
     p.add_argument("--big-rate", type=float, help=f"ev/s ({d.big_rate:g})")
     p.add_argument("--many-subs", type=int, help=f"({d.many_subs})")
@@ -865,28 +828,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--clock-subs", type=int, help=f"({d.clock_subs})")
     p.add_argument("--clock-channels", type=int, help=f"≤ 100 ({d.clock_channels})")
     p.add_argument("--clock-duration", type=float, help=f"seconds ({d.clock_duration:g})")
-    p.add_argument("--idle-sizes", type=_ints, help="e.g. 10000,15000")
+    p.add_argument("--idle-sizes", type=cli.ints, help="e.g. 10000,15000")
     p.add_argument("--pub-duration", type=float, help=f"seconds ({d.pub_duration:g})")
     p.add_argument("--pub-batch", type=int, help=f"events per /publish ({d.pub_batch})")
-    p.add_argument("--pad", type=int, help="padding bytes added to each event (0)")
     p.add_argument(
-        "--wait-quiet",
-        type=float,
-        help="before each scenario wait up to this many seconds for other processes "
-        "to go under 10%% of a core (0: don't wait)",
+        "--pub-connections", type=int, help=f"connections of the 'conns' row ({d.pub_connections})"
     )
-    p.add_argument("--retries", type=int, help="re-run a noisy scenario up to N times (0)")
+    p.add_argument("--pad", type=int, help="padding bytes added to each event (0)")
     return p.parse_args(argv)
-
-
-def make_plan(args: argparse.Namespace) -> Plan:
-    plan = Plan.quick() if args.quick else Plan()
-    overrides = {
-        name: getattr(args, name)
-        for name in Plan.__dataclass_fields__
-        if getattr(args, name, None) is not None
-    }
-    return replace(plan, **overrides)
 
 
 async def run_all(
@@ -903,26 +852,13 @@ async def run_all(
     return results
 
 
-def _version(cmd: list[str]) -> str | None:
-    """First line a ``--version``-like command prints, or None if it can't run."""
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        fields: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in saved["plan"].items()
-        }
-        plan = Plan(**fields)
-        print(build_table(saved["results"], plan, args.markdown))
+        saved = cli.load_results(args.from_json)
+        print(build_table(saved["results"], cli.plan_from_saved(Plan, saved), args.markdown))
         return 0
-    plan = make_plan(args)
+    plan = cli.plan_from_args(Plan.quick() if args.quick else Plan(), args)
     targets = [t for t in args.targets.split(",") if t]
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = [t for t in targets if t not in SERVERS] + [
@@ -939,34 +875,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvloop = install_uvloop()
     log(f"client: uvloop={uvloop} nofile={nofile} core={CLIENT_CORE}")
     started = time.time()
-    if args.workdir:
-        results = asyncio.run(run_all(plan, targets, scenarios, args.workdir.resolve()))
-    else:
-        with tempfile.TemporaryDirectory(prefix="ssehub-bench-") as tmp:
-            results = asyncio.run(run_all(plan, targets, scenarios, Path(tmp)))
+    results = cli.run_in_workdir(
+        args.workdir,
+        "ssehub-bench-",
+        lambda workdir: run_all(plan, targets, scenarios, workdir),
+    )
     log(f"done in {time.time() - started:.0f}s")
     print(build_table(results, plan, args.markdown))
     failed = [f"{t}/{n}" for t, res in results.items() for n, r in res.items() if "error" in r]
     if args.json:
-        meta = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.time() - started, 1),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "uvloop_client": uvloop,
-            "nginx": _version([str(NGINX), "-v"]),
-            "targets": list(results),
-        }
-        args.json.write_text(
-            json.dumps({"meta": meta, "plan": asdict(plan), "results": results}, indent=1)
+        meta = cli.meta(
+            "python -m bench.run",
+            argv,
+            started,
+            uvloop,
+            nginx=cli.version([str(NGINX), "-v"]),
+            targets=list(results),
         )
+        cli.write_results(args.json, meta, plan, results)
         log(f"results written to {args.json}")
     if failed:
         log(f"scenarios that could not run: {', '.join(failed)}")
         return 1
     if args.check:
-        lossy = [f"{t}/{n}" for t, n, loss in _losses(results) if t == "hub" and loss]
+        lossy = [f"{t}/{n}" for t, n, loss in _losses(results) if t.startswith("hub") and loss]
         if lossy:
             log(f"--check: the hub lost, doubled or reordered events in {', '.join(lossy)}")
             return 1

@@ -38,16 +38,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import os
-import platform
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -58,21 +54,23 @@ if __package__ in (None, ""):  # `python bench/scaleout.py`: make `bench` import
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bench import cli
 from bench.loadclient import SubscriberPool, install_uvloop, raise_nofile_limit
-from bench.run import (
-    CLIENT_SATURATED,
-    NOISY_MACHINE,
+from bench.measure import (
+    Reading,
+    Span,
     cli_flags,
     log,
-    machine_cpu_seconds,
-    run_publisher_to,
-    wait_quiet,
+    quietest,
+    run_publisher,
 )
+from bench.nats_store import NatsStore
+from bench.report import LEGEND, flags, num, table
 from bench.servers import SERVERS, Server, cpu_seconds, free_port
 
 __all__ = ["CONFIGS", "Layout", "Plan", "main"]
 
-Backplane = Literal["memory", "redis"]
+Backplane = Literal["memory", "redis", "nats"]
 Pinning = Literal["hubs", "none"]
 
 
@@ -89,6 +87,8 @@ CONFIGS = (
     Layout("memory-1", "memory", 1),
     Layout("redis-1", "redis", 1),
     Layout("redis-2", "redis", 2),
+    Layout("nats-1", "nats", 1),
+    Layout("nats-2", "nats", 2),
 )
 #: The pair whose ratio is the headline, and the pair whose latency difference is.
 ONE, TWO, MEMORY = "redis-1", "redis-2", "memory-1"
@@ -171,13 +171,19 @@ def pinning_note(plan: Plan) -> str:
 class Cluster:
     """The hub processes of one configuration, started by us and stopped by pid."""
 
-    def __init__(self, layout: Layout, plan: Plan, workdir: Path, prefix: str) -> None:
+    def __init__(
+        self, layout: Layout, plan: Plan, workdir: Path, prefix: str, nats_url: str = ""
+    ) -> None:
         env = dict(item.split("=", 1) for item in plan.hub_env)
         env["HUB_BACKPLANE"] = "memory"
         if plan.history_size is not None:
             env["HUB_HISTORY_SIZE"] = str(plan.history_size)
         if layout.backplane == "redis":
             env |= {"HUB_BACKPLANE": plan.redis_url, "HUB_REDIS_PREFIX": prefix}
+        if layout.backplane == "nats":  # a stream per step, on the run's own nats-server
+            tag = "".join(c if c.isalnum() else "_" for c in prefix)
+            env |= {"HUB_BACKPLANE": nats_url, "HUB_NATS_STREAM": tag}
+            env |= {"HUB_NATS_SUBJECT_PREFIX": f"{tag}.ch"}
         self.servers = [
             Server(SERVERS["hub"], free_port(), workdir / f"hub{i}", cores=cores, env=env)
             for i, cores in enumerate(cores_for(plan, layout.processes))
@@ -197,19 +203,6 @@ class Cluster:
 
 
 @dataclass
-class Reading:
-    """Counters read at one instant: the start or the end of a measured window."""
-
-    wall: float
-    hubs: list[float]
-    client: float
-    redis: float
-    machine: float
-    delivered: int
-    per_hub: list[int]
-
-
-@dataclass
 class Meter:
     """Reads the CPU of every party (hub processes, this client, Redis) and the
     deliveries, so a saturated client or Redis shows next to the hubs. (The publisher
@@ -225,15 +218,9 @@ class Meter:
     def read(self) -> Reading:
         subs = self.pool.subs
         per_hub = [sum(s.events for s in subs[a:b]) for a, b in pairwise(self.bounds)]
-        return Reading(
-            wall=time.monotonic(),
-            hubs=[server.cpu_seconds() for server in self.cluster.servers],
-            client=time.process_time(),
-            redis=cpu_seconds([self.redis_pid]) if self.redis_pid else 0.0,
-            machine=machine_cpu_seconds(),
-            delivered=self.pool.delivered,
-            per_hub=per_hub,
-        )
+        hubs = [server.cpu_seconds() for server in self.cluster.servers]
+        redis = cpu_seconds([self.redis_pid]) if self.redis_pid else 0.0
+        return Reading.now([*hubs, redis], self.pool.delivered, per_hub)
 
     def take_start(self) -> None:
         if self.start is None:
@@ -249,35 +236,24 @@ class Meter:
         a, b = self.start, self.end
         if a is None or b is None:
             raise RuntimeError("the measured window never started or ended")
-        wall = max(b.wall - a.wall, 1e-9)
-        hubs = [y - x for x, y in zip(a.hubs, b.hubs, strict=True)]
-        client = b.client - a.client
-        redis = b.redis - a.redis
-        machine = b.machine - a.machine
-        ours = sum(hubs) + client + publisher + redis
-        other = max(0.0, machine - ours)
-        delivered = b.delivered - a.delivered
-
-        def pct(seconds: float) -> float:
-            return round(100 * seconds / wall, 1)
-
+        span = Span.between(a, b, publisher)
+        *hubs, redis = span.cpu
+        delivered = span.delivered
         return {
-            "seconds": round(wall, 3),
+            "seconds": round(span.wall, 3),
             "delivered": delivered,
-            "delivered_per_s": round(delivered / wall, 1),
-            "per_hub_delivered_per_s": [
-                round((y - x) / wall, 1) for x, y in zip(a.per_hub, b.per_hub, strict=True)
-            ],
-            "hub_cpu_pct": [pct(h) for h in hubs],
-            "client_cpu_pct": pct(client),
-            "publisher_cpu_pct": pct(publisher),
-            "redis_cpu_pct": pct(redis) if redis_used and self.redis_pid else None,
-            "machine_cpu_pct": pct(machine),
-            "other_cpu_pct": pct(other),
+            "delivered_per_s": round(delivered / span.wall, 1),
+            "per_hub_delivered_per_s": [round(n / span.wall, 1) for n in span.parts],
+            "hub_cpu_pct": [span.pct(h) for h in hubs],
+            "client_cpu_pct": span.pct(span.client),
+            "publisher_cpu_pct": span.pct(publisher),
+            "redis_cpu_pct": span.pct(redis) if redis_used and self.redis_pid else None,
+            "machine_cpu_pct": span.pct(span.machine),
+            "other_cpu_pct": span.pct(span.other),
             "hub_cpu_us_per_delivery": round(1e6 * sum(hubs) / delivered, 2) if delivered else None,
-            "client_saturated": client / wall > CLIENT_SATURATED,
-            "publisher_saturated": publisher / wall > CLIENT_SATURATED,
-            "noisy": other / wall > NOISY_MACHINE,
+            "client_saturated": span.saturated(span.client),
+            "publisher_saturated": span.saturated(publisher),
+            "noisy": span.noisy,
         }
 
 
@@ -352,6 +328,7 @@ class Context:
     run_prefix: str  # Redis key prefix of this run; each step adds its own part
     redis: aioredis.Redis | None
     redis_pid: int | None
+    nats: NatsStore | None = None
     steps: int = 0
     deleted_keys: int = 0
 
@@ -380,23 +357,20 @@ async def step(
 ) -> dict[str, Any]:
     """Run one load on a fresh cluster of ``layout``; wait for a quiet machine first and
     re-run a noisy window (``plan.retries``), keeping the quietest attempt."""
-    attempts = []
-    for _ in range(1 + ctx.plan.retries):
-        if ctx.plan.wait_quiet > 0:
-            await wait_quiet(ctx.plan.wait_quiet)
+
+    async def attempt(_: int) -> dict[str, Any]:
         try:
-            result = await _step_once(ctx, layout, phase=phase, rate=rate, batch=batch)
+            return await _step_once(ctx, layout, phase=phase, rate=rate, batch=batch)
         except Exception as exc:  # one failed step must not end the run
             return {"config": layout.name, "phase": phase, "params": {"rate": rate},
                     "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
-        attempts.append(result)
-        if not result.get("noisy"):
-            break
-        log(f"  other processes were busy ({result.get('other_cpu_pct')}% of a core)")
-    best = min(attempts, key=lambda r: float(r.get("other_cpu_pct") or 0.0))
-    if len(attempts) > 1:
-        best["noisy_attempts"] = [r.get("other_cpu_pct") for r in attempts]
-    return best
+
+    return await quietest(
+        attempt,
+        retries=ctx.plan.retries,
+        wait_quiet_s=ctx.plan.wait_quiet,
+        noise=lambda r: float(r.get("other_cpu_pct") or 0.0),
+    )
 
 
 async def _step_once(
@@ -407,7 +381,7 @@ async def _step_once(
     tag = f"{ctx.steps}-{layout.name}"
     prefix = f"{ctx.run_prefix}{ctx.steps}:"
     workdir = ctx.workdir / tag
-    cluster = Cluster(layout, plan, workdir, prefix)
+    cluster = Cluster(layout, plan, workdir, prefix, ctx.nats.url if ctx.nats else "")
     # At most CONNECT_CONCURRENCY subscribes in flight: more trip the hub's Redis connection
     # pool (see CONNECT_CONCURRENCY); connecting is set-up here, not what is measured.
     pool = SubscriberPool("127.0.0.1", cluster.ports[0], concurrency=CONNECT_CONCURRENCY)
@@ -429,7 +403,8 @@ async def _step_once(
         if pool.connect_errors or len(pool.subs) < plan.subs:
             raise RuntimeError(f"{len(pool.subs)}/{plan.subs} connected: {pool.connect_errors}")
         await asyncio.sleep(0.3)  # let the hubs finish registering (and joining Redis reads)
-        meter = Meter(cluster, pool, bounds, ctx.redis_pid)
+        store_pid = ctx.nats.pid if ctx.nats and layout.backplane == "nats" else ctx.redis_pid
+        meter = Meter(cluster, pool, bounds, store_pid)
         stats: list[asyncio.Task[dict[str, tuple[int, int]]]] = []
         loop = asyncio.get_running_loop()
 
@@ -446,7 +421,7 @@ async def _step_once(
             if ctx.redis is not None and stats:
                 stats.append(loop.create_task(command_stats(ctx.redis)))
 
-        done = await run_publisher_to(
+        done = await run_publisher(
             workdir,
             cluster.ports,
             "hub",
@@ -472,7 +447,7 @@ async def _step_once(
         published = done["published"]
         drained, drain_s = await drain(pool, published)
         report = pool.report(published, plan.subs)
-        figures = meter.figures(layout.backplane == "redis", done["measure_cpu_s"])
+        figures = meter.figures(layout.backplane != "memory", done["measure_cpu_s"])
         commands = stats_delta(*[await t for t in stats]) if len(stats) == 2 else {}
         exits = [s.proc.poll() if s.proc else None for s in cluster.servers]
     finally:
@@ -485,7 +460,7 @@ async def _step_once(
                 ctx.deleted_keys += await delete_prefix(ctx.redis, prefix)
             except RedisError as problem:
                 log(f"  could not delete keys {prefix}*: {problem}")
-    loss = report.missing + report.duplicated + report.reordered + report.foreign
+    loss = report.loss
     offered = done["achieved_rate"] * plan.fanout
     reasons = []
     if loss:
@@ -554,6 +529,11 @@ async def run(plan: Plan, workdir: Path, configs: Sequence[Layout]) -> Results:
         results.setup |= {"redis_version": version, "redis_pid": pid}
         log(f"Redis {version} at {plan.redis_url}: pid {pid if pid else 'not on this machine'}")
     ctx = Context(plan, workdir, f"ssehub-bench-{uuid.uuid4().hex[:10]}:", redis, pid)
+    if any(layout.backplane == "nats" for layout in configs):
+        ctx.nats = NatsStore(workdir / "nats")
+        ctx.nats.start()
+        results.setup |= {"nats_pid": ctx.nats.pid}
+        log(f"nats-server (JetStream, file store) at {ctx.nats.url}: pid {ctx.nats.pid}")
     try:
         for layout in configs:
             log(f"latency: {layout.name} at {plan.latency_rate:g} ev/s, single publishes")
@@ -580,6 +560,8 @@ async def run(plan: Plan, workdir: Path, configs: Sequence[Layout]) -> Results:
                 if "error" in r or (failures >= 2 and reached):
                     break
     finally:
+        if ctx.nats is not None:
+            ctx.nats.stop()
         if redis is not None:
             ctx.deleted_keys += await delete_prefix(redis, ctx.run_prefix)
             log(f"deleted {ctx.deleted_keys} Redis keys under {ctx.run_prefix}*")
@@ -595,7 +577,7 @@ def _log_step(r: dict[str, Any]) -> None:
         f"  delivered {r['delivered_per_s']:,.0f}/s of {r['offered_deliveries_per_s']:,.0f}/s; "
         f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms; lost {r['loss']}; hub CPU "
         f"{'+'.join(f'{c:g}' for c in r['hub_cpu_pct'])}% client {r['client_cpu_pct']}% "
-        f"publisher {r['publisher_cpu_pct']}% Redis {_num(r['redis_cpu_pct'])}% "
+        f"publisher {r['publisher_cpu_pct']}% store {num(r['redis_cpu_pct'])}% "
         f"other {r['other_cpu_pct']}%" + ("" if r["kept_up"] else f"; NOT kept up: {r['why_not']}")
     )
 
@@ -605,38 +587,8 @@ def _log_step(r: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _num(value: Any, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
 def _cpu(r: dict[str, Any]) -> str:
     return " + ".join(f"{c:.0f}" for c in r["hub_cpu_pct"])
-
-
-def _flags(r: dict[str, Any]) -> str:
-    return (
-        ("*" if r.get("client_saturated") or r.get("publisher_saturated") else "")
-        + ("!" if r.get("loss") else "")
-        + ("~" if r.get("noisy") else "")
-    )
-
-
-def _table(rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
-        return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
 
 
 def best_kept_up(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -655,7 +607,8 @@ def _batching(batch: int) -> str:
 
 def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
     lines: list[str] = []
-    names = [n for n in (MEMORY, ONE, TWO) if n in results.latency or n in results.ladder]
+    everyone = (MEMORY, ONE, TWO, "nats-1", "nats-2")
+    names = [n for n in everyone if n in results.latency or n in results.ladder]
     lines += [
         f"Subscribers: {plan.subs} on {plan.channels} channels ({plan.fanout:g} per channel), "
         "each channel's subscribers split evenly over the processes.",
@@ -669,16 +622,16 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
         "",
     ]
     rows = [["config", "p50 ms", "p99 ms", "max ms", "lost", "hub CPU % (per process)",
-             "client %", "Redis %"]]  # fmt: skip
+             "client %", "store %"]]  # fmt: skip
     for name in names:
         r = results.latency.get(name)
         if r is None or "error" in r:
             rows.append([name, *(["error" if r else "n/a"] * 7)])
             continue
-        rows.append([name + _flags(r), _num(r["p50_ms"], 2), _num(r["p99_ms"], 2),
-                     _num(r["max_ms"], 1), _num(r["loss"]), _cpu(r), _num(r["client_cpu_pct"]),
-                     _num(r["redis_cpu_pct"])])  # fmt: skip
-    lines += _table(rows, markdown)
+        rows.append([name + flags(r), num(r["p50_ms"], 2), num(r["p99_ms"], 2),
+                     num(r["max_ms"], 1), num(r["loss"]), _cpu(r), num(r["client_cpu_pct"]),
+                     num(r["redis_cpu_pct"])])  # fmt: skip
+    lines += table(rows, markdown)
     mem, one = results.latency.get(MEMORY), results.latency.get(ONE)
     if mem and one and "error" not in mem and "error" not in one:
         lines += [
@@ -686,6 +639,13 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
             "Added by Redis (redis-1 minus memory-1): "
             f"p50 {one['p50_ms'] - mem['p50_ms']:+.2f} ms, "
             f"p99 {one['p99_ms'] - mem['p99_ms']:+.2f} ms",
+        ]
+    nats_one = results.latency.get("nats-1")
+    if mem and nats_one and "error" not in mem and "error" not in nats_one:
+        lines += [
+            "Added by NATS (nats-1 minus memory-1): "
+            f"p50 {nats_one['p50_ms'] - mem['p50_ms']:+.2f} ms, "
+            f"p99 {nats_one['p99_ms'] - mem['p99_ms']:+.2f} ms",
         ]
     lines += [
         "",
@@ -703,12 +663,10 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
             elif "error" in t:
                 cells.append("error")
             else:
-                cells.append(
-                    _num(t["delivered_per_s"]) + ("" if t["kept_up"] else " x") + _flags(t)
-                )
+                cells.append(num(t["delivered_per_s"]) + ("" if t["kept_up"] else " x") + flags(t))
         if any(cells[2:]):
             rows.append(cells)
-    lines += _table(rows, markdown)
+    lines += table(rows, markdown)
 
     sat = results.saturating_rate
     top = max(plan.rates)
@@ -724,7 +682,7 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
         "",
     ]
     rows = [["config", "delivered/s", "hub CPU % (per process)", "hub CPU us/delivery",
-             "client %", "publisher %", "Redis %", "machine %", "p99 ms", "lost",
+             "client %", "publisher %", "store %", "machine %", "p99 ms", "lost",
              "drained"]]  # fmt: skip
     chosen: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -732,12 +690,12 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
         if t is None or "error" in t:
             continue
         chosen[name] = t
-        rows.append([name + _flags(t), _num(t["delivered_per_s"]), _cpu(t),
-                     _num(t["hub_cpu_us_per_delivery"], 2), _num(t["client_cpu_pct"]),
-                     _num(t["publisher_cpu_pct"]), _num(t["redis_cpu_pct"]),
-                     _num(t["machine_cpu_pct"]), _num(t["p99_ms"], 1), _num(t["loss"]),
+        rows.append([name + flags(t), num(t["delivered_per_s"]), _cpu(t),
+                     num(t["hub_cpu_us_per_delivery"], 2), num(t["client_cpu_pct"]),
+                     num(t["publisher_cpu_pct"]), num(t["redis_cpu_pct"]),
+                     num(t["machine_cpu_pct"]), num(t["p99_ms"], 1), num(t["loss"]),
                      f"in {t['drain_s']:g} s" if t["drained"] else "no"])  # fmt: skip
-    lines += _table(rows, markdown)
+    lines += table(rows, markdown)
     lines.append("")
     a, b = chosen.get(ONE), chosen.get(TWO)
     if a and b and a["delivered_per_s"]:
@@ -752,7 +710,7 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
     }  # fmt: skip
     lines.append(
         "Most delivered/s in any step (the capacity, once a step saturates): "
-        + ", ".join(f"{n} {_num(t['delivered_per_s']) if t else '—'}" for n, t in most.items())
+        + ", ".join(f"{n} {num(t['delivered_per_s']) if t else '—'}" for n, t in most.items())
     )
     m1, m2 = most.get(ONE), most.get(TWO)
     if m1 and m2 and m1["delivered_per_s"]:
@@ -814,12 +772,7 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
             "of the two hubs' cores, so the ratio is bounded by the machine, not by the hub. "
             "Run hubs, clients and Redis on separate machines for the real ratio.",
         ]
-    lines += [
-        "",
-        "* load client or publisher above 90 % of a core: that figure is client-limited",
-        "! events lost (missing + duplicated + reordered + foreign), see JSON",
-        f"~ other processes used > {NOISY_MACHINE:.0%} of a core during the window: re-run",
-    ]
+    lines += ["", *LEGEND]
     return "\n".join(lines)
 
 
@@ -828,31 +781,25 @@ def build_report(results: Results, plan: Plan, markdown: bool = False) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    doc = (__doc__ or "").splitlines()[0]
-    p = argparse.ArgumentParser(prog="python -m bench.scaleout", description=doc)
     d = Plan()
-    p.add_argument("--quick", action="store_true", help="smoke run (~1 min), not figures")
-    p.add_argument("--check", action="store_true", help="exit 1 if any step lost an event")
+    p = cli.parser(
+        "python -m bench.scaleout",
+        __doc__,
+        d,
+        quick="smoke run (~1 min), not figures",
+        check="exit 1 if any step lost an event",
+        unit="step",
+    )
     p.add_argument("--configs", default=",".join(c.name for c in CONFIGS), help="comma list")
-    p.add_argument("--json", type=Path, help="write all results here")
-    p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
-    p.add_argument("--from-json", type=Path, help="only re-print the report of a JSON run")
-    p.add_argument("--workdir", type=Path, help="keep configs and logs here (default: temp dir)")
     p.add_argument("--subs", type=int, help=f"subscribers in all ({d.subs})")
     p.add_argument("--channels", type=int, help=f"({d.channels})")
     p.add_argument("--latency-rate", type=float, help=f"ev/s ({d.latency_rate:g})")
-    p.add_argument("--rates", type=_floats, help="saturation ladder, ev/s, e.g. 1000,2000,4000")
+    p.add_argument("--rates", type=cli.floats, help="saturation ladder, ev/s, e.g. 1000,2000,4000")
     p.add_argument("--batch", type=int, help=f"events per publish interval ({d.batch})")
     p.add_argument(
         "--connections", type=int, help=f"publisher connections per process ({d.connections})"
     )
-    p.add_argument("--warmup", type=float, help=f"seconds ({d.warmup:g})")
-    p.add_argument("--duration", type=float, help=f"measured seconds ({d.duration:g})")
     p.add_argument("--keep-up", type=float, help=f"share of deliveries to keep up ({d.keep_up})")
     p.add_argument("--p99-limit-ms", type=float, help=f"({d.p99_limit_ms:g})")
     p.add_argument("--history-size", type=int, help="hub history_size (bench.servers.HUB_CONFIG's)")
@@ -864,8 +811,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for the hub processes (repeatable)",
     )
-    p.add_argument("--wait-quiet", type=float, help="seconds to wait for a quiet machine (0)")
-    p.add_argument("--retries", type=int, help="re-run a noisy step up to N times (0)")
     return p.parse_args(argv)
 
 
@@ -875,24 +820,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit("--hub-env takes NAME=VALUE")
     if args.hub_env:
         args.hub_env = tuple(args.hub_env)
-    overrides = {
-        name: getattr(args, name)
-        for name in Plan.__dataclass_fields__
-        if getattr(args, name, None) is not None
-    }
-    return replace(plan, **overrides)
+    return cli.plan_from_args(plan, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        fields: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in saved["plan"].items()
-        }
+        saved = cli.load_results(args.from_json)
         results = Results(**saved["results"])
         results.setup.setdefault("cpus", saved.get("meta", {}).get("cpus"))
-        print(build_report(results, Plan(**fields), args.markdown))
+        print(build_report(results, cli.plan_from_saved(Plan, saved), args.markdown))
         return 0
     plan = make_plan(args)
     by_name = {c.name: c for c in CONFIGS}
@@ -911,25 +848,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"client: uvloop={uvloop} nofile={nofile}; {pinning_note(plan)}")
     started = time.time()
     configs = [by_name[n] for n in wanted]
-    if args.workdir:
-        results = asyncio.run(run(plan, args.workdir.resolve(), configs))
-    else:
-        with tempfile.TemporaryDirectory(prefix="ssehub-scaleout-") as tmp:
-            results = asyncio.run(run(plan, Path(tmp), configs))
+    results = cli.run_in_workdir(
+        args.workdir, "ssehub-scaleout-", lambda workdir: run(plan, workdir, configs)
+    )
     log(f"done in {time.time() - started:.0f}s")
     print(build_report(results, plan, args.markdown))
     if args.json:
-        meta = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.time() - started, 1),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "uvloop_client": uvloop,
-        }
-        args.json.write_text(
-            json.dumps({"meta": meta, "plan": asdict(plan), "results": asdict(results)}, indent=1)
-        )
+        meta = cli.meta("python -m bench.scaleout", argv, started, uvloop)
+        cli.write_results(args.json, meta, plan, asdict(results))
         log(f"results written to {args.json}")
     steps = [*results.latency.values(), *(t for ts in results.ladder.values() for t in ts)]
     if any("error" in s for s in steps):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,13 +27,16 @@ from pathlib import Path
 from bench.loadclient import Api
 
 __all__ = [
+    "FLOOR_SOURCE",
     "HUB_COMMAND",
     "HUB_CONFIG",
     "SERVERS",
     "Server",
     "ServerSpec",
+    "build_floor",
     "cpu_seconds",
     "free_port",
+    "install_uws",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,12 +58,27 @@ heartbeat = 15
 history_size = 1000
 max_pending_bytes = 1048576
 """
+#: Added for hubs that have per-client limits: the load client and the publisher are one
+#: address each, far above what one client of a real deployment does, so the limits are off.
+HUB_LIMITS_OFF = """\
+publish_rate = 0
+subscribe_rate = 0
+max_client_streams = 0
+max_client_channels = 0
+"""
 NAIVE_COMMAND = (
     "{python}", str(BENCH / "baselines/naive_aiohttp.py"), "--port", "{port}",
 )  # fmt: skip
 NGINX = Path("/usr/sbin/nginx")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 NCHAN_TEMPLATE = BENCH / "baselines/nchan.conf"
+#: The floor (``floor.c``): built with the system's C compiler into a cache named by the
+#: source's hash, so an edited source is rebuilt and an unchanged one is not.
+FLOOR_SOURCE = BENCH / "floor.c"
+FLOOR_CACHE = Path(tempfile.gettempdir()) / "ssehub-bench-cache"
+CC = ("gcc", "-O2", "-Wall", "-Wextra")
+#: The uWebSockets.js peer: ``uws/server.js``, its npm packages pinned by ``uws/package-lock.json``.
+UWS_DIR = BENCH / "uws"
 
 SERVER_CORE = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -82,15 +102,22 @@ class ServerSpec:
     #: to 60 s for stream handlers, and the naive baseline's are parked in
     #: ``queue.get()`` for clients long gone: there is nothing to wait for.
     stop_grace: float = 5.0
+    #: The checkout a hub runs from (this one by default; see ``BASE_ENV``).
+    root: Path = REPO
 
     def unavailable(self) -> str | None:
-        """Why this server cannot run here, or None if it can."""
-        if self.name == "hub" and not (REPO / "hub/__main__.py").exists():
-            return f"hub not found ({REPO / 'hub/__main__.py'} missing)"
+        """Why this server cannot run here, or None if it can; builds the floor and
+        installs the uws peer's packages first if they are not there yet."""
+        if self.name.startswith("hub") and not (self.root / "hub/__main__.py").exists():
+            return f"hub not found ({self.root / 'hub/__main__.py'} missing)"
         if self.name == "nchan":
             for needed in (NGINX, NCHAN_MODULE):
                 if not needed.exists():
                     return f"{needed} missing: apt-get install nginx-light libnginx-mod-nchan"
+        if self.name == "floor":
+            return build_floor()[1]
+        if self.name == "uws":
+            return install_uws()
         return None
 
     def sub_path(self, channel: str) -> str:
@@ -99,13 +126,23 @@ class ServerSpec:
         return f"/channels/{channel}/events"
 
     def command(self, port: int, workdir: Path) -> list[str]:
-        if self.name == "hub":
+        if self.name.startswith("hub"):
             config = workdir / "hub.toml"
-            config.write_text(HUB_CONFIG)
+            text = HUB_CONFIG
+            if "publish_rate" in (self.root / "hub/config.py").read_text():  # hub-base may not
+                text += HUB_LIMITS_OFF
+            config.write_text(text)
             fill = {"python": PYTHON, "port": str(port), "config": str(config)}
             return [part.format(**fill) for part in HUB_COMMAND]
         if self.name == "naive":
             return [part.format(python=PYTHON, port=port) for part in NAIVE_COMMAND]
+        if self.name == "floor":
+            binary, error = build_floor()
+            if binary is None:
+                raise RuntimeError(error)
+            return [str(binary), str(port)]
+        if self.name == "uws":
+            return [shutil.which("node") or "node", str(UWS_DIR / "server.js"), str(port)]
         conf = workdir / "nginx.conf"
         conf.write_text(
             NCHAN_TEMPLATE.read_text()
@@ -121,7 +158,17 @@ SERVERS = {
     "hub": ServerSpec("hub", "hub", baseline=False),
     "naive": ServerSpec("naive", "hub", baseline=True, stop_grace=0.5),
     "nchan": ServerSpec("nchan", "nchan", baseline=True),
+    "uws": ServerSpec("uws", "hub", baseline=True, stop_grace=1.0),
+    "floor": ServerSpec("floor", "hub", baseline=True, stop_grace=1.0),
 }
+#: A checkout of an earlier hub to measure beside this one in the same run, as the target
+#: "hub-base" (a baseline: the table shows hub÷hub-base), e.g. after
+#: ``git worktree add /tmp/hub-base <commit>``. Both run with this checkout's venv.
+BASE_ENV = "SSEHUB_BENCH_BASE"
+if os.environ.get(BASE_ENV):
+    SERVERS["hub-base"] = ServerSpec(
+        "hub-base", "hub", baseline=True, root=Path(os.environ[BASE_ENV]).resolve()
+    )
 
 
 class Server:
@@ -171,9 +218,11 @@ class Server:
         if self.cores is not None and taskset:
             cmd = [taskset, "-c", ",".join(map(str, sorted(self.cores))), *cmd]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if self.spec.root != REPO:
+            env["PYTHONPATH"] = str(self.spec.root)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+                cmd, cwd=self.spec.root, stdout=log, stderr=subprocess.STDOUT, env=env
             )
         if self.cores is not None and not taskset:
             os.sched_setaffinity(self.proc.pid, self.cores)
@@ -269,6 +318,46 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         fields = stat.rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / CLK_TCK
+
+
+def build_floor() -> tuple[Path | None, str | None]:
+    """(the floor's binary, None), compiled if this source was not yet; or (None, why not)."""
+    source = FLOOR_SOURCE.read_bytes()
+    binary = FLOOR_CACHE / f"floor-{hashlib.sha256(source).hexdigest()[:16]}"
+    if binary.exists():
+        return binary, None
+    if shutil.which(CC[0]) is None:
+        return None, f"{CC[0]} missing: apt-get install gcc"
+    FLOOR_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+    done = subprocess.run(
+        [*CC, "-o", str(partial), str(FLOOR_SOURCE)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return None, f"{' '.join(CC)} {FLOOR_SOURCE} failed:\n{done.stderr}"
+    os.replace(partial, binary)  # atomic: a concurrent run sees all of it or none
+    return binary, None
+
+
+def install_uws() -> str | None:
+    """None when ``node bench/uws/server.js`` can run (``npm ci`` first if its packages
+    are missing or differ from the lock file), else why not."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing: apt-get install nodejs npm"
+    npm = ["npm", "--prefix", str(UWS_DIR)]
+    ls = subprocess.run([*npm, "ls", "--silent"], capture_output=True, check=False)
+    if ls.returncode == 0:
+        return None
+    done = subprocess.run(
+        [*npm, "ci", "--silent", "--no-audit", "--no-fund"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"npm ci in {UWS_DIR} failed:\n{done.stderr.strip()}"
+    return None
 
 
 def _cmdline(pid: int) -> bytes:
