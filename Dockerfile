@@ -32,7 +32,8 @@ RUN if [ -s /etc/ssl/certs/ca-certificates.crt ]; then \
     python3 -m venv /opt/ssehub; \
     python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
 print(*p["build-system"]["requires"], *p["project"]["dependencies"], \
-*p["project"]["optional-dependencies"]["speed"], sep="\n")' > requirements.txt; \
+*p["project"]["optional-dependencies"]["speed"], \
+*p["project"]["optional-dependencies"]["nats"], sep="\n")' > requirements.txt; \
     /opt/ssehub/bin/pip install --no-cache-dir --requirement requirements.txt
 
 # The hub itself, with the build backend installed above: no network needed from here. Then the

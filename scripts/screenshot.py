@@ -1,5 +1,6 @@
-"""Make docs/screenshot.png: the page on a running hub, with clocks ticking, a job half-way and
-a few events in the console. Run it with ``scripts/screenshot`` (it needs Debian's chromium).
+"""Make docs/screenshot.png (1280 px wide) and docs/screenshot-phone.png (390 px): the page on a
+running hub, with clocks ticking, a job half-way, an answer streaming and a few events in the
+console. Run it with ``scripts/screenshot`` (it needs Debian's chromium).
 
 It starts its own hub (``python -m hub serve`` with the shipped config.toml on a free port),
 so nothing else needs to run, and stops it afterwards.
@@ -66,10 +67,10 @@ def publish(url: str, channel: str, event: str, data: object) -> None:
         pass
 
 
-async def shoot(url: str, out: Path) -> None:
+async def shoot(url: str, out: Path, width: int) -> None:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": 1200, "height": 900}, locale="en-GB")
+        page = await browser.new_page(viewport={"width": width, "height": 900}, locale="en-GB")
         await page.goto(f"{url}/?watch=orders")
         await page.wait_for_selector('#status[data-state="open"]')
         await page.wait_for_selector('.clock[data-timezone="Asia/Kolkata"]:not([data-ticks="0"])')
@@ -79,7 +80,11 @@ async def shoot(url: str, out: Path) -> None:
             await asyncio.to_thread(publish, url, "orders", "order.created", order)
             await asyncio.sleep(0.4)
         await page.click("#job-start")
+        await page.click("#answer-start")
         await page.wait_for_function("() => document.getElementById('job-progress').value >= 60")
+        await page.wait_for_function(
+            "() => Number(document.getElementById('answer-view').dataset.tokens) >= 60"
+        )
         await page.click("#channels-refresh")
         await page.wait_for_timeout(400)
         await page.evaluate("() => { document.activeElement.blur(); window.scrollTo(0, 0); }")
@@ -88,15 +93,16 @@ async def shoot(url: str, out: Path) -> None:
 
 
 def main() -> int:
-    out = ROOT / "docs" / "screenshot.png"
-    out.parent.mkdir(exist_ok=True)
+    shots = {ROOT / "docs" / "screenshot.png": 1280, ROOT / "docs" / "screenshot-phone.png": 390}
+    (ROOT / "docs").mkdir(exist_ok=True)
     hub, url = start_hub()
     try:
-        asyncio.run(shoot(url, out))
+        for out, width in shots.items():
+            asyncio.run(shoot(url, out, width))
+            print(f"wrote {out.relative_to(ROOT)}")
     finally:
         hub.terminate()
         hub.wait(10)
-    print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 
