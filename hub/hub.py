@@ -217,12 +217,14 @@ class Hub:
             position = event.position
             for subscription in channel.live:
                 if position > subscription.floor:
-                    pending = subscription.pending  # a list once queued for a flush
-                    if pending:
-                        pending.append(frame)  # a non-empty pending is a list
-                    else:
-                        subscription.pending = [frame]
+                    pending = subscription.pending  # see Writer.queue
+                    if not pending:
+                        subscription.pending = frame
                         dirty.append(subscription)
+                    elif isinstance(pending, bytes):
+                        subscription.pending = [pending, frame]
+                    else:
+                        pending.append(frame)
             if channel.syncing:
                 self._hold(channel, event)
             if channel.live:

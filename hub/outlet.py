@@ -159,12 +159,14 @@ class Writer:
 
     def queue(self, subscription: Subscription, frame: bytes) -> None:
         """Queue a frame for a subscription's next write, and schedule a flush."""
-        pending = subscription.pending  # a list once queued for a flush
-        if pending:
-            pending.append(frame)  # a non-empty pending is a list
-        else:
-            subscription.pending = [frame]
+        pending = subscription.pending
+        if not pending:
+            subscription.pending = frame
             self.dirty.append(subscription)
+        elif isinstance(pending, bytes):
+            subscription.pending = [pending, frame]
+        else:
+            pending.append(frame)
         self.schedule()
 
     def schedule(self) -> None:
@@ -188,8 +190,12 @@ class Writer:
             subscription.pending = WRITTEN  # empty as (), and marks the stream for the beat
             if not pending or outlet is None or transport is None or transport.is_closing():
                 continue  # closed meanwhile
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            delivered += len(pending)
+            if isinstance(pending, bytes):
+                data = pending
+                delivered += 1
+            else:
+                data = b"".join(pending)
+                delivered += len(pending)
             if outlet.framed:
                 # Subscribers of one channel usually share the very same frame: frame it once.
                 if data is not last_data:

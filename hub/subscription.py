@@ -99,10 +99,13 @@ class Subscription:
         # most subscriptions never hold anything and a list each is memory paid per stream
         self.held: list[Event] | tuple[()] = ()
         self.held_bytes = 0
-        # frames queued for the next flush: a list (and the subscription in the writer's dirty
-        # list) once there is one, else the shared empty tuple, since an idle stream's empty
-        # list would be memory paid per subscriber
-        self.pending: list[bytes] | tuple[()] = ()
+        # frames queued for the next flush (and the subscription in the writer's dirty list once
+        # there is one): the frame itself when there is one, a list from the second on, else
+        # the shared empty tuple. Not a list each: an idle stream's empty list would be memory
+        # paid per subscriber, and a list made per subscriber per event is a container the
+        # garbage collector counts, so fan-out to 10k streams would start its collections
+        # (whole-heap ones too) many times per event, which is the tail of the latency.
+        self.pending: bytes | list[bytes] | tuple[()] = ()
         # newest position written; once live, live events at or below it are skipped
         self.floor = 0
         self.outlet: Outlet | None = None  # its connection, once the response is prepared
