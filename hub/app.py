@@ -66,7 +66,7 @@ def create_app(config: Config) -> web.Application:
     if config.demo_jobs:
         from hub.demo import add_demo_routes  # a plug-in: not even imported unless turned on
 
-        add_demo_routes(app, hub)
+        add_demo_routes(app, hub, gate)
     add_fallback(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

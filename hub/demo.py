@@ -36,6 +36,7 @@ from hub.api.responses import error, json_errors
 from hub.backplane import BackplaneUnavailable, ChannelDeleted
 from hub.demo_answer import add_answer_routes
 from hub.events import InvalidInput, check_channel, encode_draft
+from hub.grants import Gate
 from hub.hub import Hub
 
 __all__ = ["DEMO_JOBS", "DemoBusy", "DemoJobs", "add_demo_routes", "job_channel"]
@@ -278,7 +279,7 @@ async def start_job(request: web.Request) -> web.Response:
     )
 
 
-def add_demo_routes(app: web.Application, hub: Hub) -> None:
+def add_demo_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
     """Add ``POST /demo/jobs`` (and ``POST /demo/answers``); jobs end when the hub shuts down.
 
     They are cancelled in ``on_shutdown``, which runs before the hub ends its streams and long
@@ -294,4 +295,4 @@ def add_demo_routes(app: web.Application, hub: Hub) -> None:
     app.on_shutdown.append(stop_jobs)
     app.on_cleanup.append(stop_jobs)  # a no-op unless the app was cleaned up without shutdown
     app.router.add_post("/demo/jobs", json_errors(hub.config, start_job))
-    add_answer_routes(app, hub)  # the streamed answer (hub.demo_answer) rides along
+    add_answer_routes(app, hub, gate)  # the streamed answer (hub.demo_answer) rides along

@@ -15,23 +15,33 @@ A client rebuilds the answer from ``?from=start`` (or ``replay=answer/<id>`` on 
 stream) and, after a dropped connection, resumes with ``Last-Event-ID``: the hub replays
 exactly the tokens after it, so nothing is lost or doubled. The index lets a client check it.
 The answers share the demo jobs' limit (``max_demo_jobs`` running at once).
+
+An answer is someone's own data, so where ``private_channels`` covers ``answer/*`` (as in the
+shipped ``config.toml``) its channel needs a grant. ``POST /demo/answers/<id>/tickets`` then
+plays the part of the service's own backend: it hands out one-time tickets for the answer's
+channel, and the id (128 random bits, known only to whoever started the answer) is what it
+checks, where a real backend would check its user's session. The page opens each stream with a
+new ticket, as ``web/js/private.js`` does, on a reload too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 
 import orjson
 from aiohttp import web
 
+from hub.api.private import DEFAULT_TICKET_TTL, ticket_response
 from hub.api.responses import error, json_errors
-from hub.backplane import BackplaneUnavailable
+from hub.backplane import BackplaneUnavailable, ChannelDeleted
 from hub.events import check_channel, encode_draft
+from hub.grants import Gate
 from hub.hub import Hub
 
-__all__ = ["ANSWER_TEXT", "add_answer_routes", "answer_channel", "tokens"]
+__all__ = ["ANSWER_ID_RE", "ANSWER_TEXT", "add_answer_routes", "answer_channel", "tokens"]
 
 ANSWER_PREFIX = "answer/"
 ANSWER_TEXT = (
@@ -50,6 +60,10 @@ ANSWER_TEXT = (
 )
 #: A word with what follows it (spaces, punctuation): joined, the tokens are the text again.
 _TOKEN_RE = re.compile(r"\S+\s*")
+#: An answer's id: 16 random bytes in hex, the capability ``/tickets`` checks.
+ANSWER_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+log = logging.getLogger("hub.demo")
 _PUBLISH_ATTEMPTS = 8
 
 
@@ -71,7 +85,7 @@ class _Answers:
         """The new answer's id; None at the cap or while shutting down."""
         if self._closing or len(self._running) >= self._hub.config.max_demo_jobs:
             return None
-        answer_id = secrets.token_hex(6)
+        answer_id = secrets.token_hex(16)
         task = asyncio.create_task(self._run(answer_id), name=f"demo answer {answer_id}")
         self._running[answer_id] = task
         task.add_done_callback(lambda _: self._running.pop(answer_id, None))
@@ -88,12 +102,18 @@ class _Answers:
         channel = check_channel(answer_channel(answer_id))
         pieces = tokens()
         pause = self._hub.config.demo_job_seconds / (len(pieces) + 1)
-        for index, piece in enumerate(pieces):
-            await asyncio.sleep(pause)
-            await self._publish(
-                channel, f"answer {answer_id} {index}", "token", {"i": index, "t": piece}
-            )
-        await self._publish(channel, f"answer {answer_id} end", "end", {"tokens": len(pieces)})
+        try:
+            for index, piece in enumerate(pieces):
+                await asyncio.sleep(pause)
+                await self._publish(
+                    channel, f"answer {answer_id} {index}", "token", {"i": index, "t": piece}
+                )
+            await self._publish(channel, f"answer {answer_id} end", "end", {"tokens": len(pieces)})
+        except ChannelDeleted:
+            # DELETE /channels/answer/<id>: its streams were closed, nobody can read the rest
+            log.info("demo answer %s stopped: its channel was deleted", answer_id)
+        except BackplaneUnavailable as problem:
+            log.warning("demo answer %s stopped: %s", answer_id, problem)
 
     async def _publish(self, channel: str, key: str, event: str, data: object) -> None:
         """As a service would: the idempotency key makes a retry publish at most once."""
@@ -113,32 +133,41 @@ class _Answers:
 ANSWERS = web.AppKey("demo_answers", _Answers)
 
 
-async def start_answer(request: web.Request) -> web.Response:
-    answer_id = request.app[ANSWERS].start()
-    if answer_id is None:
-        return error(
-            503, "the demo is at its limit (max_demo_jobs) or stopping; try again soon",
-            {"Retry-After": "5"},
-        )  # fmt: skip
-    channel = answer_channel(answer_id)
-    answer = {
-        "id": answer_id,
-        "channel": channel,
-        "tokens": len(tokens()),
-        "events": f"/channels/{channel}/events?from=start",
-    }
-    return web.Response(
-        status=202,
-        body=orjson.dumps(answer),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def add_answer_routes(app: web.Application, hub: Hub) -> None:
-    """Add ``POST /demo/answers``; the answers are cancelled when the hub shuts down."""
+def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
+    """Add ``POST /demo/answers`` and ``POST /demo/answers/{id}/tickets``; the answers are
+    cancelled when the hub shuts down."""
     answers = _Answers(hub)
     app[ANSWERS] = answers
+
+    async def start_answer(request: web.Request) -> web.Response:
+        answer_id = answers.start()
+        if answer_id is None:
+            return error(
+                503, "the demo is at its limit (max_demo_jobs) or stopping; try again soon",
+                {"Retry-After": "5"},
+            )  # fmt: skip
+        channel = answer_channel(answer_id)
+        answer = {
+            "id": answer_id,
+            "channel": channel,
+            "tokens": len(tokens()),
+            "private": gate.is_private(channel),
+            "events": f"/channels/{channel}/events?from=start",
+            "tickets": f"/demo/answers/{answer_id}/tickets",
+        }
+        return web.Response(
+            status=202,
+            body=orjson.dumps(answer),
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def answer_ticket(request: web.Request) -> web.Response:
+        answer_id = request.match_info["id"]
+        if not ANSWER_ID_RE.fullmatch(answer_id):
+            return error(404, "no such answer: an answer id is 32 hex digits")
+        channels = [answer_channel(answer_id)]
+        return await ticket_response(gate.tickets, channels, DEFAULT_TICKET_TTL, {})
 
     async def stop(app: web.Application) -> None:
         await answers.close()
@@ -146,3 +175,4 @@ def add_answer_routes(app: web.Application, hub: Hub) -> None:
     app.on_shutdown.append(stop)
     app.on_cleanup.append(stop)
     app.router.add_post("/demo/answers", json_errors(hub.config, start_answer))
+    app.router.add_post("/demo/answers/{id}/tickets", json_errors(hub.config, answer_ticket))

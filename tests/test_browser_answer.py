@@ -2,6 +2,8 @@
 
 The page rebuilds the answer from the channel's history after the reload and follows the rest
 live; every token's index must arrive once, in order, and the text must be the whole answer.
+The answer's channel is private, as in the shipped config: each stream (the first and the one
+after the reload) opens with a new one-time ticket.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
 async def test_a_reload_mid_answer_continues_exactly_where_it_was(
     start_hub: StartHub, open_page: OpenPage, viewport: dict[str, int]
 ) -> None:
-    hub = await start_hub(demo_job_seconds=6)
+    hub = await start_hub(demo_job_seconds=6, private_channels="answer/*")
     page = (await open_page(f"{hub.url}/", viewport=viewport)).page
+    tickets: list[str] = []
+    page.on("request", lambda r: tickets.append(r.url) if r.url.endswith("/tickets") else None)
     await page.click("#answer-start")
     await page.wait_for_url("**/?answer=*")
     total = len(tokens())
@@ -45,6 +49,7 @@ async def test_a_reload_mid_answer_continues_exactly_where_it_was(
     assert view["tokens"] == str(total)
     assert (view["gaps"], view["repeats"]) == ("0", "0"), "a token lost or doubled"
     assert await page.text_content("#answer-text") == ANSWER_TEXT
+    assert len(tickets) == 2, "one ticket per stream: the first, and the one after the reload"
     overflow = await page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )

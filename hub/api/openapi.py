@@ -50,6 +50,15 @@ def _param(name: str, where: str, schema: dict[str, Any], **more: Any) -> dict[s
 
 _STRING = STRING
 _CHANNEL = CHANNEL
+_TICKET_CREATED = _json(
+    "Issued: pass it as ?ticket= on one subscribe, within expires_in seconds",
+    {
+        "type": "object",
+        "required": ["ticket", "expires_in"],
+        "properties": {"ticket": _STRING, "expires_in": {"type": "integer"}},
+    },
+    201,
+)
 _CHANNEL_PARAM = _param(
     "name", "path", _CHANNEL, required=True, description="A channel name ('/' allowed)"
 )
@@ -233,25 +242,14 @@ _PATHS: dict[str, Any] = {
                     }
                 },
             },
-            "responses": {
-                **_json(
-                    "Issued: pass it as ?ticket= on one subscribe, within expires_in seconds",
-                    {
-                        "type": "object",
-                        "required": ["ticket", "expires_in"],
-                        "properties": {"ticket": _STRING, "expires_in": {"type": "integer"}},
-                    },
-                    201,
-                ),
-                **_errors(400, 401, 403, 413, 415, 501, 503),
-            },
+            "responses": {**_TICKET_CREATED, **_errors(400, 401, 403, 413, 415, 501, 503)},
         },
         "options": _PREFLIGHT,
     },
     "/channels/{name}": {
         "delete": {
             "operationId": "deleteChannel",
-            "summary": "Delete a channel: close its streams, drop its history (publish auth)",
+            "summary": "Delete a channel: close its streams, end its history (publish auth)",
             "parameters": [_CHANNEL_PARAM],
             "responses": {
                 **_json(
@@ -358,18 +356,27 @@ _PATHS: dict[str, Any] = {
                     "Started",
                     {
                         "type": "object",
-                        "required": ["id", "channel", "tokens", "events"],
+                        "required": ["id", "channel", "tokens", "private", "events", "tickets"],
                         "properties": {
                             "id": _STRING,
                             "channel": _STRING,
                             "tokens": {"type": "integer"},
+                            "private": {"type": "boolean"},
                             "events": _STRING,
+                            "tickets": _STRING,
                         },
                     },
                     202,
                 ),
                 **_errors(503),
             },
+        }
+    },
+    "/demo/answers/{id}/tickets": {
+        "post": {
+            "summary": "A one-time ticket for a demo answer's channel (only with demo_jobs on)",
+            "parameters": [_param("id", "path", _STRING, required=True)],
+            "responses": {**_TICKET_CREATED, **_errors(404, 501, 503)},
         }
     },
     "/": _get_file("The page"),

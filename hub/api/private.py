@@ -4,8 +4,8 @@ Both take publish auth, as the services that own private channels hold publish t
 respect a scoped token's patterns. A ticket is opaque and random; the backplane keeps only its
 digest (``hub.grants.ticket_digest``), for ``ttl`` seconds, and it opens one stream, once, on any
 hub process. Deleting a channel closes its streams on every process with ``event: close``
-(``Hub.deleted``), drops its history, and leaves a tombstone for ``history_ttl`` seconds:
-publishes answer 410, and a subscribe naming only deleted channels answers 204.
+(``Hub.deleted``), ends what its history serves, and leaves a tombstone for ``history_ttl``
+seconds: publishes answer 410, and a subscribe naming only deleted channels answers 204.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hub.grants import Gate, Patterns, ticket_digest
 from hub.hub import Hub
 from hub.ticker import is_clock
 
-__all__ = ["DEFAULT_TICKET_TTL", "MAX_TICKET_TTL", "add_private_routes"]
+__all__ = ["DEFAULT_TICKET_TTL", "MAX_TICKET_TTL", "add_private_routes", "ticket_response"]
 
 DEFAULT_TICKET_TTL = 30
 MAX_TICKET_TTL = 300
@@ -66,15 +66,7 @@ def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
         scope = scope_of(request)
         body = await _read_json(request, config)
         channels, ttl = _ticket_request(body, config.max_stream_channels, scope)
-        headers = {"Cache-Control": "no-store", **cors_headers(config, request)}
-        if gate.tickets is None:
-            return error(501, "this backplane keeps no tickets", headers)
-        ticket = secrets.token_urlsafe(32)
-        try:
-            await gate.tickets.issue_ticket(ticket_digest(ticket), channels, ttl)
-        except (BackplaneUnavailable, BackplaneFull) as problem:
-            return error(503, f"no ticket issued: {problem}", {"Retry-After": "1", **headers})
-        return json_response({"ticket": ticket, "expires_in": ttl}, 201, headers)
+        return await ticket_response(gate.tickets, channels, ttl, cors_headers(config, request))
 
     async def delete_channel(request: web.Request) -> web.Response:
         scope = scope_of(request)
@@ -99,6 +91,22 @@ def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
 
     app.router.add_post("/tickets", json_errors(config, issue_ticket))
     app.router.add_delete("/channels/{name:[\\s\\S]+}", json_errors(config, delete_channel))
+
+
+async def ticket_response(
+    tickets: Tickets | None, channels: list[str], ttl: int, headers: dict[str, str]
+) -> web.Response:
+    """A new ticket for ``channels``: 201 ``{"ticket", "expires_in"}``, or the JSON refusal
+    (501 without a ticket store, 503 while the backplane cannot keep one)."""
+    headers = {"Cache-Control": "no-store", **headers}
+    if tickets is None:
+        return error(501, "this backplane keeps no tickets", headers)
+    ticket = secrets.token_urlsafe(32)
+    try:
+        await tickets.issue_ticket(ticket_digest(ticket), channels, ttl)
+    except (BackplaneUnavailable, BackplaneFull) as problem:
+        return error(503, f"no ticket issued: {problem}", {"Retry-After": "1", **headers})
+    return json_response({"ticket": ticket, "expires_in": ttl}, 201, headers)
 
 
 def tickets_of(backplane: object) -> Tickets | None:

@@ -1,32 +1,39 @@
 // A streamed answer (the "resumable stream" recipe): tokens of a long text, one small event each
 // on the channel answer/<id>, rebuilt here in order.
 //
-// The view asks for the channel's history (replay), so a reload mid-answer shows the text it
-// had and carries on live; a dropped connection resumes with Last-Event-ID. Each token carries
+// An answer is its asker's own data: the shipped config makes answer/* private, so the view
+// opens its own stream with a one-time ticket (web/js/private.js), which the demo hands out to
+// whoever knows the answer's id (POST /demo/answers/<id>/tickets, standing in for your backend).
+// It is a stream of its own, not the page's shared one, because a ticket opens one stream once:
+// the shared stream reopens whenever the page's channels change. The first stream asks for the
+// channel's history from the start, so a reload mid-answer shows the text it had and carries on
+// live; a dropped connection resumes, with a new ticket, after the last id. Each token carries
 // its index: one that was already applied is skipped, and one that skips ahead is counted as a
 // gap (which would be a bug in the hub: the test checks there is none).
 
 import { byId, say } from "./dom.js";
+import { PrivateStream } from "./private.js";
 
-export const ANSWER_ID_RE = /^[0-9a-f]{12}$/;
+export const ANSWER_ID_RE = /^[0-9a-f]{32}$/;
+
+async function ticketFor(id) {
+  const response = await fetch(`/demo/answers/${id}/tickets`, { method: "POST" });
+  if (response.status !== 201) throw new Error(`no ticket: ${response.status}`);
+  return (await response.json()).ticket;
+}
 
 export class AnswerView extends EventTarget {
-  #stream;
   #answerId = null;
-  #unwatch = null;
+  #source = null;
   #next = 0; // the index of the next token to apply
   #text = "";
   #view = byId("answer-view");
   #output = byId("answer-text");
 
-  constructor(stream, { demo }) {
+  constructor({ demo }) {
     super();
-    this.#stream = stream;
     const button = byId("answer-start");
     if (demo) {
-      // custom event types reach an EventSource's listeners only when asked for
-      stream.listen("token");
-      stream.listen("end");
       button.addEventListener("click", () => this.start());
     } else {
       byId("answer").hidden = true;
@@ -59,8 +66,8 @@ export class AnswerView extends EventTarget {
   /** Show answer `id`, rebuilt from its history then live (null: none). */
   show(id) {
     if (id === this.#answerId) return;
-    if (this.#unwatch !== null) this.#unwatch();
-    this.#unwatch = null;
+    if (this.#source !== null) this.#source.close();
+    this.#source = null;
     this.#answerId = id;
     this.#next = 0;
     this.#text = "";
@@ -69,7 +76,13 @@ export class AnswerView extends EventTarget {
     this.#view.hidden = id === null;
     if (id === null) return;
     byId("answer-id").textContent = id;
-    this.#unwatch = this.#stream.watch(`answer/${id}`, (message) => this.#apply(message), { history: true });
+    // custom event types reach an EventSource's listeners only when asked for
+    const source = new PrivateStream([`answer/${id}`], () => ticketFor(id), {
+      types: ["token", "end"],
+      fromStart: true,
+    });
+    source.addEventListener("event", (e) => this.#apply(e.detail));
+    this.#source = source;
   }
 
   #apply(message) {
@@ -82,6 +95,7 @@ export class AnswerView extends EventTarget {
     const view = this.#view;
     if (message.event === "end") {
       view.dataset.status = "done";
+      this.#source?.close(); // the answer is complete: nothing more will come
       return;
     }
     if (message.event !== "token" || !Number.isInteger(data.i) || typeof data.t !== "string") return;

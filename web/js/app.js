@@ -22,7 +22,7 @@ const stream = new HubStream();
 const clocks = new Clocks(stream);
 const channelConsole = new ChannelConsole(stream);
 const job = new JobView(stream, { demo: document.documentElement.dataset.demoJobs === "on" });
-const answer = new AnswerView(stream, { demo: document.documentElement.dataset.demoJobs === "on" });
+const answer = new AnswerView({ demo: document.documentElement.dataset.demoJobs === "on" });
 
 const status = byId("status");
 stream.addEventListener("state", ({ detail }) => {

@@ -10,6 +10,10 @@
 //   const stream = new PrivateStream(["user/42"], async () =>
 //     (await (await fetch("/my-backend/ticket")).json()).ticket);
 //   stream.addEventListener("event", (e) => console.log(e.detail.id, e.detail.data));
+//
+// With `fromStart: true` the first stream (no id received yet) asks for the channels' history
+// from the start (`from=start`), as a page that was reloaded must; later ones resume after the
+// last id.
 
 const ID_RE = /^(\d{1,19}):/;
 
@@ -23,9 +27,13 @@ export class PrivateStream extends EventTarget {
   #lastId = null;
   #timer = null;
   #closed = false;
+  #fromStart;
 
-  constructor(channels, getTicket, { base = "", types = ["message"], retryMs = 1000 } = {}) {
+  constructor(
+    channels, getTicket, { base = "", types = ["message"], retryMs = 1000, fromStart = false } = {},
+  ) {
     super();
+    this.#fromStart = fromStart;
     this.#channels = [...channels];
     this.#getTicket = getTicket;
     this.#base = base;
@@ -56,6 +64,7 @@ export class PrivateStream extends EventTarget {
     for (const channel of this.#channels) query.append("channel", channel);
     query.set("ticket", ticket);
     if (this.#lastId !== null) query.set("lastEventId", this.#lastId);
+    else if (this.#fromStart) query.set("from", "start");
     const source = new EventSource(`${this.#base}/events?${query}`);
     this.#source = source;
     source.addEventListener("open", () => this.#state("open"));
