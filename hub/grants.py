@@ -5,7 +5,7 @@ stays public, and a stream naming no private channel never gets here (``Gate.nee
 one compiled regex, and no regex at all without ``private_channels``). A grant reaches the hub in
 one of three ways, tried in this order:
 
-1. ``?ticket=<opaque>``: a one-time ticket from ``POST /tickets`` (``hub.api.tickets``), spent
+1. ``?ticket=<opaque>``: a one-time ticket from ``POST /tickets`` (``hub.api.private``), spent
    by this request on whichever hub process it reaches (the backplane's ``Tickets``), because a
    native ``EventSource`` cannot send headers and a long-lived token must never sit in a URL;
 2. ``Authorization: Bearer <jwt>`` (fetch-based clients);

@@ -36,7 +36,7 @@ And for the optional ones:
 
 - ``Tickets``: a ticket issued on one process is spent once, on any process: of two concurrent
   spends exactly one gets the channels; after its ttl nobody does.
-- ``Deletion``: ``delete_channel`` drops the history and leaves a tombstone for
+- ``Deletion``: ``delete_channel`` ends what the history serves and leaves a tombstone for
   ``history_ttl`` seconds; while it stands, ``publish`` to the channel raises ``ChannelDeleted``
   (storing nothing of the batch), and every process's listener gets ``deleted(channel)``, in
   position order with the live events of the channels it follows. After ``follow(channels)``

@@ -58,9 +58,9 @@ from hub.backplane.nats_link import (
     MIN_VERSION,
     UNAVAILABLE,
     ApiError,
-    Link,
     Subjects,
     api,
+    new_link,
     stream_config,
 )
 from hub.backplane.nats_presence import NatsPresence
@@ -97,7 +97,7 @@ class NatsBackplane:
         self.subjects = Subjects(config.nats_subject_prefix)
         self.ttl = config.history_ttl
         self.instance = uuid.uuid4().hex[:12]
-        self.link = Link()
+        self.link = new_link()
         self.nc: Client | None = None
         self.base = 0
         self.tombstones = Tombstones(config.history_ttl)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from hub import sse
-from hub.backplane import BackplaneState, BackplaneUnavailable
+from hub.backplane.link import Link, describe
 from hub.events import Event, event_id
 
 if TYPE_CHECKING:
@@ -42,6 +41,7 @@ __all__ = [
     "is_floor",
     "is_tombstone",
     "message_event",
+    "new_link",
     "prev_of",
     "stamp",
     "stream_config",
@@ -181,47 +181,9 @@ async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Ms
         await sub.unsubscribe()
 
 
-class Link:
-    """Whether NATS answers; witnesses as in the Redis backplane (``requests``, ``reader``)."""
-
-    def __init__(self) -> None:
-        self._failing: dict[str, str] = {}
-        self._lost_at: float | None = None
-
-    @property
-    def connected(self) -> bool:
-        return not self._failing
-
-    def lost(self, witness: str, problem: BaseException | str) -> None:
-        was = self.connected
-        self._failing[witness] = problem if isinstance(problem, str) else describe(problem)
-        if was:
-            self._lost_at = time.time()
-            log.warning("backplane lost: NATS does not answer normally (%s)",
-                        self._failing[witness], extra={"event": "backplane-lost"})  # fmt: skip
-
-    def regained(self, witness: str) -> None:
-        if self._failing.pop(witness, None) is not None and self.connected:
-            down = time.time() - (self._lost_at or time.time())
-            log.info("backplane regained: NATS answers again after %.1fs", down,
-                     extra={"event": "backplane-regained"})  # fmt: skip
-            self._lost_at = None
-
-    def unavailable(self, witness: str, problem: BaseException) -> BackplaneUnavailable:
-        self.lost(witness, problem)
-        if isinstance(problem, ApiError):
-            return BackplaneUnavailable(f"NATS answered with an error ({describe(problem)})")
-        return BackplaneUnavailable(f"NATS did not answer ({describe(problem)})")
-
-    def state(self, detail: dict[str, Any]) -> BackplaneState:
-        if self._failing:
-            detail["error"] = "; ".join(sorted(set(self._failing.values())))
-            detail["down_since"] = self._lost_at
-        return BackplaneState(kind="nats", connected=self.connected, detail=detail)
-
-
-def describe(problem: BaseException) -> str:
-    return f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+def new_link() -> Link:
+    """Witnesses as in the Redis backplane: ``requests`` (API calls, publishes) and ``reader``."""
+    return Link("nats", "NATS", ApiError)
 
 
 def stream_config(config: Config, subjects: Subjects) -> dict[str, Any]:

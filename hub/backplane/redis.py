@@ -72,7 +72,7 @@ from hub.backplane import (
     Published,
     Reset,
 )
-from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link, entry_event, position
+from hub.backplane.redis_keys import UNAVAILABLE, Keys, entry_event, new_link, position
 from hub.backplane.redis_presence import Presence
 from hub.backplane.redis_private import PrivateChannels
 from hub.backplane.redis_reader import BLOCK_MS, Reader
@@ -140,7 +140,7 @@ class RedisBackplane:
         )
         self._publish_script = self._redis.register_script(PUBLISH)
         self._history_script = self._redis.register_script(HISTORY)
-        self._link = Link()
+        self._link = new_link()
         self._wake_key = self._keys.key(f"wake:{self._instance}")
         self._reader = Reader(
             self._reader_connection, self._redis, self._keys, self._link, backoff, self._wake_key

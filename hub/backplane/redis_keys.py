@@ -1,23 +1,23 @@
 """Redis backplane: the key layout, stream entries as events, and the link's health.
 
 Shared by the modules of the Redis backplane (``redis``, ``redis_reader``, ``redis_presence``),
-so each names keys and tells an outage the same way.
+so each names keys and tells an outage the same way (``new_link``: a ``hub.backplane.link``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from hub import sse
-from hub.backplane import BackplaneState, BackplaneUnavailable
+from hub.backplane.link import Link, describe
 from hub.events import Event, event_id
 
-__all__ = ["UNAVAILABLE", "Keys", "Link", "describe", "entry_event", "pairs", "position"]
+__all__ = [
+    "UNAVAILABLE", "Keys", "Link", "describe", "entry_event", "new_link", "pairs", "position",
+]  # fmt: skip
 
 log = logging.getLogger("hub.backplane")
 
@@ -60,53 +60,6 @@ class Keys:
         return f"{self.prefix}ticket:{digest}"
 
 
-class Link:
-    """Whether Redis answers, from two independent witnesses.
-
-    ``pool``: publishes, history reads and the counts exchange (a write every few seconds, so
-    it also notices a Redis that answers writes with errors, e.g. OOM, and notices the end of
-    it). ``reader``: the reader's own connection. A witness is cleared only by its own success:
-    a read that works does not prove that writes do, so a successful history read alone never
-    declares the link healthy while writes answer errors.
-    """
-
-    def __init__(self) -> None:
-        self._failing: dict[str, str] = {}  # witness -> its last error
-        self._lost_at: float | None = None
-
-    @property
-    def connected(self) -> bool:
-        return not self._failing
-
-    def lost(self, witness: str, problem: BaseException) -> None:
-        was = self.connected
-        self._failing[witness] = describe(problem)
-        if was:
-            self._lost_at = time.time()
-            log.warning("backplane lost: Redis does not answer normally (%s)",
-                        self._failing[witness], extra={"event": "backplane-lost"})  # fmt: skip
-
-    def regained(self, witness: str) -> None:
-        if self._failing.pop(witness, None) is not None and self.connected:
-            down = time.time() - (self._lost_at or time.time())
-            log.info("backplane regained: Redis answers again after %.1fs", down,
-                     extra={"event": "backplane-regained"})  # fmt: skip
-            self._lost_at = None
-
-    def unavailable(self, witness: str, problem: BaseException) -> BackplaneUnavailable:
-        """Note the failure and build the exception the hub turns into a 503."""
-        self.lost(witness, problem)
-        if isinstance(problem, ResponseError):
-            return BackplaneUnavailable(f"Redis answered with an error ({describe(problem)})")
-        return BackplaneUnavailable(f"Redis did not answer ({describe(problem)})")
-
-    def state(self, detail: dict[str, Any]) -> BackplaneState:
-        if self._failing:
-            detail["error"] = "; ".join(sorted(set(self._failing.values())))
-            detail["down_since"] = self._lost_at
-        return BackplaneState(kind="redis", connected=self.connected, detail=detail)
-
-
 def position(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.split("-", 1)[0])
@@ -122,5 +75,8 @@ def entry_event(channel: str, at: int, fields: dict[bytes, bytes]) -> Event:
     return Event(at, channel, frame, int(fields[b"t"]) / 1000)
 
 
-def describe(problem: BaseException) -> str:
-    return f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+def new_link() -> Link:
+    """Witnesses: ``pool`` (publishes, history reads and the counts exchange, a write every few
+    seconds, so it also notices a Redis that answers writes with errors such as OOM, and the end
+    of it) and ``reader`` (the reader's own connection)."""
+    return Link("redis", "Redis", ResponseError)
