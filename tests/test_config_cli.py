@@ -436,6 +436,71 @@ async def test_tokens_from_environment(spawn: Any) -> None:
     assert orjson.loads(out)["channel"] == "c"
 
 
+async def test_sigterm_ends_a_publish_stream_with_a_line_naming_where_to_go_on(
+    spawn: Any, tmp_path: Path
+) -> None:
+    """A streaming publish whose body never ends must not hold a shutdown up for
+    shutdown_timeout: the lines read are answered, then one 503 line names the first line not
+    read, the response ends, and the process exits 0. The events answered were delivered."""
+    config = tmp_path / "hub.toml"
+    config.write_text("shutdown_timeout = 30\n")
+    hub = await spawn("--config", str(config), "--port", "0")
+    await hub.started()
+    async with aiohttp.ClientSession() as session:
+        watcher = await subscribe(session, f"{hub.url}/channels/ps/events")
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        try:
+            writer.write(
+                b"POST /publish/stream HTTP/1.1\r\nHost: hub\r\n"
+                b"Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            body = b"".join(orjson.dumps({"channel": "ps", "data": i}) + b"\n" for i in range(3))
+            body += b'{"channel": "ps", "da'  # a line cut short: not answered, not published
+            writer.write(b"%x\r\n%b\r\n" % (len(body), body))
+            await writer.drain()
+            received = b""
+            async with asyncio.timeout(5):
+                while received.count(b'"id"') < 3:
+                    received += await reader.read(65536)
+            sent = time.monotonic()
+            hub.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):
+                while not received.endswith(b"0\r\n\r\n"):
+                    more = await reader.read(65536)
+                    assert more, f"closed before the chunked end: {received!r}"
+                    received += more
+            code = await hub.wait(timeout=5)
+            took = time.monotonic() - sent
+            got = await watcher.until_end(timeout=3)
+        finally:
+            writer.close()
+    head, _, chunked = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    lines = [orjson.loads(line) for line in _unchunk(chunked).splitlines()]
+    assert [line.get("channel") for line in lines[:3]] == ["ps"] * 3
+    assert lines[3] == {
+        "line": 4,
+        "error": "the hub is shutting down: this line and the ones after it were not read; "
+        "send them again, to another hub",
+        "status": 503,
+    }
+    assert len(lines) == 4
+    assert [m.id for m in got if m.event != "UPDATE"] == [line["id"] for line in lines[:3]]
+    assert code == 0
+    assert took < 10, f"took {took:.2f} s: the stream held the shutdown up"
+
+
+def _unchunk(data: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 response, up to its last (0) chunk."""
+    out = b""
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return out
+        out, data = out + data[:size], data[size + 2 :]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=("SIGTERM", "SIGINT"))
 async def test_signal_ends_streams_and_exits(
     spawn: Any, tmp_path: Path, signum: signal.Signals

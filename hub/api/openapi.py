@@ -217,7 +217,7 @@ _PATHS: dict[str, Any] = {
                     "description": "One JSON object per line: a Receipt or a StreamError",
                     "content": {"application/x-ndjson": {"schema": _STRING}},
                 },
-                **_errors(400, 401, 403, 415),
+                **_errors(400, 401, 403, 415, 503),
             },
         },
         "options": _PREFLIGHT,

@@ -11,8 +11,11 @@ message: nothing of that line is published, every other line is. So the answers 
 many as the non-blank lines, and the k-th answer belongs to the k-th of them, even when the
 backplane refuses (a deleted channel: 410 for its lines only; the backplane away: 503 for the
 lines of that batch). The stream itself ends early only when the body stops arriving for
-``body_timeout`` (a last 408 line), or when the client reads no answer for ``body_timeout``
-(the connection is cut: nothing could be written to it anyway).
+``body_timeout`` (a last 408 line), when the client reads no answer for ``body_timeout``
+(the connection is cut: nothing could be written to it anyway), or when the hub shuts down:
+the lines already read are answered, then a last 503 line names the first line not read, and
+the response ends, so a shutdown is not held up for ``shutdown_timeout`` by a stream that would
+never end by itself, and the client knows exactly where to go on from on another hub.
 
 Speed is the point, so nothing is awaited per line: the body is read a chunk at a time, the
 complete lines of a chunk are checked, published in one ``Hub.publish`` (``max_batch`` drafts
@@ -62,6 +65,10 @@ def max_line_bytes(config: Config) -> int:
     takes up to three times its UTF-8 size, spaces after separators some more) + 4 KiB for
     the channel, the event name and the field names."""
     return 4 * config.max_event_bytes + 4096
+
+
+class _Stopping(Exception):
+    """Raised by a publish stream's body reads once the hub shuts down (``_Stream.stop``)."""
 
 
 def _error_line(line: int, problem: InvalidInput) -> bytes:
@@ -151,6 +158,14 @@ class _Stream:
                 await self._write(response, _error_line(lines.number + 1, problem))
                 response.force_close()
                 return
+            except _Stopping:
+                problem = InvalidInput(
+                    "the hub is shutting down: this line and the ones after it were not read; "
+                    "send them again, to another hub", 503,
+                )  # fmt: skip
+                await self._write(response, _error_line(lines.number + 1, problem))
+                response.force_close()
+                return
             if chunk:
                 first, complete, too_long = lines.feed(chunk)
             else:
@@ -162,6 +177,11 @@ class _Stream:
                 await self._write(response, out)
             if not chunk:
                 return
+
+    def stop(self) -> None:
+        """End the stream at its next read of the body (the chunk in hand is answered first):
+        every later read raises ``_Stopping``, a read waiting now too."""
+        self._request.content.set_exception(_Stopping())
 
     def _too_long(self) -> InvalidInput:
         return InvalidInput(
@@ -288,21 +308,36 @@ def _check_request(request: web.Request) -> None:
 
 def add_publish_stream_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
     config = hub.config
+    running: set[_Stream] = set()  # ended at shutdown, as subscriptions are
+    stopping = False
 
     async def publish_stream(request: web.Request) -> web.StreamResponse:
         headers = cors_headers(config, request)
         try:
             token, scope = publishers.check(request)
             _check_request(request)
+            if stopping:
+                raise InvalidInput("the hub is shutting down: publish to another hub", 503)
         except InvalidInput as problem:
             return answer(problem, headers)
         response = web.StreamResponse(status=200, headers={**_HEADERS, **headers})
         await response.prepare(request)
+        stream = _Stream(hub, publishers, request, token)
+        running.add(stream)
         try:
-            await _Stream(hub, publishers, request, token).run(response, scope)
+            await stream.run(response, scope)
         except ConnectionResetError:
             return response  # the client went away, or was cut off: nothing more to say
+        finally:
+            running.discard(stream)
         await response.write_eof()
         return response
 
+    async def stop_streams(app: web.Application) -> None:
+        nonlocal stopping
+        stopping = True
+        for stream in list(running):
+            stream.stop()
+
+    app.on_shutdown.append(stop_streams)
     app.router.add_post("/publish/stream", publish_stream)
