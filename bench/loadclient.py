@@ -1065,13 +1065,7 @@ async def publish_stream(
     sent in chunks of up to ``per_chunk`` lines; events/s is receipts per second over
     the window. A server without the route answers 404 (status in the result, no rate)."""
     loop = asyncio.get_running_loop()
-    _, answer = await loop.create_connection(StreamAnswer, target.host, target.port)
-    assert answer.transport is not None
-    transport = answer.transport
-    transport.write(
-        f"POST /publish/stream HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-    )
+    answer, transport = await _open_publish_stream(target)
     prefix = b'{"channel":' + orjson.dumps(target.channels[0]) + b',"event":"tick","data":'
     sent = 0
     start = loop.time()
@@ -1108,14 +1102,7 @@ async def publish_stream(
     measured = answer.receipts - receipts0
     cpu = time.process_time() - cpu0
     if not transport.is_closing():
-        transport.write(b"0\r\n\r\n")
-        deadline = loop.time() + 10.0
-        while answer.receipts < sent and not (answer.closed or answer.ended):
-            if (answer.head_done and answer.status != 200) or loop.time() > deadline:
-                break
-            answer.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(answer.changed.wait(), 0.1)
+        await _end_publish_stream(answer, transport, sent, 10.0)
     transport.close()
     streamed = answer.status == 200
     return {
@@ -1134,6 +1121,34 @@ async def publish_stream(
     }
 
 
+async def _open_publish_stream(target: PublishTarget) -> tuple[StreamAnswer, asyncio.Transport]:
+    """Connect and send the head of a chunked ``POST /publish/stream``."""
+    loop = asyncio.get_running_loop()
+    _, answer = await loop.create_connection(StreamAnswer, target.host, target.port)
+    assert answer.transport is not None
+    answer.transport.write(
+        f"POST /publish/stream HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
+    return answer, answer.transport
+
+
+async def _end_publish_stream(
+    answer: StreamAnswer, transport: asyncio.Transport, sent: int, limit_s: float
+) -> None:
+    """End the body, then wait (up to ``limit_s``) for the receipts of all ``sent`` lines."""
+    loop = asyncio.get_running_loop()
+    if not transport.is_closing():
+        transport.write(b"0\r\n\r\n")
+    deadline = loop.time() + limit_s
+    while answer.receipts < sent and not (answer.closed or answer.ended):
+        if (answer.head_done and answer.status != 200) or loop.time() > deadline:
+            break
+        answer.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answer.changed.wait(), 0.1)
+
+
 async def publish_stream_at_rate(
     target: PublishTarget,
     *,
@@ -1148,13 +1163,7 @@ async def publish_stream_at_rate(
     /publish/stream`` instead of one request each: how a service that publishes a lot
     would feed the hub. Each scheduled batch is one chunk of ``batch`` lines."""
     loop = asyncio.get_running_loop()
-    _, answer = await loop.create_connection(StreamAnswer, target.host, target.port)
-    assert answer.transport is not None
-    transport = answer.transport
-    transport.write(
-        f"POST /publish/stream HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-    )
+    answer, transport = await _open_publish_stream(target)
     prefixes = [
         b'{"channel":' + orjson.dumps(name) + b',"event":"tick","data":' for name in target.channels
     ]
@@ -1198,15 +1207,7 @@ async def publish_stream_at_rate(
         transport.write(b"%x\r\n%b\r\n" % (len(body), body))
         batch_no += 1
     send_end = loop.time()
-    if not transport.is_closing():
-        transport.write(b"0\r\n\r\n")
-    deadline = loop.time() + 30.0
-    while answer.receipts < k and not (answer.closed or answer.ended):
-        if (answer.head_done and answer.status != 200) or loop.time() > deadline:
-            break
-        answer.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(answer.changed.wait(), 0.1)
+    await _end_publish_stream(answer, transport, k, 30.0)
     transport.close()
     unanswered = k - answer.receipts
     return {

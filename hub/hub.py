@@ -207,31 +207,20 @@ class Hub:
         """Live events from the backplane: queue each frame for every subscriber of its channel."""
         channels = self._channels
         writer = self._writer
-        dirty = writer.dirty
+        fan_out = writer.fan_out
         published_at = writer.published_at
         for event in events:
             channel = channels.get(event.channel)
             if channel is None:
                 continue
-            frame = event.frame
-            position = event.position
-            for subscription in channel.live:
-                if position > subscription.floor:
-                    pending = subscription.pending  # see Writer.queue
-                    if not pending:
-                        subscription.pending = frame
-                        dirty.append(subscription)
-                    elif isinstance(pending, bytes):
-                        subscription.pending = [pending, frame]
-                    else:
-                        pending.append(frame)
+            fan_out(channel.live, event.frame, event.position)
             if channel.syncing:
                 self._hold(channel, event)
             if channel.live:
                 published_at.append(event.published_at)
         if events:
             self.delivered = events[-1].position
-        if dirty:
+        if writer.dirty:
             writer.schedule()
 
     def _hold(self, channel: Channel, event: Event) -> None:
@@ -251,8 +240,8 @@ class Hub:
         channel = self._channels.get(name)
         if channel is None:
             return
-        for subscription in channel.live:
-            self._writer.queue(subscription, frame)
+        self._writer.fan_out(channel.live, frame)
+        self._writer.schedule()
 
     def lost(self, channel: str) -> None:
         """End the streams of a channel whose live order was broken; clients resume and get a
@@ -271,8 +260,7 @@ class Hub:
             return
         frame = sse.close_frame(name)
         live = list(channel.live)
-        for subscription in live:
-            self._writer.queue(subscription, frame)
+        self._writer.fan_out(live, frame)
         self.metrics.events_delivered += len(live)
         self._writer.flush()  # written now, before the streams that end are closed
         for subscription in [*channel.syncing]:

@@ -1,7 +1,8 @@
 """The socket side of every stream: frames to bytes on the wire, back-pressure, heartbeats.
 
-This is the one module that writes to a connection. The hub core only queues frames on a
-subscription (``pending``) and asks ``Writer.schedule`` for a flush; the ``Writer`` then writes
+This is the one module that writes to a connection. The hub core hands each frame to
+``Writer.fan_out``, which queues it on the subscriptions (``pending``), and asks
+``Writer.schedule`` for a flush; the ``Writer`` then writes
 each dirty subscription's pending frames with a single ``transport.write`` once per event-loop
 pass, HTTP/1.1 chunk-framed (once per shared bytes object when subscribers share a frame). So a
 burst of N events costs each subscriber one write, not N, and no subscriber has a task, queue or
@@ -157,17 +158,24 @@ class Writer:
         self._limit = max_pending
         self._drop = drop
 
-    def queue(self, subscription: Subscription, frame: bytes) -> None:
-        """Queue a frame for a subscription's next write, and schedule a flush."""
-        pending = subscription.pending
-        if not pending:
-            subscription.pending = frame
-            self.dirty.append(subscription)
-        elif isinstance(pending, bytes):
-            subscription.pending = [pending, frame]
-        else:
-            pending.append(frame)
-        self.schedule()
+    def fan_out(
+        self, subscriptions: Iterable[Subscription], frame: bytes, position: int | None = None
+    ) -> None:
+        """Queue ``frame`` for each subscription (when ``position`` is given, only those whose
+        replay did not already write it: ``floor`` below it). The caller calls ``schedule``
+        once for all its frames. The fan-out's inner loop, written once, here."""
+        dirty = self.dirty
+        for subscription in subscriptions:
+            if position is not None and position <= subscription.floor:
+                continue
+            pending = subscription.pending
+            if not pending:
+                subscription.pending = frame  # a lone frame as itself: see Subscription
+                dirty.append(subscription)
+            elif isinstance(pending, bytes):
+                subscription.pending = [pending, frame]
+            else:
+                pending.append(frame)
 
     def schedule(self) -> None:
         if not self._scheduled:
