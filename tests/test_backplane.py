@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as aioredis
 
 from hub.backplane import (
     Backplane,
@@ -449,29 +450,80 @@ async def test_error_replies_oom(own_redis: OwnRedis, monkeypatch: pytest.Monkey
 
 @pytest.mark.redis
 async def test_error_replies_to_the_reader(own_redis: OwnRedis) -> None:
-    """An error reply to the reader's XREAD (WRONGTYPE here) does not kill it: it reports the
-    link lost, retries, and delivers what was stored meanwhile once Redis answers normally."""
+    """An error reply to the reader's read (WRONGTYPE here: a foreign key in place of a
+    followed channel's stream) does not kill it: it reports the link lost, retries, and
+    delivers what was stored meanwhile once Redis answers normally."""
+    url = urlsplit(own_redis.url)
+    assert url.hostname is not None and url.port is not None
+    proxy = TcpProxy(url.hostname, url.port)  # b's link, held while the key is replaced
+    await proxy.start()
     made = Rig("redis", own_redis.url, "ssehub-test:wrongtype:")
     try:
-        backplane, recorder = await made.make()
-        assert isinstance(backplane, Health)
-        await backplane.follow(["a", "w"])
-        first = await publish(backplane, "a", "w")
+        a, _ = await made.make()
+        b, recorder = await made.make(
+            backplane=url._replace(netloc=f"{url.hostname}:{proxy.port}").geturl()
+        )
+        assert isinstance(b, Health)
+        await b.follow(["a", "w"])
+        first = await publish(a, "a", "w")
         await recorder.wait_for(first)
+        proxy.hold()
+        meanwhile = await publish(a, "a", "w")
         await own_redis.command("DEL", f"{made.prefix}s:w")
         await own_redis.command("SET", f"{made.prefix}s:w", "not a stream")
-        meanwhile = await publish(backplane, "a")  # wakes the reader; its XREAD now fails
-        await _until(lambda: not backplane.state().connected)
+        proxy.release()  # b's reader learns of both events, and its read of w fails
+        await _until(lambda: not b.state().connected)
         await asyncio.sleep(0.3)
         assert recorder.ids() == first
-        await own_redis.command("DEL", f"{made.prefix}s:w")
-        await recorder.wait_for(meanwhile)
-        later = await publish(backplane, "a", "w")
+        await own_redis.command("DEL", f"{made.prefix}s:w")  # w's event went with its stream
+        await recorder.wait_for(meanwhile[:1])
+        later = await publish(a, "a", "w")
         await recorder.wait_for(later)
-        assert recorder.ids() == first + meanwhile + later
-        await _until(lambda: backplane.state().connected)
+        assert recorder.ids() == first + meanwhile[:1] + later
+        await _until(lambda: b.state().connected)
     finally:
         await made.close()
+        await proxy.close()
+
+
+@pytest.mark.redis
+async def test_a_reader_behind_the_notify_stream_reads_the_streams(
+    redis_rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader further behind than the notify stream keeps (trimmed meanwhile) misses nothing
+    and keeps position order: it reads its channels' streams themselves, in rounds cut at
+    READ_COUNT, then follows the notify stream again."""
+    monkeypatch.setattr("hub.backplane.redis_scripts.NOTIFY_LENGTH", 150)
+    monkeypatch.setattr("hub.backplane.redis_reader.READ_COUNT", 100)
+    url = urlsplit(redis_rig.url)
+    assert url.hostname is not None and url.port is not None
+    proxy = TcpProxy(url.hostname, url.port)
+    await proxy.start()
+    try:
+        a, _ = await redis_rig.make()
+        b, recorder = await redis_rig.make(
+            backplane=url._replace(netloc=f"{url.hostname}:{proxy.port}").geturl()
+        )
+        await b.follow(["x", "y"])
+        ids = await publish(a, "x", "y")
+        await recorder.wait_for(ids)
+        proxy.hold()
+        # x's notify entries are trimmed before b reads them; y's later ones remain
+        for n in range(350):  # far more notify entries than the stream keeps
+            ids += await publish(a, "x" if n < 50 else "yz"[n % 2])
+        ids += (await a.publish([draft("y", n) for n in range(250)], None)).ids  # a cut
+        client = aioredis.Redis.from_url(redis_rig.url)
+        kept = await client.xlen(f"{redis_rig.prefix}notify")
+        await client.aclose()
+        assert kept < 300, "the notify stream was not trimmed: nothing is tested"
+        proxy.release()
+        ids += await publish(a, "x", "z", "y")  # and live again after catching up
+        wanted = [i for i in ids if not i.endswith(":z")]
+        await recorder.wait_for(wanted)
+        await asyncio.sleep(0.1)
+        assert recorder.ids(["x", "y"]) == wanted
+    finally:
+        await proxy.close()
 
 
 @pytest.mark.redis

@@ -10,6 +10,9 @@ Layout (``P`` is ``redis_prefix``):
 - ``P idem:<key>``: the ids a publish with that Idempotency-Key produced;
 - ``P gone:<channel>``, ``P ticket:<digest>``: tombstones and tickets (``redis_private``);
 - ``P inst:<id>`` and ``P instances``: each process's subscriber counts, for cluster-wide counts;
+- ``P notify``: one entry per publish script (publish or deletion): its id is the newest position
+  the script stored, its field the channels it stored on; about ``NOTIFY_LENGTH`` entries are
+  kept; ``P notify:trimmed``: the oldest id kept after the last trim of it;
 - ``P wake:<id>``: a stream each process's reader also waits on, so a follow can wake it.
 
 Modules: this (lifecycle, publish, history, channels, state), ``redis_scripts`` (the Lua),
@@ -22,15 +25,19 @@ publish:
 1. A publish is one Lua script: it takes the next positions from ``P seq`` and appends the events
    to their streams in the same atomic step (a deletion's marker entry likewise). So every
    position ever issued is already stored (or trimmed): the stored positions form a prefix.
-2. Each process reads all the channels it follows with one non-blocking ``XREAD``, which is
-   atomic too, so a read sees such a prefix (a blocking XREAD serves only as the wait for new
-   entries: woken, it may answer with one stream only). It delivers the entries merged by
-   position; the next read only finds positions issued later, i.e. higher. New channels join
-   between two reads (``_join``), so every read covers every followed channel. Hence every
+2. Each process's reader waits on the notify stream, which the same scripts append to in the
+   same atomic step. Reading it from its cursor up to entry ``M`` tells it which of its channels
+   got events, and every position up to ``M`` is already stored; it reads just those channels'
+   streams, each from its own cursor up to ``M``, and delivers the entries merged by position.
+   The next read only finds positions above ``M``. New channels join between two reads
+   (``_join``), at their newest entry, so a read covers every followed channel. Hence every
    process delivers the events of all channels in position order, and a subscriber that saw
    id ``N`` saw exactly the events at or below ``N`` of its channels since it started. (When
-   ``COUNT`` cuts a stream short, only entries up to the lowest cut are delivered, and the
-   rest is read again.)
+   ``COUNT`` cuts a channel short, only entries up to the lowest cut are delivered, and the
+   rest is read again.) The cost of a read is in the channels that got events, not in the
+   channels followed. A reader that the notify stream's trimming overtook (it notices by its
+   trim marker), or that comes back after an outage, reads all its channels' streams once in
+   one atomic ``XREAD`` with the sequence instead, the same argument with ``M`` the sequence.
 3. A resume reads every channel of the stream in one script (one snapshot) and skips live events
    at or below what it replayed, as the hub does for every backplane. A page of history is cut
    by the same rule as a read: only up to the lowest ``COUNT`` cut among the channels, so each
@@ -71,6 +78,7 @@ from hub.backplane import (
     Listener,
     Published,
     Reset,
+    redis_scripts,
 )
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, entry_event, new_link, position
 from hub.backplane.redis_presence import Presence
@@ -204,9 +212,9 @@ class RedisBackplane:
             )
         else:
             key, ttl = self._keys.key(f"idem:{idempotency_key}"), self._ttl_ms
-        keys = [self._keys.key("seq"), self._keys.key("origin"), key]
+        keys = [self._keys.key("seq"), self._keys.key("origin"), key, *self._keys.notify()]
         keys += self._keys.triples_of([d.channel for d in drafts])
-        args: list[Any] = [self._history_size, self._ttl_ms, ttl]
+        args: list[Any] = [self._history_size, self._ttl_ms, ttl, redis_scripts.NOTIFY_LENGTH]
         args += [d.body for d in drafts]
         args += [d.channel for d in drafts]
         try:

@@ -49,6 +49,11 @@ class Keys:
     def pairs_of(self, channels: Sequence[str]) -> list[str]:
         return [key for c in channels for key in (self.stream(c), self.marker(c))]
 
+    def notify(self) -> list[str]:
+        """The notify stream (every publish's newest position and channels) and its trim
+        marker (the oldest position it still holds after a trim), as the scripts take them."""
+        return [f"{self.prefix}notify", f"{self.prefix}notify:trimmed"]
+
     def tombstone(self, channel: str) -> str:
         """Set while a deleted channel refuses publishes (``history_ttl``)."""
         return f"{self.prefix}gone:{channel}"

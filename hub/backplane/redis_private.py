@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
+from hub.backplane import redis_scripts
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
 from hub.backplane.redis_reader import Reader
 from hub.backplane.redis_scripts import DELETE
@@ -58,9 +60,10 @@ class PrivateChannels:
 
     async def delete(self, channel: str, anyway: bool) -> bool | None:
         keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of([channel])]
-        keys.append(self._keys.tombstone(channel))
+        keys += [self._keys.tombstone(channel), *self._keys.notify()]
+        args: list[Any] = [int(anyway), self._ttl_ms, redis_scripts.NOTIFY_LENGTH, channel]
         try:
-            done = await self._delete_script(keys=keys, args=[int(anyway), self._ttl_ms])
+            done = await self._delete_script(keys=keys, args=args)
         except UNAVAILABLE as problem:
             raise self._link.unavailable("pool", problem) from None
         if done == -1:

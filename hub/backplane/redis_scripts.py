@@ -7,20 +7,54 @@ snapshot of all its channels (see ``hub.backplane.redis``).
 
 from __future__ import annotations
 
-__all__ = ["DELETE", "HISTORY", "PUBLISH"]
+__all__ = ["DELETE", "HISTORY", "NOTIFY_LENGTH", "PUBLISH"]
 
-# KEYS: seq, origin, idempotency key, then (stream, trim marker, tombstone) per event
-# ARGV: maxlen, ttl ms, idempotency ttl ms, body per event..., channel per event...
+#: Entries the notify stream keeps (about: trimmed a node at a time). A reader further behind
+#: than this reads its channels' streams themselves once (``redis_reader``), so this bounds
+#: Redis memory (~60 bytes an entry), not correctness.
+NOTIFY_LENGTH = 100_000
+
+# Appends a notify entry: its id is the newest position the script stored, its field ``c`` the
+# channels it stored on, once each, joined by spaces (no channel name holds one). Trims the
+# stream to about the notify length and, when that removed entries, notes the oldest id still
+# kept in the notify trim marker: a reader whose cursor is below it may have missed entries
+# (XTRIM and XADD's MAXLEN keep no record of what they removed). Both expire after the history
+# ttl of quiet, as the channels' streams do.
+_NOTIFY = """
+local function notify(stream, marker, length, ttl_ms, at, channels)
+  local names, seen = {}, {}
+  for _, channel in ipairs(channels) do
+    if not seen[channel] then
+      seen[channel] = true
+      names[#names + 1] = channel
+    end
+  end
+  redis.call('XADD', stream, at .. '-0', 'c', table.concat(names, ' '))
+  if redis.call('XTRIM', stream, 'MAXLEN', '~', length) > 0 then
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+    redis.call('SET', marker, string.match(first[1][1], '^(%d+)'))
+  end
+  redis.call('PEXPIRE', stream, ttl_ms)
+  redis.call('PEXPIRE', marker, ttl_ms)
+end
+"""
+
+# KEYS: seq, origin, idempotency key, notify stream, notify trim marker, then (stream, trim
+#       marker, tombstone) per event
+# ARGV: maxlen, ttl ms, idempotency ttl ms, notify length, body per event..., channel per
+#       event...
 # Returns {0, positions joined by ','} for a new batch; {1, ids joined by ','} for a key seen
 # before (its ids, "position:channel": the first batch's, whatever this one's body is); {2, n}
 # when the n-th event's channel is deleted.
 # XADD's own MAXLEN trimming does not record what it removed (Redis 7.0's max-deleted-entry-id
 # counts XDEL only), so the script notes the newest position it trims in the channel's marker.
-PUBLISH = """
+PUBLISH = (
+    _NOTIFY
+    + """
 local seen = redis.call('GET', KEYS[3])
 if seen then return {1, seen} end
-for i = 6, #KEYS, 3 do  -- a deleted channel refuses the whole batch, before any write
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {2, tostring((i - 3) / 3)} end
+for i = 8, #KEYS, 3 do  -- a deleted channel refuses the whole batch, before any write
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {2, tostring((i - 5) / 3)} end
 end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -31,11 +65,11 @@ local ttl_ms = tonumber(ARGV[2])
 local oldest = string.format('%.0f', now_us - ttl_ms * 1000) .. '-0'
 local now_ms = string.format('%.0f', math.floor(now_us / 1000))
 local function position(id) return tonumber(string.match(id, '^(%d+)')) end
-local ids, named = {}, {}
-local count = (#KEYS - 3) / 3
-for i = 4, #KEYS, 3 do
+local ids, named, channels = {}, {}, {}
+local count = (#KEYS - 5) / 3
+for i = 6, #KEYS, 3 do
   local stream, marker = KEYS[i], KEYS[i + 1]
-  local body = ARGV[4 + (i - 4) / 3]
+  local body = ARGV[5 + (i - 6) / 3]
   local trimmed = 0
   if redis.call('EXISTS', stream) == 0 then
     -- new, or expired whole after a quiet spell: what came before the time limit is unknown
@@ -67,12 +101,15 @@ for i = 4, #KEYS, 3 do
   redis.call('PEXPIRE', stream, ttl_ms)
   redis.call('PEXPIRE', marker, ttl_ms)
   ids[#ids + 1] = text
-  named[#named + 1] = text .. ':' .. ARGV[3 + count + #ids]
+  channels[#channels + 1] = ARGV[4 + count + #ids]
+  named[#named + 1] = text .. ':' .. channels[#channels]
 end
 redis.call('SET', KEYS[1], string.format('%.0f', last))
+notify(KEYS[4], KEYS[5], ARGV[4], ttl_ms, string.format('%.0f', last), channels)
 redis.call('SET', KEYS[3], table.concat(named, ','), 'PX', ARGV[3])
 return {0, table.concat(ids, ',')}
 """
+)
 
 # KEYS: seq, origin, then (stream, trim marker) per channel
 # ARGV: after (exclusive position, 0: from the oldest), entries read per channel, max bytes of
@@ -184,7 +221,8 @@ return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
         string.format('%.0f', cutoff_us), more, info, page}
 """
 
-# KEYS: seq, origin, stream, trim marker, tombstone; ARGV: anyway (1/0), history ttl ms
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# ARGV: anyway (1/0), history ttl ms, notify length, channel
 # Returns -1: deleted already; 0: no history and not anyway (nothing done); 1: deleted.
 # One marker entry (field x, no body) takes the next position of the sequence in the same
 # atomic step, so stored positions still form a prefix of it and every reader meets the
@@ -193,7 +231,9 @@ return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
 # expires with the tombstone: a reader still behind must deliver them, since they were
 # acknowledged before the deletion. The trim marker goes: a resume of a stream that also names
 # live channels needs no reset for this one.
-DELETE = """
+DELETE = (
+    _NOTIFY
+    + """
 if redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 0 and ARGV[1] == '0' then return 0 end
 local clock = redis.call('TIME')
@@ -206,5 +246,7 @@ redis.call('DEL', KEYS[4])
 redis.call('XADD', KEYS[3], at .. '-0', 'x', '1', 't', string.format('%.0f', now_us / 1000))
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[5], at, 'PX', ARGV[2])
+notify(KEYS[6], KEYS[7], ARGV[3], ARGV[2], at, {ARGV[4]})
 return 1
 """
+)
