@@ -4,6 +4,7 @@
     python -m bench.profile_hub --backplanes memory,redis         # redis ÷ memory, same run
     python -m bench.profile_hub --roots /tmp/hub-base,.           # before ÷ after, same run
     python -m bench.profile_hub --py-spy /tmp/spy                 # + a py-spy profile per run
+    python -m bench.profile_hub --stream                          # publish over /publish/stream
 
 ``bench.run``'s figure of one window on a busy 2-core machine moves by tens of percent, so this
 runs the configurations *interleaved* (A B A B ...) on a fresh hub each, and prints every run,
@@ -91,7 +92,7 @@ async def one_run(
                 )  # fmt: skip
 
         flags = cli_flags(
-            channel_prefix="p-", channels=chans, mode="rate", rate=args.rate, batch=args.batch,
+            channel_prefix="p-", channels=chans, mode=args.mode, rate=args.rate, batch=args.batch,
             warmup=args.warmup, duration=args.duration,
         )  # fmt: skip
         done = await run_publisher(
@@ -174,7 +175,8 @@ async def run(args: argparse.Namespace) -> int:
     shutil.rmtree(base, ignore_errors=True)
     print(
         f"\n{args.subs} subs / {args.channels} ch, {args.rate:g} ev/s in batches of "
-        f"{args.batch}, {args.duration:g} s windows; hub CPU us per delivery:"
+        f"{args.batch}{' (streamed)' if args.mode == 'rate-stream' else ''}, "
+        f"{args.duration:g} s windows; hub CPU us per delivery:"
     )
     medians = {}
     for config, runs in results.items():
@@ -198,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=1000)
     p.add_argument("--rate", type=float, default=500.0, help="total ev/s (500)")
     p.add_argument("--batch", type=int, default=1, help="events per publish request (1)")
+    p.add_argument(
+        "--stream", dest="mode", action="store_const", const="rate-stream", default="rate",
+        help="publish over one POST /publish/stream instead of a request per event",
+    )
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--repeat", type=int, default=3)
