@@ -1,7 +1,7 @@
 """Server CPU per delivery of one rate scenario, A/B across checkouts and backplanes, repeated.
 
     python -m bench.profile_hub                                   # "many": 10k subs / 1k ch
-    python -m bench.profile_hub --backplanes memory,redis         # redis ÷ memory, same run
+    python -m bench.profile_hub --backplanes memory,redis,nats    # ÷ memory, same run
     python -m bench.profile_hub --roots /tmp/hub-base,.           # before ÷ after, same run
     python -m bench.profile_hub --py-spy /tmp/spy                 # + a py-spy profile per run
     python -m bench.profile_hub --stream                          # publish over /publish/stream
@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 from bench.loadclient import SubscriberPool, install_uvloop, raise_nofile_limit
 from bench.measure import Reading, Span, cli_flags, log, run_publisher
+from bench.nats_store import NatsStore
 from bench.scaleout import command_stats, stats_delta
 from bench.servers import REPO, Server, ServerSpec, free_port
 
@@ -49,7 +50,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @dataclass(frozen=True)
 class Config:
     root: Path
-    backplane: str  # "memory" or "redis"
+    backplane: str  # "memory", "redis" or "nats"
 
     @property
     def label(self) -> str:
@@ -64,6 +65,10 @@ async def one_run(
     env = {"HUB_BACKPLANE": "memory"}
     if config.backplane == "redis":
         env = {"HUB_BACKPLANE": args.redis_url, "HUB_REDIS_PREFIX": prefix}
+    if config.backplane == "nats":  # a stream of its own per run, on the run's nats-server
+        tag = "profile_" + prefix.split("-")[-1].rstrip(":")
+        env = {"HUB_BACKPLANE": args.nats_url, "HUB_NATS_STREAM": tag}
+        env |= {"HUB_NATS_SUBJECT_PREFIX": f"{tag}.ch"}
     spec = ServerSpec("hub", "hub", baseline=False, root=config.root)
     server = Server(spec, free_port(), workdir, env=env)
     await server.start()
@@ -158,8 +163,21 @@ def hottest(path: Path, top: int) -> str:
 async def run(args: argparse.Namespace) -> int:
     roots = args.roots
     configs = [Config(r, b) for r in roots for b in args.backplanes.split(",")]
-    results: dict[Config, list[dict[str, Any]]] = {c: [] for c in configs}
     base = Path(tempfile.mkdtemp(prefix="ssehub-profile-"))
+    nats = NatsStore(base / "nats") if any(c.backplane == "nats" for c in configs) else None
+    if nats is not None:
+        nats.start()
+        args.nats_url = nats.url
+    try:
+        return await _measure(args, configs, base)
+    finally:
+        if nats is not None:
+            nats.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _measure(args: argparse.Namespace, configs: list[Config], base: Path) -> int:
+    results: dict[Config, list[dict[str, Any]]] = {c: [] for c in configs}
     for n in range(args.repeat):
         for i, config in enumerate(configs):
             spy_out = Path(f"{args.py_spy}-{n}-{i}.txt") if args.py_spy else None
@@ -172,7 +190,6 @@ async def run(args: argparse.Namespace) -> int:
             )
             if spy_out is not None and spy_out.exists():
                 print(f"{config.label} run {n} py-spy ({spy_out}):\n{hottest(spy_out, args.top)}")
-    shutil.rmtree(base, ignore_errors=True)
     print(
         f"\n{args.subs} subs / {args.channels} ch, {args.rate:g} ev/s in batches of "
         f"{args.batch}{' (streamed)' if args.mode == 'rate-stream' else ''}, "
@@ -195,13 +212,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.profile_hub", description=__doc__.split("\n")[0]
     )
     p.add_argument("--roots", default=str(REPO), help="comma list of checkouts (this one)")
-    p.add_argument("--backplanes", default="memory", help="comma list of memory,redis")
+    p.add_argument(
+        "--backplanes",
+        default="memory",
+        help="comma list of memory,redis,nats (nats: its own "
+        "nats-server from the venv, JetStream on a file store in a temporary directory)",
+    )
     p.add_argument("--subs", type=int, default=10000)
     p.add_argument("--channels", type=int, default=1000)
     p.add_argument("--rate", type=float, default=500.0, help="total ev/s (500)")
     p.add_argument("--batch", type=int, default=1, help="events per publish request (1)")
     p.add_argument(
-        "--stream", dest="mode", action="store_const", const="rate-stream", default="rate",
+        "--stream",
+        dest="mode",
+        action="store_const",
+        const="rate-stream",
+        default="rate",
         help="publish over one POST /publish/stream instead of a request per event",
     )
     p.add_argument("--warmup", type=float, default=2.0)
