@@ -527,6 +527,25 @@ async def test_a_reader_behind_the_notify_stream_reads_the_streams(
 
 
 @pytest.mark.redis
+async def test_a_batch_over_many_channels_reaches_readers_of_a_few(redis_rig: Rig) -> None:
+    """A batch on more channels, or longer names, than one notify entry lists (it says "any")
+    reaches a process that follows a few of them, in position order with what comes after."""
+    a, _ = await redis_rig.make()
+    b, recorder = await redis_rig.make()
+    long = [f"{n}-" + "x" * 190 for n in range(6)]  # 6 names, over 1 KB together
+    await b.follow(["c7", "c39", long[4]])
+    for batch in ([draft(f"c{n}", n) for n in range(40)], [draft(name) for name in long]):
+        ids = (await a.publish(batch, None)).ids
+        await recorder.wait_for([i for i in ids if i.endswith((":c7", ":c39", long[4]))])
+    later = await publish(a, "c39", long[4], "c7")
+    await recorder.wait_for(later)
+    await asyncio.sleep(0.1)
+    got = recorder.ids(["c7", "c39", long[4]])
+    assert len(got) == 6 and got[3:] == later
+    assert sorted(got, key=lambda i: positions([i])[0]) == got
+
+
+@pytest.mark.redis
 async def test_presence_counts_across_instances(redis_rig: Rig) -> None:
     """Each instance sees the others' counts summed, never its own."""
     a, _ = await redis_rig.make()

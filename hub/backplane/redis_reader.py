@@ -187,7 +187,11 @@ class Reader:
         wanted: dict[str, int] = {}
         cursors = self.cursors
         for _, fields in notes:
-            for name in fields.get(b"c", b"").decode().split(" "):
+            names = fields.get(b"c", b"").decode()
+            if names == "*":  # a batch over many channels: any followed one may have events
+                wanted = dict(cursors)
+                break
+            for name in names.split(" "):
                 if name in cursors and name not in wanted:
                     wanted[name] = cursors[name]
         # A full batch may mean the reader is far behind, and then the notify stream may have

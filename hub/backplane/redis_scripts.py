@@ -11,22 +11,29 @@ __all__ = ["DELETE", "HISTORY", "NOTIFY_LENGTH", "PUBLISH"]
 
 #: Entries the notify stream keeps (about: trimmed a node at a time). A reader further behind
 #: than this reads its channels' streams themselves once (``redis_reader``), so this bounds
-#: Redis memory (~60 bytes an entry), not correctness.
-NOTIFY_LENGTH = 100_000
+#: Redis memory (~50 bytes an entry, at most ~1.1 KB), not correctness.
+NOTIFY_LENGTH = 20_000
+#: A notify entry names at most this many channels, of this many bytes in all; more are "*".
+NOTIFY_NAMES = 32
+NOTIFY_BYTES = 1024
 
 # Appends a notify entry: its id is the newest position the script stored, its field ``c`` the
-# channels it stored on, once each, joined by spaces (no channel name holds one). Trims the
-# stream to about the notify length and, when that removed entries, notes the oldest id still
-# kept in the notify trim marker: a reader whose cursor is below it may have missed entries
-# (XTRIM and XADD's MAXLEN keep no record of what they removed). Both expire after the history
-# ttl of quiet, as the channels' streams do.
+# channels it stored on, once each, joined by spaces (no channel name holds one), or ``*`` when
+# they are more than NOTIFY_NAMES or their names longer than NOTIFY_BYTES (a reader then reads
+# every channel it follows), so an entry stays small whatever the batch. Trims the stream to
+# about the notify length and, when that removed entries, notes the oldest id still kept in the
+# notify trim marker: a reader whose cursor is below it may have missed entries (XTRIM and
+# XADD's MAXLEN keep no record of what they removed). Both expire after the history ttl of
+# quiet, as the channels' streams do.
 _NOTIFY = """
 local function notify(stream, marker, length, ttl_ms, at, channels)
-  local names, seen = {}, {}
+  local names, seen, bytes = {}, {}, 0
   for _, channel in ipairs(channels) do
     if not seen[channel] then
       seen[channel] = true
       names[#names + 1] = channel
+      bytes = bytes + #channel + 1
+      if #names > @NAMES@ or bytes > @BYTES@ then names = {'*'}; break end
     end
   end
   redis.call('XADD', stream, at .. '-0', 'c', table.concat(names, ' '))
@@ -37,7 +44,7 @@ local function notify(stream, marker, length, ttl_ms, at, channels)
   redis.call('PEXPIRE', stream, ttl_ms)
   redis.call('PEXPIRE', marker, ttl_ms)
 end
-"""
+""".replace("@NAMES@", str(NOTIFY_NAMES)).replace("@BYTES@", str(NOTIFY_BYTES))
 
 # KEYS: seq, origin, idempotency key, notify stream, notify trim marker, then (stream, trim
 #       marker, tombstone) per event
