@@ -66,8 +66,12 @@ class Log:
 
     def _drop(self, end: int) -> None:
         """Drop events[head:end] (end > head)."""
-        self.bytes -= sum(len(self.events[i][2]) for i in range(self.head, end))
-        self.bytes -= (end - self.head) * EVENT_OVERHEAD
+        events, head = self.events, self.head
+        if end == head + 1:  # a full log taking one more event: every publish, once full
+            self.bytes -= len(events[head][2]) + EVENT_OVERHEAD
+        else:
+            self.bytes -= sum(len(events[i][2]) for i in range(head, end))
+            self.bytes -= (end - head) * EVENT_OVERHEAD
         self.trimmed = self.events[end - 1][0]
         self.head = end
         if end > 64 and end * 2 > len(self.events):
