@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from hub.backplane import Backplane, open_backplane
 from hub.config import load
 from hub.events import Draft, Event, encode_draft
+from tests.processes import dies_with_us
 
 REDIS_URL = os.environ.get("SSEHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -149,7 +150,7 @@ class OwnRedis:
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", self._dir]
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=dies_with_us
         )
         deadline = time.monotonic() + 10
         while True:

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, dies_with_us
 
 __all__ = ["Front", "client_tls", "run_front"]
 
@@ -52,6 +52,7 @@ async def run_front(upstream: str, config: Path | None = None) -> AsyncIterator[
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=dies_with_us,
     )  # fmt: skip
     try:
         async with asyncio.timeout(20):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
-from tests.processes import LISTENING_RE, ROOT, clean_env
+from tests.processes import LISTENING_RE, ROOT, clean_env, dies_with_us
 
 __all__ = ["LiveHub", "running_hub"]
 
@@ -62,6 +62,7 @@ def running_hub(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=dies_with_us,
     )
     lines: list[str] = []
     drain: threading.Thread | None = None

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.processes import dies_with_us
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -46,7 +48,7 @@ class NatsServer:
         command = [binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         command += ["-sd", os.path.join(self.directory, "store")]
         log = open(os.path.join(self.directory, "server.log"), "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, preexec_fn=dies_with_us)
         log.close()
         deadline = time.monotonic() + 15
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -13,6 +14,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTENING_RE = re.compile(r"listening on http://(?P<host>[0-9.]+):(?P<port>[0-9]+)")
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_us() -> None:
+    """``preexec_fn`` of every process a test starts (hubs, Redis, NATS, nginx, node): the kernel
+    sends it SIGTERM when the test process ends, however it ends. A pytest that is killed runs
+    no fixture teardown, and its servers would otherwise go on running after it."""
+    if sys.platform == "linux":
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -33,6 +44,7 @@ async def run_to_end(
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=dies_with_us,
     )
     try:
         async with asyncio.timeout(timeout):
@@ -67,6 +79,7 @@ class HubProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=dies_with_us,
         )  # fmt: skip
         return cls(process)
 

@@ -27,7 +27,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
 
 from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
-from tests.processes import ROOT, HubProcess
+from tests.processes import ROOT, HubProcess, dies_with_us
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.browser
@@ -587,7 +587,7 @@ async def test_a_job_published_by_a_service_has_a_page_too(
     hub = await start_hub(demo_jobs="false")
     worker = await asyncio.create_subprocess_exec(
         sys.executable, str(WORKER), "--url", hub.url, "--job", "from-a-worker", "--seconds", "0.5",
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, preexec_fn=dies_with_us,
     )  # fmt: skip
     async with asyncio.timeout(20):
         assert await worker.wait() == 0

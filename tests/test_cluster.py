@@ -27,7 +27,7 @@ import pytest
 from tests.backplane_rig import delete_stream, nats_settings
 from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
 from tests.nats_server import NatsServer
-from tests.processes import HubProcess
+from tests.processes import HubProcess, dies_with_us
 from tests.sse_client import Message, Stream, open_stream
 from tests.tcp_proxy import TcpProxy
 
@@ -60,7 +60,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=dies_with_us,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -405,7 +405,7 @@ def _start_nginx(directory: Path, hubs: list[HubProcess]) -> Balancer:
     process = subprocess.Popen(
         [binary, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g",
          f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=dies_with_us,
     )  # fmt: skip
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -26,7 +26,7 @@ from hub.config import Config
 from tests.backplane_rig import delete_stream, nats_settings
 from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
 from tests.helpers import RawSocket
-from tests.processes import ROOT, HubProcess, clean_env, run_to_end
+from tests.processes import ROOT, HubProcess, clean_env, dies_with_us, run_to_end
 from tests.sse_client import Stream, open_stream
 
 TOKEN = "cli-token-0123456789abcdef"
@@ -252,7 +252,7 @@ async def test_ipv6_host_logged_in_brackets(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub", "serve", "--port", "0",
         cwd=tmp_path, env=clean_env(HUB_HOST="::1"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=dies_with_us,
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -351,7 +351,7 @@ async def test_cli_publish_data_from_stdin_and_file(spawn: Any, tmp_path: Path) 
                 sys.executable, "-m", "hub", "publish", "in", *args, "--url", hub.url,
                 cwd=tmp_path, env=clean_env(),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, preexec_fn=dies_with_us,
             )  # fmt: skip
             async with asyncio.timeout(20):
                 out, err = await process.communicate(stdin)

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.live_hub import running_hub
+from tests.processes import dies_with_us
 from tests.sse_client import Message, Parser
 
 JS = Path(__file__).parent / "js"
@@ -88,6 +89,7 @@ class Node:
             stdout=subprocess.PIPE,
             text=True,
             encoding="utf-8",
+            preexec_fn=dies_with_us,
         )
 
     def ask(self, request: dict[str, Any]) -> list[dict[str, Any]]:
