@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -145,6 +146,10 @@ def _abort_when_unacknowledged(request: web.BaseRequest, seconds: float | None) 
         sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
+#: The position of a frame that is no event (a tick, a close): above every floor.
+ANY_FLOOR = sys.maxsize
+
+
 class Writer:
     """Writes the frames the hub queued, once per loop pass; heartbeats; slow-reader cut-off."""
 
@@ -159,14 +164,15 @@ class Writer:
         self._drop = drop
 
     def fan_out(
-        self, subscriptions: Iterable[Subscription], frame: bytes, position: int | None = None
+        self, subscriptions: Iterable[Subscription], frame: bytes, position: int = ANY_FLOOR
     ) -> None:
-        """Queue ``frame`` for each subscription (when ``position`` is given, only those whose
-        replay did not already write it: ``floor`` below it). The caller calls ``schedule``
-        once for all its frames. The fan-out's inner loop, written once, here."""
+        """Queue ``frame`` for each subscription whose replay did not already write it (its
+        ``floor`` is below ``position``; a frame without one, a tick or a close, passes every
+        floor). The caller calls ``schedule`` once for all its frames. The fan-out's inner
+        loop, written once, here."""
         dirty = self.dirty
         for subscription in subscriptions:
-            if position is not None and position <= subscription.floor:
+            if position <= subscription.floor:
                 continue
             pending = subscription.pending
             if not pending:

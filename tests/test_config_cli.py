@@ -437,14 +437,12 @@ async def test_tokens_from_environment(spawn: Any) -> None:
 
 
 async def test_sigterm_ends_a_publish_stream_with_a_line_naming_where_to_go_on(
-    spawn: Any, tmp_path: Path
+    spawn: Any,
 ) -> None:
     """A streaming publish whose body never ends must not hold a shutdown up for
     shutdown_timeout: the lines read are answered, then one 503 line names the first line not
     read, the response ends, and the process exits 0. The events answered were delivered."""
-    config = tmp_path / "hub.toml"
-    config.write_text("shutdown_timeout = 30\n")
-    hub = await spawn("--config", str(config), "--port", "0")
+    hub = await spawn("--port", "0", env={"HUB_SHUTDOWN_TIMEOUT": "30"})
     await hub.started()
     async with aiohttp.ClientSession() as session:
         watcher = await subscribe(session, f"{hub.url}/channels/ps/events")

@@ -290,8 +290,7 @@ class _Stream:
             name = ident.partition(":")[2]
             # orjson's bytes, formatted directly: an id and a channel name hold no character
             # JSON escapes (hub.events.CHANNEL_RE), and a dict per line cost a tenth of the line
-            line = _RECEIPT % (ident.encode(), name.encode(), count(name))
-            receipts.append(line)
+            receipts.append(_RECEIPT % (ident.encode(), name.encode(), count(name)))
         return receipts
 
 
