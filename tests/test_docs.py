@@ -27,6 +27,7 @@ stream never ends by itself, so the docs bound it with ``--max-time``: curl's ex
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -333,3 +334,40 @@ def test_architecture_names_no_module_that_is_gone() -> None:
     text = (ROOT / "ARCHITECTURE.md").read_text()
     gone = sorted({p for p in re.findall(r"\bhub/[\w/]+\.py\b", text) if not (ROOT / p).is_file()})
     assert not gone, "ARCHITECTURE.md names modules that do not exist: " + ", ".join(gone)
+
+
+def test_configuration_reference_lists_every_setting_with_its_default() -> None:
+    """docs/configuration.md has one row per setting of hub/config.py, with the code's default:
+    a setting added, renamed or re-defaulted in the code fails here until the reference says so."""
+    from hub.__main__ import _parser
+    from hub.config import Config
+
+    rows = {}
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and re.fullmatch(r"`[a-z_]+`", cells[0]):
+            rows[cells[0].strip("`")] = cells
+    assert sorted(rows) == sorted(Config.keys())
+    for key, spec in Config.keys().items():
+        assert rows[key][1] == f"`HUB_{key.upper()}`", key
+        assert rows[key][3] == f"`{_toml(spec.default)}`", key
+    serve = next(
+        action.choices["serve"]
+        for action in _parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    flags = {option for action in serve._actions for option in action.option_strings}
+    documented = {cells[2].strip("`") for cells in rows.values() if cells[2]}
+    assert documented == flags - {"-h", "--help", "--config"}
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value == int(value):
+        return str(int(value))
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return str(value)
