@@ -66,7 +66,7 @@ _TABLE_KEYS = frozenset({"token", "channels", "rate", "burst"})
 
 def check_tokens(value: Any) -> tuple[PublishToken, ...]:
     """Plain strings (publish anywhere, at ``publish_rate``) or tables: ``{ token = "...",
-    channels = ["jobs/*"], rate = 500, burst = 1000 }``, each key but ``token`` optional."""
+    channels = ["jobs/*"], rate = 500, burst = 1000 }``, ``token`` and at least one other."""
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected a list of tokens (strings or {_TABLE})")
     tokens = []
@@ -84,8 +84,9 @@ def check_tokens(value: Any) -> tuple[PublishToken, ...]:
 
 def _token_table(index: int, item: dict[str, Any]) -> PublishToken:
     where = f"entry {index}: "
-    if "token" not in item or not set(item) <= _TABLE_KEYS:
-        unknown = ", ".join(sorted(set(item) - _TABLE_KEYS)) or "no token"
+    if "token" not in item or not set(item) <= _TABLE_KEYS or len(item) == 1:
+        # a table of a token alone says nothing a plain string would not: a mistake
+        unknown = ", ".join(sorted(set(item) - _TABLE_KEYS)) or "token alone"
         raise ValueError(f"{where}{unknown}: a token entry is a table {_TABLE}")
     if not isinstance(item["token"], str):
         raise ValueError(f"{where}token must be a string")
