@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="TCP port (0: any free port)")
     serve.add_argument("--backplane", help='"memory" or a Redis URL')
+    serve.add_argument(
+        "--profile",
+        help='"default" (no limits per client) or "public" (limits per client address for the'
+        " open internet; settings given explicitly win)",
+    )
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     publish = commands.add_parser("publish", help="publish one event to a running hub")
@@ -84,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "host": args.host,
                 "port": args.port,
                 "backplane": args.backplane,
+                "profile": args.profile,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
             },

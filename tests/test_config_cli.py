@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 import pytest
 
-from hub.config import Config
+from hub.config import PROFILES, Config
 from tests.backplane_rig import delete_stream, nats_settings
 from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
 from tests.helpers import RawSocket
@@ -121,10 +121,15 @@ async def test_config_toml_in_working_directory(spawn: Any, tmp_path: Path) -> N
 
 
 def test_shipped_config_documents_every_key() -> None:
-    """config.toml at the repository root sets every setting, each under a comment."""
+    """config.toml at the repository root sets every setting, each under a comment; those a
+    profile sets are shown commented out with the public profile's value (set there, they
+    would win over any profile)."""
     text = (ROOT / "config.toml").read_text()
     table = tomllib.loads(text)
-    assert set(table) == set(Config.keys())
+    public = PROFILES["public"]
+    assert set(table) == set(Config.keys()) - set(public)
+    for key, value in public.items():
+        assert re.search(rf"^# {key} = {value:g}$", text, re.MULTILINE), key
     lines = text.splitlines()
     for key in table:
         (index,) = [i for i, line in enumerate(lines) if re.match(rf"{key}\s*=", line)]

@@ -299,13 +299,13 @@ def test_every_limit_key_from_the_environment() -> None:
 
 
 @pytest.mark.any_backplane
-async def test_the_attack_of_the_issue_with_the_defaults(
+async def test_the_attack_of_the_issue_with_the_public_profile(
     make_hub: MakeHub, client_at: Callable[[str], aiohttp.ClientSession]
 ) -> None:
     """One anonymous address opening 100 streams of 100 new channels each (which filled
-    max_channels before): with the shipped defaults it brings 1000 channels into being and is
+    max_channels before): with the public profile it brings 1000 channels into being and is
     refused the rest, politely; another address still subscribes to new channels."""
-    hub = await make_hub()
+    hub = await make_hub(profile="public", subscribe_rate=0)
     config = hub.config
     assert (config.max_channels, config.max_client_channels) == (10000, 1000)
     attacker = client_at("127.0.0.3")

@@ -24,6 +24,7 @@ from hub.events import Draft, InvalidInput, check_channel, check_event_name, enc
 from hub.grants import Patterns
 from hub.hub import Hub
 from hub.limits import TokenBuckets
+from hub.refusals import Refusals
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
@@ -156,13 +157,13 @@ async def _publish(
 
 
 class _TooFast(InvalidInput):
-    """Over ``publish_rate``: 429, with the seconds until the bucket allows it again."""
+    """Over a publish rate: 429, with the seconds until the bucket allows it again."""
 
-    def __init__(self, wait: float, config: Config) -> None:
+    def __init__(self, wait: float, setting: str, rate: float, burst: int) -> None:
         super().__init__(
-            f"too many events from this publisher: the limit (publish_rate) is "
-            f"{config.publish_rate:g} a second, in bursts of up to {config.publish_burst} "
-            f"(publish_burst); retry in {wait:.1f} s",
+            f"too many events from this publisher: the limit ({setting}) is {rate:g} a second, "
+            f"in bursts of up to {burst} ({setting.replace('rate', 'burst')}); "
+            f"retry in {wait:.1f} s",
             status=429,
         )
         self.retry_after = wait
@@ -176,12 +177,17 @@ def _retry_after(problem: InvalidInput) -> dict[str, str]:
 
 class Publishers:
     """Who may publish, and how fast: one per app, shared by every publish route, so a
-    token's (or an address's) ``publish_rate`` counts its events on all of them."""
+    token's (or an address's) ``publish_rate`` counts its events on all of them. A token
+    whose ``publish_tokens`` entry has its own ``rate`` has its own bucket (``publish_limits``)."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._addresses = ClientAddresses(config.trusted_proxies)
         self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
+        self._own = publish_limits(config)
+        #: no rate anywhere: nothing to look up per publish
+        self._limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
+        self._refusals = Refusals(config)
         #: any scoped token: only then is the (slower) scope lookup needed
         self.scoped = any(token.channels is not None for token in config.publish_tokens)
 
@@ -195,13 +201,36 @@ class Publishers:
 
     def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
-        return self._rate.take(token or self._addresses.of(request), events)
+        if not self._limited:
+            return 0.0
+        own = self._own.get(token) if token is not None else None
+        buckets = self._rate if own is None else own[0]
+        return buckets.take(token or self._addresses.of(request), events)
 
     def spend(self, request: web.Request, token: str | None, events: int) -> None:
-        """``wait``, refusing with 429 instead of waiting."""
+        """``wait``, refusing with 429 (and a log line, hub.refusals) instead of waiting."""
         wait = self.wait(request, token, events)
         if wait:
-            raise _TooFast(wait, self._config)
+            config = self._config
+            own = self._own.get(token) if token is not None else None
+            setting, rate, burst = ("publish_rate", config.publish_rate, config.publish_burst)
+            if own is not None:
+                setting, rate, burst = own[1], own[0].rate, own[0].burst
+            limit = f"{rate:g} events a second, {burst} at once"
+            client = self._addresses.of(request)
+            self._refusals.refused(client, setting, "a publish", limit)
+            raise _TooFast(wait, setting, rate, burst)
+
+
+def publish_limits(config: Config) -> dict[str, tuple[TokenBuckets, str]]:
+    """The tokens with a ``rate`` of their own: their bucket and the setting's name as the
+    operator wrote it (``publish_tokens[2].rate``), for the 429 and the log line."""
+    own = {}
+    for index, token in enumerate(config.publish_tokens):
+        if token.rate is not None:
+            burst = token.burst or max(1, math.ceil(2 * token.rate))
+            own[str(token)] = (TokenBuckets(token.rate, burst), f"publish_tokens[{index}].rate")
+    return own
 
 
 def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
