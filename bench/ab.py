@@ -106,7 +106,9 @@ def report(
     for row in rows_for(plan):
         if row.scenario not in scenarios or "lost" in row.label:
             continue
-        pairs = [(_value(row, b), _value(row, h)) for b, h in zip(runs[base], runs[head])]
+        pairs = [
+            (_value(row, b), _value(row, h)) for b, h in zip(runs[base], runs[head], strict=True)
+        ]
         pairs = [(b, h) for b, h in pairs if b is not None and h is not None]
         if not pairs:
             continue

@@ -16,17 +16,30 @@ budgeted line). What is lost then is only the JSON body of those 400s: aiohttp a
 ``text/plain``. One INFO line at start says so. tests/test_compat_aiohttp.py asserts the shape
 on the installed aiohttp (so an upgrade that breaks it fails CI) and runs a real hub both ways.
 
-What it costs (not a saving but a behaviour; same-run A/B, ``python -m bench.ab --base .
---base-env SSEHUB_PUBLIC_API_ONLY=handler --scenarios idle,publish --repeat 3``): idle RSS per
-subscriber and publish req/s within the run-to-run spread (figures in ``bench/README.md``).
+Each connection's queue of parsed requests (``RequestHandler._messages``, a deque of 760 bytes)
+is replaced by a list (``lighter_queue``): memory per idle subscriber. ``queue_swap_fits()``
+reads aiohttp's source once per process and allows it only if aiohttp uses the queue in ways the
+list supports; otherwise (or with ``pipeline`` in ``SSEHUB_PUBLIC_API_ONLY``) the deque stays.
 
-Dropped (measured 2026-12, same run, below the 3 % bar): replacing the connection's request
-queue (``RequestHandler._messages``, a deque) by a list. See ``bench/README.md``.
+Same-run A/B figures (``python -m bench.ab``: a fresh hub per run, runs interleaved; 10,000
+idle subscribers on one channel, RSS growth per subscriber; 2026-12-07, 2-core shared machine):
+
+- the lighter queue (``lighter_queue``, ``RequestHandler._messages``; 4 runs each, ``--base .
+  --base-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle --idle-sizes 10000 --repeat 4``):
+  9.75 KiB with it, 10.43 KiB without, ratio 0.935 [0.933-0.937], run-to-run spread 0.2 %:
+  6.5 % saved, so it stays (the bar is 3 %).
+- the handler class (``HandlerRunner``; 3 runs each, both without the lighter queue, ``--base-env
+  SSEHUB_PUBLIC_API_ONLY=1 --head-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle,publish``):
+  10.41 vs 10.41 KiB per idle subscriber (ratio 1.000); publish rates within their spread (which
+  was 80-200 % on the busy machine). It is a behaviour (the JSON 400 and its log line), not a
+  saving, and no per-request code path differs.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -34,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 __all__ = [
     "PUBLIC_API_ONLY_ENV",
@@ -42,6 +55,8 @@ __all__ = [
     "handler_swap_fits",
     "lighter_queue",
     "public_api_only",
+    "queue_swap_fits",
+    "uses_of_the_queue",
 ]
 
 log = logging.getLogger("hub.http")
@@ -127,7 +142,10 @@ class HandlerRunner(web.AppRunner):
 
 
 class _Pipeline(list[Any]):
-    """The queue of parsed requests waiting on a connection, as a list rather than a deque."""
+    """The queue of parsed requests waiting on a connection, as a list rather than a deque:
+    a deque allocates a 64-slot block up front (760 bytes, held by every connection for its
+    whole life, so by every idle subscriber) when a connection almost never holds more than one
+    request; a list starts at 56 bytes, and ``pop(0)`` of a few items costs nothing."""
 
     __slots__ = ()
 
@@ -135,9 +153,55 @@ class _Pipeline(list[Any]):
         return self.pop(0)
 
 
+#: How aiohttp may use its queue besides calling methods the list has: ``len()``, a truth test.
+_READS = (ast.UnaryOp, ast.BoolOp, ast.If, ast.While, ast.Compare, ast.IfExp, ast.Assert)
+
+
+def uses_of_the_queue() -> list[tuple[int, str]]:
+    """Every use of ``self._messages`` in aiohttp's connection handler, as (line, how): a
+    method name (``.append``), ``len()``, ``truth``, ``assigned`` or ``? <node>`` (anything
+    else). Empty if the source cannot be read."""
+    try:
+        tree = ast.parse(inspect.getsource(web_protocol))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    uses = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr == "_messages"):
+            continue
+        parent = parents[node]
+        if isinstance(parent, ast.Attribute):
+            uses.append((node.lineno, f".{parent.attr}"))
+        elif isinstance(parent, ast.Call) and getattr(parent.func, "id", None) == "len":
+            uses.append((node.lineno, "len()"))
+        elif isinstance(parent, ast.AnnAssign | ast.Assign) and node is not parent.value:
+            uses.append((node.lineno, "assigned"))
+        elif isinstance(parent, _READS):
+            uses.append((node.lineno, "truth"))
+        else:
+            uses.append((node.lineno, f"? {type(parent).__name__}"))
+    return uses
+
+
+@functools.cache
+def queue_swap_fits() -> bool:
+    """Whether aiohttp keeps its queue in ``_messages`` (assigned, a deque in a fresh handler)
+    and uses it only as ``_Pipeline`` allows: methods the list has, ``len()``, truth tests
+    (read from aiohttp's source once per process, ~10 ms)."""
+    uses = uses_of_the_queue()
+    if not any(how == "assigned" for _, how in uses):
+        return False
+    allowed = ("len()", "truth", "assigned")
+    return all(
+        hasattr(_Pipeline, how[1:]) if how.startswith(".") else how in allowed for _, how in uses
+    )
+
+
 def lighter_queue(handler: web.RequestHandler) -> None:
-    """Replace the connection's (empty) request deque by a list (``_messages``, private)."""
-    if public_api_only("pipeline"):
+    """Replace a new connection's (empty) request deque by a ``_Pipeline`` (``_messages``,
+    private), when ``queue_swap_fits()``; else leave aiohttp's deque."""
+    if public_api_only("pipeline") or not queue_swap_fits():
         return
     queue = getattr(handler, "_messages", None)
     if type(queue) is deque and not queue:
