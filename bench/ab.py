@@ -50,16 +50,21 @@ _CLEARED = ("SSEHUB_PUBLIC_API_ONLY",)
 
 
 def checkout(base: str, into: Path) -> Path:
-    """``base`` as a directory with ``hub/``: itself if it is one, else the git revision
-    ``base`` of this repository extracted into ``into``."""
-    path = Path(base)
-    if (path / "hub/__main__.py").exists() and base not in ("HEAD",):
-        return path.resolve()
+    """``base`` as a directory with ``hub/``: the git revision ``base`` of this repository
+    extracted into ``into`` if it names one, else ``base`` itself as a directory."""
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not rev:
+        path = Path(base).resolve()
+        if not (path / "hub/__main__.py").exists():
+            raise SystemExit(f"--base {base!r} is neither a git revision nor a checkout")
+        return path
     into.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", base],
-        check=True,
-        capture_output=True,
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
