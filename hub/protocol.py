@@ -23,6 +23,7 @@ fallback: aiohttp's own handler, whose lines ``_ShortLines`` turns into the same
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -136,6 +137,7 @@ class _ShortLines(logging.Filter):
         left_out, _budget.left_out = _budget.left_out, 0
         more = f" ({left_out} more left out)" if left_out else ""
         peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        peer = peer if isinstance(peer, str) and _is_address(peer) else "?"
         record.msg, record.args = (
             "answered %d (%s) to %s%s",
             (status, type(exc).__name__, peer, more),
@@ -143,6 +145,15 @@ class _ShortLines(logging.Filter):
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text = None, None
         return True
+
+
+def _is_address(text: str) -> bool:
+    """Only an IP address goes into the line (aiohttp's message could change to quote more)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 #: aiohttp's handler option ``logger`` when it is aiohttp's own handler that runs.
