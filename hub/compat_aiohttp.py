@@ -17,15 +17,16 @@ budgeted line). What is lost then is only the JSON body of those 400s: aiohttp a
 on the installed aiohttp (so an upgrade that breaks it fails CI) and runs a real hub both ways.
 
 Each connection's queue of parsed requests (``RequestHandler._messages``, a deque of 760 bytes)
-is replaced by a list (``lighter_queue``): memory per idle subscriber. ``queue_swap_fits()``
+is replaced by a list (``HandlerRunner.lighter``): memory per idle subscriber. ``queue_swap_fits()``
 reads aiohttp's source once per process and allows it only if aiohttp uses the queue in ways the
 list supports; otherwise (or with ``pipeline`` in ``SSEHUB_PUBLIC_API_ONLY``) the deque stays.
 
 Same-run A/B figures (``python -m bench.ab``: a fresh hub per run, runs interleaved; 10,000
 idle subscribers on one channel, RSS growth per subscriber; 2026-12-07, 2-core shared machine):
 
-- the lighter queue (``lighter_queue``, ``RequestHandler._messages``; 4 runs each, ``--base .
-  --base-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle --idle-sizes 10000 --repeat 4``):
+- the lighter queue (``HandlerRunner.lighter``, ``RequestHandler._messages``; 4 runs each,
+  ``--base . --base-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle --idle-sizes 10000
+  --repeat 4``):
   9.75 KiB with it, 10.43 KiB without, ratio 0.935 [0.933-0.937], run-to-run spread 0.2 %:
   6.5 % saved, so it stays (the bar is 3 %).
 - the handler class (``HandlerRunner``; 3 runs each, both without the lighter queue, ``--base-env
@@ -53,7 +54,6 @@ __all__ = [
     "PUBLIC_API_ONLY_ENV",
     "HandlerRunner",
     "handler_swap_fits",
-    "lighter_queue",
     "public_api_only",
     "queue_swap_fits",
     "uses_of_the_queue",
@@ -92,9 +92,11 @@ def handler_swap_fits() -> bool:
 
 class _Server(web.Server):
     """The server aiohttp made, with ``handler`` as its connection class (``__call__`` is the
-    public protocol factory every ``web.Server`` is)."""
+    public protocol factory every ``web.Server`` is), and the lighter queue if ``lighter``."""
 
-    def __init__(self, made: web.Server, handler: HandlerFactory, options: dict[str, Any]) -> None:
+    def __init__(
+        self, made: web.Server, handler: HandlerFactory, options: dict[str, Any], lighter: bool
+    ) -> None:
         self._loop_of_handlers = asyncio.get_running_loop()
         super().__init__(
             made.request_handler,
@@ -105,9 +107,13 @@ class _Server(web.Server):
         )
         self._handler = handler
         self._options = dict(options)
+        self._lighter = lighter
 
     def __call__(self) -> web.RequestHandler:
-        return self._handler(self, loop=self._loop_of_handlers, **self._options)
+        connection = self._handler(self, loop=self._loop_of_handlers, **self._options)
+        if self._lighter:
+            _lighter_queue(connection)
+        return connection
 
 
 class HandlerRunner(web.AppRunner):
@@ -131,6 +137,8 @@ class HandlerRunner(web.AppRunner):
             kwargs = {**kwargs, **fallback}
         super().__init__(app, **kwargs)
         self._handler = handler
+        #: whether connections get the lighter request queue (reads aiohttp's source, ~10 ms)
+        self.lighter = self.swapped and not public_api_only("pipeline") and queue_swap_fits()
 
     async def _make_server(self) -> web.Server:
         made = await super()._make_server()
@@ -138,7 +146,7 @@ class HandlerRunner(web.AppRunner):
         options = getattr(made, "_kwargs", None) if self.swapped else None
         if not isinstance(options, dict):
             return made
-        return _Server(made, self._handler, options)
+        return _Server(made, self._handler, options, self.lighter)
 
 
 class _Pipeline(list[Any]):
@@ -198,11 +206,9 @@ def queue_swap_fits() -> bool:
     )
 
 
-def lighter_queue(handler: web.RequestHandler) -> None:
+def _lighter_queue(connection: web.RequestHandler) -> None:
     """Replace a new connection's (empty) request deque by a ``_Pipeline`` (``_messages``,
-    private), when ``queue_swap_fits()``; else leave aiohttp's deque."""
-    if public_api_only("pipeline") or not queue_swap_fits():
-        return
-    queue = getattr(handler, "_messages", None)
+    private; the caller checked ``queue_swap_fits()``)."""
+    queue = getattr(connection, "_messages", None)
     if type(queue) is deque and not queue:
-        handler._messages = _Pipeline()  # type: ignore[assignment]
+        connection._messages = _Pipeline()  # type: ignore[assignment]

@@ -33,7 +33,7 @@ from aiohttp import web
 from aiohttp.web import RequestHandler
 
 from hub.clients import ClientAddresses
-from hub.compat_aiohttp import HandlerRunner, lighter_queue, queue_swap_fits
+from hub.compat_aiohttp import HandlerRunner
 
 __all__ = ["LOG_BURST", "LOG_WINDOW", "HubRunner", "LogBudget", "handler_args"]
 
@@ -86,7 +86,6 @@ class _Handler(RequestHandler):
         super().__init__(manager, **kwargs)
         #: the client address for the log line (trusted_proxies)
         self.addresses = addresses
-        lighter_queue(self)
 
     def handle_error(
         self,
@@ -168,7 +167,6 @@ class HubRunner(HandlerRunner):
     def __init__(self, app: web.Application, addresses: ClientAddresses, **kwargs: Any) -> None:
         handler = functools.partial(_Handler, addresses=addresses)
         super().__init__(app, handler, {"logger": _fallback_log}, **kwargs)
-        queue_swap_fits()  # reads aiohttp's source (~10 ms): now, not at the first connection
 
 
 def handler_args(idle_timeout: float) -> dict[str, Any]:

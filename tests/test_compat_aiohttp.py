@@ -131,5 +131,6 @@ async def test_each_switch_turns_its_trick_off_and_only_it(
     finally:
         await runner.cleanup()
     assert isinstance(runner, HandlerRunner) and runner.swapped == swapped
+    assert runner.lighter == (queue is not deque)
     assert swapped == (switch != "handler")
     assert (queue is deque) == (switch in ("pipeline", "handler")), queue
