@@ -24,11 +24,11 @@ list supports; otherwise (or with ``pipeline`` in ``SSEHUB_PUBLIC_API_ONLY``) th
 Same-run A/B figures (``python -m bench.ab``: a fresh hub per run, runs interleaved; 10,000
 idle subscribers on one channel, RSS growth per subscriber; 2026-12-07, 2-core shared machine):
 
-- the lighter queue (``HandlerRunner.lighter``, ``RequestHandler._messages``; 4 runs each,
+- the lighter queue (``HandlerRunner.lighter``, ``RequestHandler._messages``; 3 runs each,
   ``--base . --base-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle --idle-sizes 10000
-  --repeat 4``):
-  9.75 KiB with it, 10.43 KiB without, ratio 0.935 [0.933-0.937], run-to-run spread 0.2 %:
-  6.5 % saved, so it stays (the bar is 3 %).
+  --repeat 3``): 9.66 KiB with it, 10.41 KiB without, ratio 0.928 [0.928-0.930], run-to-run
+  spread 0.3 % (an earlier run, 4 each: 0.935 [0.933-0.937]): 7 % saved, so it stays (the bar
+  is 3 %).
 - the handler class (``HandlerRunner``; 3 runs each, both without the lighter queue, ``--base-env
   SSEHUB_PUBLIC_API_ONLY=1 --head-env SSEHUB_PUBLIC_API_ONLY=pipeline --scenarios idle,publish``):
   10.41 vs 10.41 KiB per idle subscriber (ratio 1.000); publish rates within their spread (which
