@@ -110,6 +110,8 @@ class ServerSpec:
     stop_grace: float = 5.0
     #: The checkout a hub runs from (this one by default; see ``BASE_ENV``).
     root: Path = REPO
+    #: Extra environment of every process of this server (``bench.ab``'s ``--base-env``).
+    env: tuple[tuple[str, str], ...] = ()
 
     def unavailable(self) -> str | None:
         """Why this server cannot run here, or None if it can; builds the floor and
@@ -226,7 +228,7 @@ class Server:
         taskset = shutil.which("taskset")
         if self.cores is not None and taskset:
             cmd = [taskset, "-c", ",".join(map(str, sorted(self.cores))), *cmd]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(self.spec.env), **self.env}
         if self.spec.root != REPO:
             env["PYTHONPATH"] = str(self.spec.root)
         with self.log_path.open("wb") as log:

@@ -1,50 +1,23 @@
-"""``hub.protocol`` swaps aiohttp's per-connection request queue (a deque) for a list.
+"""``hub.compat_aiohttp`` swaps aiohttp's per-connection request queue (a deque) for a list.
 
-That is a private attribute of ``aiohttp.web_protocol.RequestHandler`` (760 bytes per
-connection saved, so per idle subscriber). The aiohttp minor is pinned in pyproject.toml; before
-raising the pin, these tests say whether the new release still uses the queue only in ways the
-list supports, and the real server (``python -m hub serve``, the only one that uses
+That is a private attribute of ``aiohttp.web_protocol.RequestHandler`` (~0.7 KiB per
+connection saved, so per idle subscriber). The hub checks the shape at start and keeps the deque
+if it does not fit; these tests say in CI whether a new release still uses the queue only in
+ways the list supports, and the real server (``python -m hub serve``, the only one that uses
 ``hub.protocol``) still answers pipelined requests in order.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import inspect
 import re
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web_protocol
 
-from hub.protocol import _Pipeline
+from hub.compat_aiohttp import _Pipeline
+from hub.compat_aiohttp import uses_of_the_queue as _uses_of_the_queue
 from tests.processes import HubProcess
-
-#: What aiohttp may do with ``self._messages`` besides calling these methods on it.
-_READS = (ast.Call, ast.UnaryOp, ast.BoolOp, ast.If, ast.While, ast.Compare)
-
-
-def _uses_of_the_queue() -> list[tuple[int, str]]:
-    """Every use of ``self._messages`` in aiohttp's connection handler: (line, how)."""
-    tree = ast.parse(inspect.getsource(web_protocol))
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    uses = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Attribute) and node.attr == "_messages"):
-            continue
-        parent = parents[node]
-        if isinstance(parent, ast.Attribute):
-            uses.append((node.lineno, f".{parent.attr}"))
-        elif isinstance(parent, ast.Call) and getattr(parent.func, "id", None) == "len":
-            uses.append((node.lineno, "len()"))
-        elif isinstance(parent, ast.AnnAssign | ast.Assign):
-            uses.append((node.lineno, "assigned"))
-        elif isinstance(parent, _READS):
-            uses.append((node.lineno, "truth"))
-        else:
-            uses.append((node.lineno, f"? {type(parent).__name__}"))
-    return uses
 
 
 @pytest.mark.any_backplane
