@@ -33,9 +33,9 @@ from aiohttp.test_utils import TestServer
 from hub.app import HUB, create_app
 from hub.config import Config, load
 from hub.hub import Hub
-from tests.backplane_rig import delete_stream, nats_settings
-from tests.nats_server import NatsServer
-from tests.sse_client import Stream, open_stream
+from tests.support.backplane_rig import delete_stream, nats_settings
+from tests.support.nats_server import NatsServer
+from tests.support.sse_client import Stream, open_stream
 
 REDIS_URL = os.environ.get("SSEHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BACKPLANES = ("memory", "redis", "nats")

@@ -20,7 +20,7 @@ import pytest
 from hub.events import MAX_DATA_DEPTH
 from hub.protocol import LOG_BURST
 from tests.conftest import HubServer, MakeHub
-from tests.processes import HubProcess
+from tests.support.processes import HubProcess
 
 TOKEN = "holes-token-0123456789abcdef"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import HubServer
-from tests.helpers import publish_batch
+from tests.support.helpers import publish_batch
 
 
 async def test_a_batch_retried_with_its_key_but_another_body_gets_the_first_receipt(

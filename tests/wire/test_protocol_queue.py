@@ -1,0 +1,96 @@
+"""``hub.protocol`` swaps aiohttp's per-connection request queue (a deque) for a list.
+
+That is a private attribute of ``aiohttp.web_protocol.RequestHandler`` (760 bytes per
+connection saved, so per idle subscriber). The aiohttp minor is pinned in pyproject.toml; before
+raising the pin, these tests say whether the new release still uses the queue only in ways the
+list supports, and the real server (``python -m hub serve``, the only one that uses
+``hub.protocol``) still answers pipelined requests in order.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web_protocol
+
+from hub.protocol import _Pipeline
+from tests.support.processes import HubProcess
+
+#: What aiohttp may do with ``self._messages`` besides calling these methods on it.
+_READS = (ast.Call, ast.UnaryOp, ast.BoolOp, ast.If, ast.While, ast.Compare)
+
+
+def _uses_of_the_queue() -> list[tuple[int, str]]:
+    """Every use of ``self._messages`` in aiohttp's connection handler: (line, how)."""
+    tree = ast.parse(inspect.getsource(web_protocol))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    uses = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr == "_messages"):
+            continue
+        parent = parents[node]
+        if isinstance(parent, ast.Attribute):
+            uses.append((node.lineno, f".{parent.attr}"))
+        elif isinstance(parent, ast.Call) and getattr(parent.func, "id", None) == "len":
+            uses.append((node.lineno, "len()"))
+        elif isinstance(parent, ast.AnnAssign | ast.Assign):
+            uses.append((node.lineno, "assigned"))
+        elif isinstance(parent, _READS):
+            uses.append((node.lineno, "truth"))
+        else:
+            uses.append((node.lineno, f"? {type(parent).__name__}"))
+    return uses
+
+
+@pytest.mark.any_backplane
+def test_aiohttp_uses_its_queue_only_as_the_list_allows() -> None:
+    """Method calls the list has, len() and truth tests; nothing else (no indexing, no
+    passing it on, no other deque method)."""
+    uses = _uses_of_the_queue()
+    assert any(how == "assigned" for _, how in uses), "RequestHandler no longer has _messages"
+    for line, how in uses:
+        if how.startswith("."):
+            assert hasattr(_Pipeline, how[1:]), f"web_protocol.py:{line} calls {how}"
+        else:
+            assert how in ("len()", "truth", "assigned"), f"web_protocol.py:{line}: {how}"
+
+
+@pytest.mark.any_backplane
+def test_the_list_is_a_fifo() -> None:
+    queue = _Pipeline()
+    queue.append(1)
+    queue.append(2)
+    assert (len(queue), queue.popleft(), queue.popleft(), bool(queue)) == (2, 1, 2, False)
+
+
+@pytest.fixture
+async def hub_process() -> AsyncIterator[HubProcess]:
+    process = await HubProcess.spawn(env={"HUB_PORT": "0", "HUB_DEMO_JOBS": "false"})
+    try:
+        yield await process.started()
+    finally:
+        await process.stop()
+
+
+@pytest.mark.any_backplane
+async def test_pipelined_requests_are_answered_in_order(hub_process: HubProcess) -> None:
+    """Three requests in one write on one connection: three answers, in order."""
+    requests = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub_process.port)
+    try:
+        writer.write(requests)
+        async with asyncio.timeout(10):
+            answers = await reader.read()
+    finally:
+        writer.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answers)  # the bodies end without a newline
+    assert statuses == [b"200", b"404", b"200"]
