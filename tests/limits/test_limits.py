@@ -153,8 +153,8 @@ async def test_burst_of_subscribers_is_served(make_hub: MakeHub, backplane: str)
     """250 subscribers arriving at once, each on a channel of its own, all get a live stream:
     none is turned away as if the backplane were down (with Redis, they wait for a pooled
     connection instead of failing), and a publish to the last channel reaches its subscriber.
-    They all come from 127.0.0.1, so the per-address rate limit (tests/test_rate_limits.py) is
-    turned off: it is the backplane's burst that is under test here."""
+    They all come from 127.0.0.1, so the per-address rate limit (tests/limits/test_rate_limits.py)
+    is turned off: it is the backplane's burst that is under test here."""
     hub = await make_hub(subscribe_rate=0)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         streams = await asyncio.gather(

@@ -2,7 +2,7 @@
 scoped publish tokens, /channels hiding, and deleting a channel; on every backplane.
 
 Cross-process behaviour (a ticket spent on another process, a deletion reaching every process)
-is in tests/test_private_cluster.py.
+is in tests/private/test_private_cluster.py.
 """
 
 from __future__ import annotations

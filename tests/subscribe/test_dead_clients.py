@@ -2,8 +2,9 @@
 ``tcp_user_timeout`` (default: twice the heartbeat), not after aiohttp-sse's 120 s.
 
 The vanishing happens inside a private network namespace (``unshare -n``, root only), whose own
-firewall drops that one connection's packets: tests/netns_probe.py runs a real hub process and
-the subscriber there and reports how long the release took. The host's network is untouched.
+firewall drops that one connection's packets: tests/support/netns_probe.py runs a real hub
+process and the subscriber there and reports how long the release took. The host's network is
+untouched.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Helpers for tests/test_backplane.py: a recording listener, backplanes built from settings,
-and a private redis-server for the tests that need to misconfigure one.
+"""Helpers for tests/backplane/test_backplane.py: a recording listener, backplanes built from
+settings, and a private redis-server for the tests that need to misconfigure one.
 
 Self-contained (no import of tests.conftest or hub.app), so the contract suite runs against
 the backplane package alone.

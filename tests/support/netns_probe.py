@@ -1,9 +1,9 @@
 """Run inside a private network namespace (``unshare -n``, as root): how long a hub takes to
 release a subscriber whose network vanished without a FIN or RST.
 
-Used by tests/test_dead_clients.py; never touches the host's own network: the namespace has only
-its own loopback, and the firewall rule that drops the subscriber's packets lives and dies with
-it. Prints one JSON line: ``{"released_after": seconds or null}``.
+Used by tests/subscribe/test_dead_clients.py; never touches the host's own network: the namespace
+has only its own loopback, and the firewall rule that drops the subscriber's packets lives and
+dies with it. Prints one JSON line: ``{"released_after": seconds or null}``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The web page as files: served at ``/`` and ``/jobs/<id>``, assets cached by version, a favicon,
 nothing private reachable, and a clear log line when there is no page to serve.
 
-(What the page does in a browser is tests/test_browser.py.)
+(What the page does in a browser is tests/web/test_browser.py.)
 """
 
 from __future__ import annotations
