@@ -24,7 +24,6 @@ MOVED = {
             "backplane_rig",
             "front",
             "helpers",
-            "live_hub",
             "nats_server",
             "netns_probe",
             "processes",
@@ -33,6 +32,7 @@ MOVED = {
             "tcp_proxy",
         )
     },
+    "tests.live_hub": "tests.support.hubs",  # running_hub, LiveHub
     # tests that other tests import things from
     "tests.test_browser": "tests.web.test_browser",
     "tests.test_limits": "tests.limits.test_limits",

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
-from tests.support.backplane_rig import delete_stream, nats_settings
+from tests.conftest import REDIS_URL
+from tests.support.hubs import hub_processes
 from tests.support.nats_server import NatsServer
 from tests.support.processes import HubProcess, dies_with_us
 from tests.support.sse_client import Message, Stream, open_stream
@@ -107,29 +106,18 @@ def own_store(tmp_path: Path, engine: str) -> Iterator[RedisServer | NatsServer]
 
 @pytest.fixture
 async def start_hubs(shared_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """``await start_hubs(n, url=..., **settings)`` starts n hub processes on one prefix (Redis)
-    or one stream (NATS); ``url`` defaults to the shared server."""
-    started: list[HubProcess] = []
-    prefix = redis_prefix(shared=shared_url == REDIS_URL)
-    tag = uuid.uuid4().hex[:12]
+    """``await start_hubs(n, url=..., **settings)`` starts n hub processes (the shipped
+    config.toml, as a user runs them) on one prefix (Redis) or one stream (NATS); ``url``
+    defaults to the shared server."""
+    async with hub_processes(shared_url) as make:
 
-    async def start(count: int, url: str = shared_url, **settings: str) -> list[HubProcess]:
-        env = {"HUB_BACKPLANE": url, "HUB_REDIS_PREFIX": prefix, "HUB_HEARTBEAT": "0.5"}
-        env |= {f"HUB_{key.upper()}": value for key, value in nats_settings(tag).items()}
-        env |= {"HUB_HOST": "127.0.0.1", "HUB_PORT": "0"}
-        env |= {f"HUB_{key.upper()}": value for key, value in settings.items()}
-        hubs = [await HubProcess.spawn(env=env) for _ in range(count)]
-        started.extend(hubs)
-        await asyncio.gather(*(hub.started() for hub in hubs))
-        return hubs
+        async def start(count: int, url: str = shared_url, **settings: str) -> list[HubProcess]:
+            made = (
+                make(config=None, backplane=url, heartbeat=0.5, **settings) for _ in range(count)
+            )
+            return list(await asyncio.gather(*made))
 
-    yield start
-    await asyncio.gather(*(hub.stop() for hub in started))
-    # on the shared server; a test's own server ends with its test
-    if shared_url == REDIS_URL:
-        await delete_prefix(prefix)
-    else:
-        await delete_stream(shared_url, nats_settings(tag)["nats_stream"])
+        yield start
 
 
 @pytest.fixture

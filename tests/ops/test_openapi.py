@@ -28,7 +28,7 @@ from hub.api.openapi import OPENAPI, STREAM_OPERATIONS
 from hub.app import create_app
 from hub.config import load
 from tests.conftest import HubServer
-from tests.support.live_hub import running_hub
+from tests.support.hubs import running_hub
 
 #: Holes schemathesis finds in today's hub, each with its strict xfail test in
 #: tests/test_proof_holes.py (remove the entry when that test starts passing):
@@ -95,17 +95,13 @@ def _failures(output: str) -> dict[str, set[str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_schemathesis_finds_no_5xx_and_nothing_outside_the_schema(
-    backplane: str, tmp_path: Path
+    backplane: str, backplane_url: str, tmp_path: Path
 ) -> None:
     """Every operation but the never-ending streams, every phase (examples, coverage, fuzzing,
     stateful), bounded by --max-examples and --max-time (the stateful phase would go on for
     minutes); the demo runner on, with room for many jobs."""
-    settings_ = {
-        "HUB_DEMO_JOBS": "true",
-        "HUB_MAX_DEMO_JOBS": "1000",
-        "HUB_DEMO_JOB_SECONDS": "0.5",
-    }
-    with running_hub(backplane, tracebacks_allowed=True, **settings_) as live:
+    settings_ = {"demo_jobs": "true", "max_demo_jobs": 1000, "demo_job_seconds": 0.5}
+    with running_hub(backplane_url, tracebacks_allowed=True, **settings_) as live:
         excluded = [arg for op in STREAM_OPERATIONS for arg in ("--exclude-operation-id", op)]
         run = subprocess.run(
             [
@@ -145,10 +141,10 @@ _header_values = st.text(
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_stream_routes_answer_a_stream_or_a_json_error(backplane: str) -> None:
+def test_stream_routes_answer_a_stream_or_a_json_error(backplane: str, backplane_url: str) -> None:
     """Arbitrary queries and Last-Event-ID headers on the three stream routes: the answer is a
     stream that starts with its retry hint, or a 4xx the document lists, as JSON {"error"}."""
-    hub = running_hub(backplane, HUB_SUBSCRIBE_RATE="0")  # many streams from one address
+    hub = running_hub(backplane_url, subscribe_rate=0)  # many streams from one address
     with hub as live, httpx.Client(base_url=live.url, timeout=20) as client:
 
         @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,8 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
+from tests.conftest import REDIS_URL
+from tests.support.hubs import hub_processes
 from tests.support.processes import HubProcess
 from tests.support.sse_client import Stream, open_stream
 
@@ -26,24 +27,19 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def hubs() -> AsyncIterator[Callable[..., Any]]:
-    started: list[HubProcess] = []
-    prefix = redis_prefix()
+    """``await hubs(n)``: n hub processes (the shipped config.toml plus these settings) on one
+    prefix of the shared Redis."""
+    settings = {
+        "heartbeat": 0.5, "log_level": "debug", "private_channels": "user/*,private/*",
+        "subscribe_jwt_secret": SECRET, "publish_tokens": TOKEN,
+    }  # fmt: skip
+    async with hub_processes(REDIS_URL) as make:
 
-    async def start(count: int) -> list[HubProcess]:
-        env = {
-            "HUB_BACKPLANE": REDIS_URL, "HUB_REDIS_PREFIX": prefix, "HUB_HEARTBEAT": "0.5",
-            "HUB_HOST": "127.0.0.1", "HUB_PORT": "0", "HUB_LOG_LEVEL": "debug",
-            "HUB_PRIVATE_CHANNELS": "user/*,private/*", "HUB_SUBSCRIBE_JWT_SECRET": SECRET,
-            "HUB_PUBLISH_TOKENS": TOKEN,
-        }  # fmt: skip
-        made = [await HubProcess.spawn(env=env) for _ in range(count)]
-        started.extend(made)
-        await asyncio.gather(*(hub.started() for hub in made))
-        return made
+        async def start(count: int) -> list[HubProcess]:
+            made = (make(config=None, **settings) for _ in range(count))
+            return list(await asyncio.gather(*made))
 
-    yield start
-    await asyncio.gather(*(hub.stop() for hub in started))
-    await delete_prefix(prefix)
+        yield start
 
 
 @pytest.fixture

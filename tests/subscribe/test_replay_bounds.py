@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import REDIS_URL, MakeHub, delete_prefix, redis_prefix
-from tests.support.backplane_rig import delete_stream, nats_settings
+from tests.conftest import MakeHub, MakeHubProcess
 from tests.support.helpers import RawSocket, eventually, metrics, publish_batch
 from tests.support.processes import HubProcess
 
@@ -37,35 +34,19 @@ def _rss(pid: int) -> int:
 
 
 @pytest.fixture
-async def big_hub(backplane: str, backplane_url: str) -> AsyncIterator[HubProcess]:
-    env = {
-        "HUB_PORT": "0",
-        "HUB_HEARTBEAT": "1",  # a replay that makes no progress for 1 s is cut off
+async def big_hub(backplane: str, make_hub_process: MakeHubProcess) -> HubProcess:
+    return await make_hub_process(
+        heartbeat=1,  # a replay that makes no progress for 1 s is cut off
         # the kernel's own cut-off (TCP_USER_TIMEOUT, also on a zero window) well after the
         # hub's, so this tests the hub's rule
-        "HUB_TCP_USER_TIMEOUT": "60",
-        "HUB_MAX_PENDING_BYTES": "262144",
-        "HUB_MAX_EVENT_BYTES": "65536",
-        "HUB_MAX_BODY_BYTES": str(8 << 20),
-        "HUB_HISTORY_SIZE": "1000",
-        "HUB_CLOCKS": "",
-        "HUB_DEMO_JOBS": "false",
-    }
-    prefix = redis_prefix(shared=backplane == "redis")
-    if backplane == "redis":
-        env |= {"HUB_BACKPLANE": REDIS_URL, "HUB_REDIS_PREFIX": prefix}
-    nats = nats_settings(uuid.uuid4().hex[:12])
-    if backplane == "nats":
-        env |= {"HUB_BACKPLANE": backplane_url} | {f"HUB_{k.upper()}": v for k, v in nats.items()}
-    hub = await HubProcess.spawn("--config", "/dev/null", env=env)
-    try:
-        yield await hub.started()
-    finally:
-        await hub.stop()
-        if backplane == "redis":
-            await delete_prefix(prefix)
-        if backplane == "nats":
-            await delete_stream(backplane_url, nats["nats_stream"])
+        tcp_user_timeout=60,
+        max_pending_bytes=262144,
+        max_event_bytes=65536,
+        max_body_bytes=8 << 20,
+        history_size=1000,
+        clocks="",
+        demo_jobs="false",
+    )
 
 
 async def _dropped(session: aiohttp.ClientSession, url: str) -> float:

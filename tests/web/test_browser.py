@@ -4,260 +4,46 @@ Each test runs real hub processes (``python -m hub serve``, as a user starts it)
 and fails on any console error, uncaught page error, failed request or HTTP error response of
 the page, except inside a declared outage (``async with page.away()``), where the browser's own
 "Failed to load resource: net::ERR_..." lines for its reconnection attempts are expected.
+The fixtures are in tests/web/conftest.py, the helpers in tests/support/browser.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import orjson
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
+from playwright.async_api import Page
 
-from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
-from tests.support.processes import ROOT, HubProcess, dies_with_us
+from tests.support.browser import (
+    WAIT_MS,
+    OpenPage,
+    StartHub,
+    channel_live,
+    console_data,
+    done_event,
+    gauge,
+    one_connection,
+    publish,
+    shown,
+    state_is,
+    subscribers_of,
+    wait_for,
+    watch_in_console,
+)
+from tests.support.processes import ROOT, dies_with_us
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Fast reconnects and fast jobs; no config file, so the shipped config.toml cannot change them.
-SETTINGS = {
-    "HUB_HOST": "127.0.0.1",
-    "HUB_PORT": "0",
-    "HUB_CONFIG": "/dev/null",
-    "HUB_RETRY": "300",
-    "HUB_DEMO_JOBS": "true",
-    "HUB_DEMO_JOB_SECONDS": "1.5",
-}
-WAIT_MS = 8000  # the longest any single page condition may take
 WORKER = ROOT / "examples" / "job_worker.py"
-
-StartHub = Callable[..., Awaitable[HubProcess]]
-
-
-@dataclass
-class WatchedPage:
-    """A page, and everything that went wrong on it (console errors, failed requests...)."""
-
-    page: Page
-    problems: list[str] = field(default_factory=list)
-    outage: bool = False
-
-    @contextlib.asynccontextmanager
-    async def away(self) -> AsyncIterator[None]:
-        """While the hub is unreachable, the browser's failed reconnection attempts are expected."""
-        self.outage = True
-        try:
-            yield
-        finally:
-            await self.page.evaluate("0")  # a round trip: what happened before has been reported
-            self.outage = False
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type != "error":
-            return
-        if self.outage and message.text.startswith("Failed to load resource: net::ERR_"):
-            return
-        self.problems.append(f"console error: {message.text} at {message.location}")
-
-    def on_request_failed(self, request: Request) -> None:
-        failure = request.failure or ""
-        # ERR_ABORTED: the page closed a stream itself (a new channel set, a reload)
-        if failure == "net::ERR_ABORTED" or (self.outage and failure.startswith("net::ERR_")):
-            return
-        self.problems.append(f"request failed: {request.method} {request.url}: {failure}")
-
-    def on_response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.problems.append(f"HTTP {response.status} for {response.url}")
-
-    def on_page_error(self, error: Exception) -> None:
-        self.problems.append(f"page error: {error}")
-
-
-OpenPage = Callable[..., Awaitable[WatchedPage]]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
-    """Open a URL in a fresh browser context; after the test, no page may have had a problem."""
-    watched: list[WatchedPage] = []
-
-    async def open_(url: str, **context_options: Any) -> WatchedPage:
-        context_options.setdefault("locale", "en-US")
-        context = await browser.new_context(**context_options)
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        entry = WatchedPage(page)
-        page.on("console", entry.on_console)
-        page.on("pageerror", entry.on_page_error)
-        page.on("requestfailed", entry.on_request_failed)
-        page.on("response", entry.on_response)
-        watched.append(entry)
-        await page.goto(url)
-        await shown(page)
-        return entry
-
-    yield open_
-    for entry in watched:
-        if not entry.page.is_closed():
-            await entry.page.evaluate("0")  # let the last events arrive before judging
-    problems = [problem for entry in watched for problem in entry.problems]
-    for entry in watched:
-        await entry.page.context.close()
-    assert not problems, "\n".join(problems)
-
-
-@pytest.fixture
-async def start_hub() -> AsyncIterator[StartHub]:
-    """Start ``python -m hub serve`` processes; each is stopped after the test."""
-    started: list[HubProcess] = []
-    prefixes: set[str] = set()  # on the shared Redis: deleted once the hubs are stopped
-
-    async def start(**settings: Any) -> HubProcess:
-        env = SETTINGS | {f"HUB_{key.upper()}": str(value) for key, value in settings.items()}
-        if settings.get("backplane") == REDIS_URL:
-            prefixes.add(settings["redis_prefix"])
-        process = await HubProcess.spawn(env=env)
-        started.append(process)
-        return await process.started()
-
-    yield start
-    for process in started:
-        await process.stop()
-    for prefix in prefixes:
-        await delete_prefix(prefix)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-async def shown(page: Page) -> None:
-    """Wait until the page shows what its URL says. "load" is not enough: the page's module
-    waits for the zone list before it makes its clocks, and "load" does not wait for that."""
-    await page.wait_for_selector("html[data-ready]", state="attached")
-
-
-async def publish(session: aiohttp.ClientSession, hub: HubProcess, channel: str, data: Any) -> str:
-    async with session.post(f"{hub.url}/channels/{channel}/events", json={"data": data}) as answer:
-        assert answer.status == 202, await answer.text()
-        return str((await answer.json())["id"])
-
-
-async def gauge(session: aiohttp.ClientSession, hub: HubProcess, name: str) -> float:
-    async with session.get(f"{hub.url}/metrics") as response:
-        for line in (await response.text()).splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} is not in /metrics")
-
-
-async def subscribers_of(session: aiohttp.ClientSession, hub: HubProcess) -> dict[str, int]:
-    async with session.get(f"{hub.url}/channels") as response:
-        return {c["name"]: c["subscribers"] for c in await response.json()}
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll the hub until ``check`` holds, for at most WAIT_MS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_MS / 1000
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {WAIT_MS / 1000} s")
-        await asyncio.sleep(0.05)
-
-
-async def one_connection(session: aiohttp.ClientSession, hub: HubProcess) -> None:
-    """The hub counts exactly one open event stream: the page's."""
-
-    async def single() -> bool:
-        return await gauge(session, hub, "hub_subscribers") == 1
-
-    await wait_for(single, "hub_subscribers 1")
-    await asyncio.sleep(0.3)  # and it stays so (no second stream opening)
-    assert await gauge(session, hub, "hub_subscribers") == 1
-
-
-async def state_is(page: Page, state: str) -> None:
-    await page.wait_for_selector(f'#status[data-state="{state}"]')
-
-
-async def console_data(page: Page, channel: str) -> list[str]:
-    """The data column of the console's rows for ``channel``, oldest first."""
-    rows: list[str] = await page.eval_on_selector_all(
-        f'#console-events tbody tr[data-channel="{channel}"]',
-        "rows => rows.map(row => row.cells[4].textContent)",
-    )
-    return rows[::-1]
-
-
-async def watch_in_console(page: Page, channel: str) -> None:
-    await page.fill("#console-channel", channel)
-    await page.click("#console-form button[type=submit]")
-    await page.wait_for_selector(f'#console-channels code:text-is("{channel}")')
-
-
-async def channel_live(
-    session: aiohttp.ClientSession, hub: HubProcess, channel: str, page: Page
-) -> None:
-    """Wait until the page's stream on ``channel`` is live, so a publish from now on reaches it.
-
-    The hub counts a stream in /channels as soon as it is registered, which is before it has
-    fixed where a stream without history starts (with Redis, a few round trips later): an event
-    published in between is, by design, not sent. The hub sends the response headers only once
-    the stream is live, so wait for the page's current connection, on that channel, to be open.
-    """
-
-    async def live() -> bool:
-        return (await subscribers_of(session, hub)).get(channel) == 1
-
-    await wait_for(live, f"a subscriber on {channel}")
-    await page.wait_for_function(
-        """(channel) => document.getElementById("status").dataset.state === "open"
-             && new URL(document.getElementById("conn-url").textContent, location.href)
-                  .searchParams.getAll("channel").includes(channel)""",
-        arg=channel,
-    )
-
 
 # -- clocks ----------------------------------------------------------------------------------
 
@@ -472,20 +258,6 @@ RECORD_PROGRESS = """() => {
 }"""
 
 
-async def done_event(session: aiohttp.ClientSession, hub: HubProcess, job_id: str) -> Any:
-    """The job's ``done`` data, read from the hub's history as any client would."""
-    url = f"{hub.url}/channels/job/{job_id}/events?from=start"
-    async with asyncio.timeout(5), session.get(url) as response:
-        event = ""
-        async for line in response.content:
-            text = line.decode().rstrip("\n")
-            if text.startswith("event: "):
-                event = text[7:]
-            elif text.startswith("data: ") and event == "done":
-                return orjson.loads(text[6:])
-    raise AssertionError("no done event")
-
-
 async def result_shown(page: Page) -> dict[str, str]:
     await page.wait_for_selector("#job-result:not([hidden])")
     shown: dict[str, str] = dict(
@@ -687,11 +459,8 @@ async def test_hub_restart_under_the_open_page(
 ) -> None:
     """The hub stops and a new one starts on the same port: the page shows "reconnecting", then
     carries on. With in-memory history the old ids mean nothing to the new hub, so the page gets
-    a reset; with Redis the new hub knows them and the page resumes without one."""
-    settings = {}
-    if backplane == "redis":
-        settings = {"backplane": REDIS_URL, "redis_prefix": redis_prefix()}
-    first = await start_hub(**settings)
+    a reset; with Redis or NATS the new hub knows them and the page resumes without one."""
+    first = await start_hub()
     port = urlsplit(first.url).port
     watched = await open_page(f"{first.url}/?clocks=Europe/London:1&watch=news")
     page = watched.page
@@ -702,7 +471,7 @@ async def test_hub_restart_under_the_open_page(
     async with watched.away():
         await first.stop()
         await state_is(page, "reconnecting")
-        second = await start_hub(port=port, **settings)
+        second = await start_hub(port=port)
         await state_is(page, "open")
 
     reset = '#console-events tr[data-kind="reset"]'

@@ -13,9 +13,7 @@ import orjson
 import pytest
 
 from hub.demo_answer import ANSWER_TEXT, tokens
-from tests.web.test_browser import OpenPage, StartHub, browser, open_page, session, start_hub
-
-__all__ = ["browser", "open_page", "session", "start_hub"]  # fixtures, used by name
+from tests.support.browser import OpenPage, StartHub
 
 pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
 

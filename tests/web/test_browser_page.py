@@ -7,20 +7,14 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.web.test_browser import (  # the fixtures and helpers of the page's tests
+from tests.support.browser import (
     OpenPage,
     StartHub,
-    browser,
     channel_live,
     console_data,
     done_event,
-    open_page,
     publish,
-    session,
-    start_hub,
 )
-
-__all__ = ["browser", "open_page", "session", "start_hub"]  # fixtures, used by name
 
 pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
 

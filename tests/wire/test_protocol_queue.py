@@ -13,12 +13,12 @@ import ast
 import asyncio
 import inspect
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web_protocol
 
 from hub.protocol import _Pipeline
+from tests.conftest import MakeHubProcess
 from tests.support.processes import HubProcess
 
 #: What aiohttp may do with ``self._messages`` besides calling these methods on it.
@@ -69,12 +69,8 @@ def test_the_list_is_a_fifo() -> None:
 
 
 @pytest.fixture
-async def hub_process() -> AsyncIterator[HubProcess]:
-    process = await HubProcess.spawn(env={"HUB_PORT": "0", "HUB_DEMO_JOBS": "false"})
-    try:
-        yield await process.started()
-    finally:
-        await process.stop()
+async def hub_process(make_hub_process: MakeHubProcess) -> HubProcess:
+    return await make_hub_process(demo_jobs="false")
 
 
 @pytest.mark.any_backplane

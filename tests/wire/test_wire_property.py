@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.support.live_hub import running_hub
+from tests.support.hubs import running_hub
 from tests.support.processes import dies_with_us
 from tests.support.sse_client import Message, Parser
 
@@ -174,14 +174,16 @@ def _read_live(stream: httpx.Response, count: int) -> tuple[bytes, list[Message]
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_three_parsers_rebuild_what_was_published(backplane: str, node: Node) -> None:
+def test_three_parsers_rebuild_what_was_published(
+    backplane: str, backplane_url: str, node: Node
+) -> None:
     """Every accepted event arrives, in order, with its name, its id and its data exactly as
     published (strings: line ends as LF), for three independent parsers; an event the hub
     cannot carry (a bad name, a lone surrogate, an integer out of range) is a 400, and
     anything else is accepted."""
     STATS = {"examples": 0, "accepted": 0, "refused": 0}
     # hundreds of streams from one address in a few seconds: the per-address rate is off here
-    hub = running_hub(backplane, HUB_SUBSCRIBE_RATE="0")
+    hub = running_hub(backplane_url, subscribe_rate=0)
     with hub as live, httpx.Client(base_url=live.url, timeout=10) as client:
         url = live.url
 
