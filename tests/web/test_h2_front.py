@@ -2,8 +2,9 @@
 
 What bites event streams behind a proxy, checked through the front with real processes:
 resume with Last-Event-ID, heartbeats, the slow-reader cut-off (delayed by the front's buffers,
-not lost), X-Accel-Buffering honoured even where buffering is on, HTTP/2 to clients, and that
-a request the front forwards is not "loopback" for publishing.
+not lost), X-Accel-Buffering honoured even where buffering is on, HTTP/2 to clients, that
+a request the front forwards is not "loopback" for publishing, and what the front is for:
+Chromium opens twenty EventSources on one origin through it, and six straight on the hub.
 """
 
 from __future__ import annotations
@@ -18,29 +19,21 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, Page
 
+from tests.conftest import MakeHubProcess
 from tests.support.front import Front, client_tls, run_front
 from tests.support.processes import ROOT, HubProcess, run_to_end
 from tests.support.sse_client import Stream, open_stream
 
 pytestmark = pytest.mark.any_backplane
 
-SETTINGS = {
-    "HUB_HOST": "127.0.0.1",
-    "HUB_PORT": "0",
-    "HUB_CONFIG": "/dev/null",
-    "HUB_HEARTBEAT": "0.5",
-    "HUB_MAX_PENDING_BYTES": "8192",
-}
+WAIT_MS = 10000  # the longest any single page condition may take
 
 
 @pytest.fixture
-async def hub_process() -> AsyncIterator[HubProcess]:
-    process = await HubProcess.spawn(env=SETTINGS)
-    try:
-        yield await process.started()
-    finally:
-        await process.stop()
+async def hub_process(make_hub_process: MakeHubProcess) -> HubProcess:
+    return await make_hub_process(heartbeat=0.5, max_pending_bytes=8192)
 
 
 @pytest.fixture
@@ -188,3 +181,63 @@ async def _metric(session: aiohttp.ClientSession, hub: HubProcess, name: str) ->
     found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
     assert found, f"{name} is not in /metrics"
     return float(found.group(1))
+
+
+# -- what the front is for: a browser's six connections per origin ----------------------------
+
+#: Opens one EventSource per channel and counts, per stream, "open" and messages received.
+OPEN_STREAMS = """(count) => {
+  window.streams = [];
+  for (let i = 0; i < count; i++) {
+    const entry = {open: false, received: 0};
+    const source = new EventSource(`/channels/many-${i}/events`);
+    source.onopen = () => { entry.open = true; };
+    source.onmessage = () => { entry.received += 1; };
+    entry.source = source;
+    window.streams.push(entry);
+  }
+}"""
+OPENED = "() => window.streams.filter((s) => s.open).length"
+RECEIVED = "() => window.streams.filter((s) => s.received > 0).length"
+PROTOCOL = "() => performance.getEntriesByType('navigation')[0].nextHopProtocol"
+STREAMS = 20
+
+
+async def open_twenty(browser: Browser, origin: str) -> Page:
+    # the front's certificate is self-signed
+    page = await (await browser.new_context(ignore_https_errors=True)).new_page()
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(f"{origin}/healthz")  # a same-origin document that opens no stream itself
+    await page.evaluate(OPEN_STREAMS, STREAMS)
+    return page
+
+
+async def publish_to_all(session: aiohttp.ClientSession, hub: HubProcess) -> None:
+    for i in range(STREAMS):
+        await publish(session, hub, f"many-{i}", str(i))
+
+
+@pytest.mark.browser
+async def test_twenty_event_sources_over_http2_but_six_over_http1(
+    browser: Browser, front: Front, hub_process: HubProcess, session: aiohttp.ClientSession
+) -> None:
+    """Chromium (Debian's) through the front: all 20 open and receive, over h2. Straight on the
+    hub, over HTTP/1.1, only 6 open: the browser's limit of connections per origin."""
+    page = await open_twenty(browser, front.url)
+    assert await page.evaluate(PROTOCOL) == "h2"
+    await page.wait_for_function(f"() => ({OPENED})() === {STREAMS}")
+    await publish_to_all(session, hub_process)
+    await page.wait_for_function(f"() => ({RECEIVED})() === {STREAMS}")
+    assert await _metric(session, hub_process, "hub_subscribers") == STREAMS
+    await page.context.close()
+
+    page = await open_twenty(browser, hub_process.url)
+    assert await page.evaluate(PROTOCOL) == "http/1.1"
+    await page.wait_for_function(f"() => ({OPENED})() === 6")
+    await publish_to_all(session, hub_process)
+    await page.wait_for_function(f"() => ({RECEIVED})() === 6")
+    await asyncio.sleep(1)  # and no seventh opens: the others wait for a free connection
+    assert await page.evaluate(OPENED) == 6
+    assert await page.evaluate(RECEIVED) == 6
+    assert await _metric(session, hub_process, "hub_subscribers") == 6
+    await page.context.close()
