@@ -3,18 +3,23 @@ subscribers.
 
 Over capacity a subscriber gets ``200`` + a jittered ``retry:`` + a clean end, never a 4xx/5xx
 (an EventSource gives up for good on those). A subscriber that stops reading is cut off once its
-unsent output passes ``max_pending_bytes``, without slowing anyone else.
+unsent output passes ``max_pending_bytes``, without slowing anyone else. A client that trickles
+its request or its body is cut off by ``idle_timeout`` / ``body_timeout``; a quiet stream is
+never idle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
 import aiohttp
 import pytest
 
 from tests.conftest import HubServer, MakeHub
 from tests.support.helpers import RawSocket, eventually, gauge, metrics, publish_batch
+from tests.support.raw_http import closed, exchange, json_error, port_of
 from tests.support.sse_client import Stream, open_stream
 
 
@@ -172,3 +177,71 @@ async def test_burst_of_subscribers_is_served(make_hub: MakeHub, backplane: str)
         assert (await streams[-1].next()).id == receipt["id"]
         for stream in streams:
             await stream.close()
+
+
+# -- slow clients: limits meant for idle connections, and what they must not cut ---------
+
+
+async def _trickle(port: int, data: bytes, every: float) -> float | None:
+    """Send ``data`` a byte at a time; the seconds after which the hub closed, or None."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        for byte in data:
+            try:
+                await loop.sock_sendall(sock, bytes([byte]))
+                async with asyncio.timeout(every):
+                    if await loop.sock_recv(sock, 1024) == b"":
+                        return time.monotonic() - started
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - started
+        return None
+    finally:
+        sock.close()
+
+
+@pytest.mark.any_backplane
+async def test_slowloris_is_cut_off(make_hub: MakeHub) -> None:
+    """Request headers sent a byte every 0.1 s hold the connection for idle_timeout at most."""
+    hub = await make_hub(idle_timeout=1)
+    headers = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60 + b"\r\n\r\n"
+    took = await _trickle(port_of(hub), headers, every=0.1)
+    assert took is not None, "the slow client kept its connection for the whole request"
+    assert took < 1 + 1.5, took
+
+
+@pytest.mark.any_backplane
+async def test_idle_keepalive_is_closed_but_streams_are_not(make_hub: MakeHub) -> None:
+    """idle_timeout closes a keep-alive connection with no request; a quiet event stream is not
+    idle (it is one long answer) and lives on past it."""
+    hub = await make_hub(idle_timeout=0.5, heartbeat=60)
+    stream = await hub.subscribe("/channels/quiet/events")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            await reader.readuntil(b"\r\n\r\n")
+            while await reader.read(65536):  # the rest of the answer, then the close
+                pass
+    finally:
+        await closed(writer)
+    await asyncio.sleep(1.0)
+    receipt = await hub.publish("quiet", "still here")
+    assert (await stream.next()).id == receipt["id"]
+
+
+@pytest.mark.any_backplane
+async def test_slow_body_is_408(make_hub: MakeHub) -> None:
+    """A publish body that does not arrive within body_timeout: 408 JSON naming the setting."""
+    hub = await make_hub(body_timeout=0.3)
+    request = (
+        b"POST /channels/c/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"data": '
+    )
+    error = json_error(await exchange(port_of(hub), request, timeout=15), 408)
+    assert "body_timeout" in error

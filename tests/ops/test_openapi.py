@@ -30,9 +30,9 @@ from hub.config import load
 from tests.conftest import HubServer
 from tests.support.hubs import running_hub
 
-#: Holes schemathesis finds in today's hub, each with its strict xfail test in
-#: tests/test_proof_holes.py (remove the entry when that test starts passing):
-#: (operation, the exception the hub logs).
+#: Holes schemathesis finds in today's hub, each with an ``xfail(strict=True)`` test in the tests
+#: of its subject (it fails today; the day it is fixed the strict xfail turns red, asking for the
+#: marker and this entry to go): (operation, the exception the hub logs). None is open.
 KNOWN_HOLES: set[tuple[str, str]] = set()
 #: aiohttp logs a traceback at ERROR for a request it cannot parse (a NUL in a header): the
 #: "log flood" hole of issue 11, fixed in the limits work; the answer itself is a 400.
@@ -175,3 +175,19 @@ def test_stream_routes_answer_a_stream_or_a_json_error(backplane: str, backplane
                     assert set(body) == {"error"} and isinstance(body["error"], str), body
 
         check()
+
+
+# -- holes the fuzzers found, each fixed and pinned here or in the tests of its subject ----
+
+
+@pytest.mark.parametrize("path", ["/assets/%0Ax", "/%0A", "/channels%0A", "/nothing/%0D%0A"])
+async def test_a_path_with_a_line_break_is_a_json_404(
+    hub: HubServer, backplane: str, path: str
+) -> None:
+    """The catch-all route took ``.*``, which stops at a newline, so such paths got aiohttp's
+    text/plain 404 instead of the JSON error every answer promises (found by schemathesis)."""
+    async with hub.session.get(f"{hub.url}{path}") as response:
+        assert response.status == 404
+        assert response.content_type == "application/json"
+        body = await response.json()
+        assert set(body) == {"error"} and "nothing at" in body["error"]

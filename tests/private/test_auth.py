@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import HubServer, MakeHub
 from tests.support.helpers import assert_next_is_marker, publish_batch
+from tests.support.raw_http import exchange, json_error, port_of
 
 TOKEN = "s3cret-token-0123456789"
 OTHER = "another-token-9876543210"
@@ -118,3 +119,15 @@ async def test_no_tokens_proxied_request_is_not_loopback(
     assert "loopback clients only (not through a proxy)" in answer["error"]
     status, answer = await publish_status(hub, {})
     assert status == 202, answer
+
+
+@pytest.mark.any_backplane
+async def test_non_utf8_token_is_403(make_hub: MakeHub) -> None:
+    """``Authorization: Bearer \\xff\\xfe`` is a wrong token (403 JSON), not a 500."""
+    hub = await make_hub(publish_tokens=[TOKEN])
+    request = (
+        b"POST /channels/c/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer \xff\xfe\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 11\r\n\r\n{"data": 1}'
+    )
+    assert json_error(await exchange(port_of(hub), request), 403) == "this token may not publish"

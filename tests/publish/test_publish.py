@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from hub.events import MAX_DATA_DEPTH
 from tests.conftest import HubServer, MakeHub
 from tests.support.helpers import assert_next_is_marker, metrics, position, publish_batch
 
@@ -484,3 +485,43 @@ async def test_concurrent_publishes_all_stored(hub: HubServer, backplane: str) -
     assert {m.id for m in got} == ids
     positions = [position(m.id) for m in got]
     assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("depth", [MAX_DATA_DEPTH + 1, 600, 1022])
+@pytest.mark.any_backplane
+async def test_deeply_nested_data_is_400(make_hub: MakeHub, depth: int) -> None:
+    """``data`` nested deeper than the encoder writes (but within what the parser reads) is a
+    400 naming the limit, single and in a batch, and nothing is published; at the limit: 202."""
+    hub = await make_hub()
+    nested = "[" * depth + "]" * depth
+    for path, body in (
+        ("/channels/c/events", f'{{"data": {nested}}}'),
+        ("/publish", f'[{{"channel": "c", "data": 1}}, {{"channel": "c", "data": {nested}}}]'),
+    ):
+        async with hub.session.post(
+            f"{hub.url}{path}", data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            answer = await response.json()
+            assert response.status == 400, answer
+            assert f"at most {MAX_DATA_DEPTH} levels" in answer["error"]
+    assert "events[1]" in answer["error"]
+    ok = "[" * MAX_DATA_DEPTH + "]" * MAX_DATA_DEPTH
+    await hub.publish("c", orjson.loads(ok))
+    async with hub.session.get(f"{hub.url}/channels") as response:
+        assert [c["name"] for c in await response.json() if not c["clock"]] == ["c"]
+
+
+async def test_a_batch_retried_with_its_key_but_another_body_gets_the_first_receipt(
+    hub: HubServer, backplane: str
+) -> None:
+    """The README: a retry with the same key returns the first receipt, whatever its body."""
+    key = {"Idempotency-Key": "batch-retry-1"}
+    first = await publish_batch(hub, [{"channel": "a", "data": 1}], headers=key)
+    async with hub.session.post(
+        f"{hub.url}/publish",
+        json=[{"channel": "a", "data": 1}, {"channel": "b", "data": 2}],
+        headers=key,
+    ) as response:
+        assert response.status == 202, await response.text()
+        assert response.headers["Idempotent-Replayed"] == "true"
+        assert await response.json() == first

@@ -418,3 +418,14 @@ async def test_resume_while_publishes_race(hub: HubServer, backplane: str) -> No
         assert all(m.event == "message" for m in got), "no reset for a valid resume"
         assert len(received) == len(set(received)), f"duplicates on {path} from {start}"
         assert received == expected, f"gap or disorder on {path} from {start}"
+
+
+@pytest.mark.any_backplane
+async def test_long_last_event_id_is_a_reset(hub: HubServer) -> None:
+    """A Last-Event-ID longer than any id of ours (MAX_LAST_EVENT_ID) is not parsed: the stream
+    gets ``reset`` ``unknown-id`` and goes on, never an HTTP error a browser gives up on."""
+    await hub.publish("c", "kept")
+    stream = await hub.subscribe("/channels/c/events", {"Last-Event-ID": "1" * 600 + ":c"})
+    reset = await stream.next()
+    assert reset.event == "reset" and orjson.loads(reset.data)["reason"] == "unknown-id"
+    assert (await stream.next()).data == "kept"

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import HubServer, MakeHub
 from tests.support.helpers import frame_of, subscribe_raw
+from tests.support.raw_http import closed, parse, port_of
 
 STREAM_PATHS = (
     "/channels/wire/events",
@@ -273,3 +274,24 @@ async def test_same_frame_bytes_for_every_subscriber(hub: HubServer, backplane: 
         await stream.close()
     assert len(set(frames)) == 1
     assert frames[0] == b'id: %b\nevent: update\ndata: {"x":"y\\nz"}\n\n' % receipt["id"].encode()
+
+
+@pytest.mark.any_backplane
+async def test_http10_stream_does_not_claim_keep_alive(hub: HubServer) -> None:
+    """An HTTP/1.0 stream is ended by closing the connection (no chunks), so it must not say
+    ``Connection: keep-alive``; it streams events all the same."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(hub))
+    try:
+        writer.write(b"GET /channels/old/events HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            status, headers, _ = parse(head)
+            assert status == 200 and headers["content-type"].startswith("text/event-stream")
+            assert "keep-alive" not in headers.get("connection", "").lower(), headers
+            assert "transfer-encoding" not in headers
+            assert b"retry: 3000" in await reader.readuntil(b"\n\n")
+            receipt = await hub.publish("old", "hello 1.0")
+            frame = await reader.readuntil(b"\n\n")
+            assert frame == f"id: {receipt['id']}\ndata: hello 1.0\n\n".encode()
+    finally:
+        await closed(writer)
