@@ -83,8 +83,12 @@ async def redis_rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
         pytest.param("nats", marks=pytest.mark.nats),
     ],
 )
-async def shared_rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+async def shared_rig(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Rig]:
     """Backplanes that several hub processes share (Redis, NATS): one store, many instances."""
+    monkeypatch.setattr("hub.backplane.redis_presence.COUNTS_INTERVAL", 0.1)
+    monkeypatch.setattr("hub.backplane.nats_presence.COUNTS_INTERVAL", 0.1)
     if request.param == "nats":
         url = request.getfixturevalue("nats_url")
         made = Rig("nats", url, "", defaults=nats_settings(uuid.uuid4().hex[:12]))
@@ -218,11 +222,10 @@ async def test_live_delivery_exactly_once_in_order_across_channels(rig: Rig) -> 
     assert sorted(got) == sorted(wanted), "missing or duplicated"
 
 
-@pytest.mark.redis
-async def test_live_delivery_from_another_instance(redis_rig: Rig) -> None:
+async def test_live_delivery_from_another_instance(shared_rig: Rig) -> None:
     """Published on A, delivered by B's reader once each, in order, across channels."""
-    a, _ = await redis_rig.make()
-    b, recorder = await redis_rig.make()
+    a, _ = await shared_rig.make()
+    b, recorder = await shared_rig.make()
     await b.follow(["x", "y"])
     ids: list[str] = []
     for i in range(30):
@@ -248,21 +251,35 @@ async def test_follow_frontier(rig: Rig) -> None:
     assert await backplane.follow(["a"]) == 0 or rig.kind == "memory"  # followed: cheap, no bound
 
 
-@pytest.mark.redis
-async def test_unfollow_stops_delivery(redis_rig: Rig) -> None:
-    """After unfollow a channel's events no longer reach the listener; the others' still do.
+async def test_unfollow_stops_delivery(shared_rig: Rig) -> None:
+    """After unfollow a channel's events no longer reach the listener; the others' still do,
+    and so do those of a channel joined while the other is gone (NATS makes its consumer anew).
 
     (The memory backplane delivers every event and leaves the dropping to the hub.)"""
-    a, _ = await redis_rig.make()
-    b, recorder = await redis_rig.make()
+    a, _ = await shared_rig.make()
+    b, recorder = await shared_rig.make()
     await b.follow(["x", "y"])
     first = await publish(a, "x", "y")
     await recorder.wait_for(first)
     b.unfollow("x")
-    later = await publish(a, "x", "y")
+    await b.follow(["w"])
+    later = await publish(a, "x", "y", "w")
     await recorder.wait_for(later[1:])
     await asyncio.sleep(0.2)
-    assert recorder.ids() == [*first, later[1]]
+    assert recorder.ids() == [*first, *later[1:]]
+
+
+async def test_idempotency_shared_by_instances(shared_rig: Rig) -> None:
+    """The same key on another instance replays the first ids, for a batch and a single event."""
+    a, _ = await shared_rig.make()
+    b, _ = await shared_rig.make()
+    first = await a.publish([draft("p", 1), draft("q", 2)], "k-batch")
+    again = await b.publish([draft("p", 1), draft("q", 2)], "k-batch")
+    assert again.replayed and again.ids == first.ids
+    single = await b.publish([draft("p", 3)], "k-one")
+    assert (await a.publish([draft("p", 3)], "k-one")).ids == single.ids
+    history = await a.history(["p", "q"], None, BIG)
+    assert [e.id for e in history.events] == first.ids + single.ids
 
 
 # -- history -----------------------------------------------------------------------------------
@@ -393,23 +410,30 @@ async def test_optional_interfaces_and_catalog(rig: Rig) -> None:
 # -- failures ----------------------------------------------------------------------------------
 
 
-@pytest.mark.redis
-async def test_store_unreachable(redis_rig: Rig) -> None:
+@pytest.mark.parametrize(
+    "kind", [pytest.param("redis", marks=pytest.mark.redis), pytest.param("nats")]
+)
+async def test_store_unreachable(kind: str) -> None:
     """A closed port: start() still returns; every call raises BackplaneUnavailable."""
-    down = Rig("redis-down", f"redis://127.0.0.1:{free_port()}/0", redis_rig.prefix)
-    redis_rig.built = down.built  # closed by redis_rig at the end
-    backplane, _ = await down.make()
-    assert isinstance(backplane, Health) and isinstance(backplane, Catalog)
-    assert not backplane.state().connected
-    with pytest.raises(BackplaneUnavailable, match="did not answer"):
-        await backplane.publish([draft("a")], None)
-    with pytest.raises(BackplaneUnavailable):
-        await backplane.history(["a"], None, BIG)
-    with pytest.raises(BackplaneUnavailable):
-        await backplane.follow(["a"])
-    with pytest.raises(BackplaneUnavailable):
-        await backplane.channels()
-    assert not backplane.state().connected
+    if kind == "redis":
+        down = Rig("redis-down", f"redis://127.0.0.1:{free_port()}/0", f"ssehub-test:{kind}:")
+    else:
+        down = Rig("nats-down", f"nats://127.0.0.1:{free_port()}", "", defaults=nats_settings("x"))
+    try:
+        backplane, _ = await down.make()
+        assert isinstance(backplane, Health) and isinstance(backplane, Catalog)
+        assert not backplane.state().connected
+        with pytest.raises(BackplaneUnavailable, match="did not answer"):
+            await backplane.publish([draft("a")], None)
+        with pytest.raises(BackplaneUnavailable):
+            await backplane.history(["a"], None, BIG)
+        with pytest.raises(BackplaneUnavailable):
+            await backplane.follow(["a"])
+        with pytest.raises(BackplaneUnavailable):
+            await backplane.channels()
+        assert not backplane.state().connected
+    finally:
+        await down.close()
 
 
 async def _until(condition: Any, timeout: float = 10.0) -> None:
@@ -545,12 +569,11 @@ async def test_a_batch_over_many_channels_reaches_readers_of_a_few(redis_rig: Ri
     assert sorted(got, key=lambda i: positions([i])[0]) == got
 
 
-@pytest.mark.redis
-async def test_presence_counts_across_instances(redis_rig: Rig) -> None:
-    """Each instance sees the others' counts summed, never its own."""
-    a, _ = await redis_rig.make()
-    b, _ = await redis_rig.make()
-    c, _ = await redis_rig.make()
+async def test_presence_counts_across_instances(shared_rig: Rig) -> None:
+    """Each instance sees the others' counts summed, never its own; a closed one drops out."""
+    a, _ = await shared_rig.make()
+    b, _ = await shared_rig.make()
+    c, _ = await shared_rig.make()
     assert isinstance(a, Presence) and isinstance(b, Presence) and isinstance(c, Presence)
     a.share_counts(lambda: Counts({"x": 2, "idle": 0}, 3))
     b.share_counts(lambda: Counts({"x": 1, "y": 4}, 5))
@@ -561,7 +584,7 @@ async def test_presence_counts_across_instances(redis_rig: Rig) -> None:
     }
     await _until(lambda: all(bp.remote_counts() == want for bp, want in expected.items()))
     await b.close()
-    redis_rig.built.remove(b)
+    shared_rig.built.remove(b)
     await _until(lambda: a.remote_counts() == Counts())
 
 

@@ -1,6 +1,8 @@
 """What only the NATS backplane has: subjects for channel names, the server version check, its
-settings, and the twins of the Redis-only contract tests (several instances, an unreachable
-server). The shared contract is tests/backplane/test_backplane.py."""
+settings, one wildcard consumer for many channels, a consumer made anew on each join, the
+atomic batch limit, and channels trimmed while an instance was cut off. The shared contract,
+several instances and an unreachable server included, is tests/backplane/test_backplane.py
+(its ``shared_rig`` runs on Redis and NATS)."""
 
 from __future__ import annotations
 
@@ -15,15 +17,12 @@ import pytest
 
 from hub.backplane import (
     BackplaneFull,
-    BackplaneUnavailable,
-    Counts,
     Health,
-    Presence,
     open_backplane,
 )
 from hub.backplane.nats_link import Subjects
 from hub.config import ConfigError, load
-from tests.support.backplane_rig import Rig, draft, free_port, nats_settings
+from tests.support.backplane_rig import Rig, draft, nats_settings
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.nats
@@ -98,6 +97,14 @@ async def _old_server(version: str) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+class _Quiet:
+    def deliver(self, events: Any) -> None:
+        pass
+
+    def lost(self, channel: str) -> None:
+        pass
+
+
 async def test_refuses_a_server_older_than_2_12() -> None:
     """An older nats-server silently ignores what the guarantees need: refuse, naming it."""
     server, port = await _old_server("2.9.25")
@@ -109,86 +116,6 @@ async def test_refuses_a_server_older_than_2_12() -> None:
         await backplane.close()
     finally:
         server.close()
-
-
-class _Quiet:
-    def deliver(self, events: Any) -> None:
-        pass
-
-    def lost(self, channel: str) -> None:
-        pass
-
-
-async def test_server_unreachable() -> None:
-    """A closed port: start() still returns; every call raises BackplaneUnavailable."""
-    made = Rig("nats-down", f"nats://127.0.0.1:{free_port()}", "", defaults=nats_settings("x"))
-    try:
-        backplane, _ = await made.make()
-        assert isinstance(backplane, Health) and not backplane.state().connected
-        with pytest.raises(BackplaneUnavailable, match="did not answer"):
-            await backplane.publish([draft("a")], None)
-        with pytest.raises(BackplaneUnavailable):
-            await backplane.history(["a"], None, BIG)
-        with pytest.raises(BackplaneUnavailable):
-            await backplane.follow(["a"])
-        assert not backplane.state().connected
-    finally:
-        for built in made.built:
-            await built.close()
-
-
-async def test_live_delivery_from_another_instance(nats_rig: Rig) -> None:
-    """Published on A, delivered by B's consumer once each, in order, across channels; after
-    unfollow a channel's events stop while the others' go on."""
-    a, _ = await nats_rig.make()
-    b, recorder = await nats_rig.make()
-    await b.follow(["x", "y"])
-    ids: list[str] = []
-    for i in range(30):
-        ids += (await a.publish([draft("x" if i % 3 else "y", i)], None)).ids
-    ids += (await a.publish([draft("y"), draft("x"), draft("z")], None)).ids
-    wanted = [i for i in ids if not i.endswith(":z")]
-    await recorder.wait_for(wanted)
-    await asyncio.sleep(0.1)
-    assert recorder.ids(["x", "y"]) == wanted
-    b.unfollow("x")
-    await b.follow(["w"])  # a join while x is gone: the consumer is made anew
-    later = [(await a.publish([draft(c)], None)).ids[0] for c in ("x", "y", "w")]
-    await recorder.wait_for(later[1:])
-    await asyncio.sleep(0.2)
-    assert recorder.ids() == [*wanted, *later[1:]]
-
-
-async def test_idempotency_shared_by_instances(nats_rig: Rig) -> None:
-    """The same key on another instance replays the first ids, for a batch and a single event."""
-    a, _ = await nats_rig.make()
-    b, _ = await nats_rig.make()
-    first = await a.publish([draft("p", 1), draft("q", 2)], "k-batch")
-    again = await b.publish([draft("p", 1), draft("q", 2)], "k-batch")
-    assert again.replayed and again.ids == first.ids
-    single = await b.publish([draft("p", 3)], "k-one")
-    assert (await a.publish([draft("p", 3)], "k-one")).ids == single.ids
-    history = await a.history(["p", "q"], None, BIG)
-    assert [e.id for e in history.events] == first.ids + single.ids
-
-
-async def test_presence_counts_across_instances(nats_rig: Rig) -> None:
-    """Each instance sees the others' counts summed, never its own; a closed one drops out."""
-    a, _ = await nats_rig.make()
-    b, _ = await nats_rig.make()
-    c, _ = await nats_rig.make()
-    assert isinstance(a, Presence) and isinstance(b, Presence) and isinstance(c, Presence)
-    a.share_counts(lambda: Counts({"x": 2, "idle": 0}, 3))
-    b.share_counts(lambda: Counts({"x": 1, "y": 4}, 5))
-    expected = {
-        a: Counts({"x": 1, "y": 4}, 5),
-        b: Counts({"x": 2}, 3),
-        c: Counts({"x": 3, "y": 4}, 8),
-    }
-    await _until(lambda: all(bp.remote_counts() == want for bp, want in expected.items()))
-    await b.close()
-    nats_rig.built.remove(b)
-    await _until(lambda: a.remote_counts() == Counts())
 
 
 async def test_many_followed_channels_read_through_one_wildcard_consumer(
