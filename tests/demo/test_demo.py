@@ -70,9 +70,14 @@ def check_job(events: list[Message], job_id: str) -> dict[str, Any]:
 
 @pytest.mark.any_backplane
 async def test_demo_jobs_are_off_by_default(hub: HubServer) -> None:
-    """Off in code (the shipped config.toml turns it on): no route, a JSON 404."""
+    """Off in code (the shipped config.toml turns it on): no route, a JSON 404, and no job
+    started (no job channel comes into being)."""
     answer = await start_job(hub, status=404)
-    assert "error" in answer
+    assert set(answer) == {"error"} and answer["error"].startswith("nothing at /demo/jobs"), answer
+    await asyncio.sleep(0.2)  # a job would have published its "started" event by now
+    async with hub.session.get(f"{hub.url}/channels") as response:
+        channels = [c["name"] for c in await response.json()]
+    assert not [name for name in channels if name.startswith("job/")], channels
 
 
 async def test_job_publishes_progress_and_result_through_the_hub(

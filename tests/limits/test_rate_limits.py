@@ -123,9 +123,17 @@ async def test_publish_rate_per_address_without_tokens(
 
 @pytest.mark.any_backplane
 async def test_publish_rate_zero_is_off(make_hub: MakeHub) -> None:
+    """``publish_rate = 0`` turns the limit off (it does not mean "no publish at all"): twenty
+    publishes in a row from one address, past a burst of 1, are all accepted, none is told to
+    come back later, and all reach a subscriber."""
     hub = await make_hub(publish_rate=0, publish_burst=1)
+    stream = await hub.subscribe("/channels/c/events")
+    ids = []
     for n in range(20):
-        await hub.publish("c", n)
+        status, headers, answer = await post(hub, {"data": n})
+        assert status == 202 and "Retry-After" not in headers, answer
+        ids.append(answer["id"])
+    assert [(await stream.next()).id for _ in ids] == ids
 
 
 # -- subscribing -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The /metrics text, checked by Prometheus' own linter when it is installed.
+"""The /metrics text: served in Prometheus' text format, and checked by Prometheus' own linter
+when it is installed.
 
 ``promtool`` comes with Debian's ``prometheus`` package; the test is skipped without it (set
 ``SSEHUB_PROMTOOL`` to a promtool binary elsewhere).
@@ -12,7 +13,8 @@ import subprocess
 
 import pytest
 
-from hub.metrics import CONTENT_TYPE, Metrics
+from hub.metrics import Metrics
+from tests.conftest import HubServer
 
 
 def _rendered() -> str:
@@ -30,9 +32,18 @@ def _rendered() -> str:
     return metrics.render(gauges)
 
 
-def test_content_type_is_the_text_format_version() -> None:
-    """Scrapers choose the parser by the version parameter: it must be the exact 0.0.4 type."""
-    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+@pytest.mark.any_backplane
+async def test_metrics_are_served_as_the_text_format_version(hub: HubServer) -> None:
+    """Scrapers choose the parser by the version parameter: /metrics must answer with the exact
+    0.0.4 type, and a body in that format (``# HELP`` / ``# TYPE`` lines, one sample a line,
+    ending with a newline)."""
+    async with hub.session.get(f"{hub.url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await response.text()
+    assert text.endswith("\n")
+    assert "# TYPE hub_subscribers gauge\n" in text
+    assert "\nhub_subscribers 0\n" in text
 
 
 def test_promtool_check_metrics() -> None:

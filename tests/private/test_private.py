@@ -245,10 +245,14 @@ async def test_ticket_covers_only_its_channels(private: HubServer, backplane: st
 
 
 async def test_ticket_expires(private: HubServer, backplane: str) -> None:
-    opaque = await ticket(private, ["user/42"], ttl=1)
+    """A ticket unspent past its ttl is refused as a spent one is; one spent in time opens."""
+    in_time = await ticket(private, ["user/42"], ttl=1)
+    late = await ticket(private, ["user/42"], ttl=1)
+    stream = await private.subscribe(f"/channels/user/42/events?ticket={in_time}")
+    assert not stream.ended
     await asyncio.sleep(1.3)
-    status, _ = await refusal(private, f"/channels/user/42/events?ticket={opaque}")
-    assert status == 403
+    status, answer = await refusal(private, f"/channels/user/42/events?ticket={late}")
+    assert status == 403 and "the ticket is spent, expired or unknown" in answer["error"]
 
 
 @pytest.mark.parametrize(

@@ -119,11 +119,14 @@ async def test_data_null_is_data(hub: HubServer, backplane: str) -> None:
 
 
 async def test_json_charset_is_accepted(hub: HubServer, backplane: str) -> None:
-    """``application/json; charset=utf-8`` is JSON too."""
+    """``application/json; charset=utf-8`` is JSON too: accepted, and the event goes out."""
+    stream = await hub.subscribe("/channels/c/events")
     status, answer = await post(
         hub, "/channels/c/events", b'{"data": "x"}', "application/json; charset=utf-8"
     )
     assert status == 202, answer
+    sent = await stream.next()
+    assert (sent.id, sent.data) == (answer["id"], "x")
 
 
 # -- batches -----------------------------------------------------------------------------------
