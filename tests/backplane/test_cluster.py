@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.support.hubs import hub_processes
+from tests.support.hubs import hub_processes, several
 from tests.support.nats_server import NatsServer
 from tests.support.processes import HubProcess, dies_with_us
 from tests.support.sse_client import Message, Stream, open_stream
@@ -112,10 +112,7 @@ async def start_hubs(shared_url: str) -> AsyncIterator[Callable[..., Any]]:
     async with hub_processes(shared_url) as make:
 
         async def start(count: int, url: str = shared_url, **settings: str) -> list[HubProcess]:
-            made = (
-                make(config=None, backplane=url, heartbeat=0.5, **settings) for _ in range(count)
-            )
-            return list(await asyncio.gather(*made))
+            return await several(make, count, config=None, backplane=url, heartbeat=0.5, **settings)
 
         yield start
 

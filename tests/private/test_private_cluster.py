@@ -4,7 +4,6 @@ process logs a secret (each runs with log_level = debug)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,7 +13,7 @@ import jwt
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.support.hubs import hub_processes
+from tests.support.hubs import hub_processes, several
 from tests.support.processes import HubProcess
 from tests.support.sse_client import Stream, open_stream
 
@@ -36,8 +35,7 @@ async def hubs() -> AsyncIterator[Callable[..., Any]]:
     async with hub_processes(REDIS_URL) as make:
 
         async def start(count: int) -> list[HubProcess]:
-            made = (make(config=None, **settings) for _ in range(count))
-            return list(await asyncio.gather(*made))
+            return await several(make, count, config=None, **settings)
 
         yield start
 

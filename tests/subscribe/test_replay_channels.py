@@ -7,20 +7,16 @@ whole stream (no other channel's history, no gap and no duplicate where history 
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
 import pytest
 
 from tests.conftest import HubServer, MakeHub
-from tests.support.helpers import assert_next_is_marker, position, publish_batch, read_all_until
+from tests.support.helpers import assert_next_is_marker, position, publish_many, read_all_until
+from tests.support.race import race
 
 STREAM = "/events?channel=a&channel=b"
-
-
-async def publish_many(hub: HubServer, items: list[tuple[str, str]]) -> list[str]:
-    return [(await hub.publish(channel, data))["id"] for channel, data in items]
 
 
 async def test_replays_only_the_named_channel(hub: HubServer, backplane: str) -> None:
@@ -92,41 +88,15 @@ async def test_replay_while_publishes_race(hub: HubServer, backplane: str) -> No
     an event of a published while b's history was read must not be skipped because b's
     history went further than the point where a started.
     """
-    rng = random.Random(3)
-    receipts: list[dict[str, Any]] = []
-    progress = asyncio.Condition()
-    done = asyncio.Event()
-    sentinel = ""
-    for i in range(60):
-        receipts.append(await hub.publish("a" if i % 3 else "b", f"h{i}"))
 
-    async def publisher(name: str, count: int) -> None:
-        for i in range(count):
-            if i % 5 == 4:
-                batch = [{"channel": c, "data": f"{name}{i}{c}"} for c in "ab"]
-                receipts.extend((await publish_batch(hub, batch))["events"])
-            else:
-                receipts.append(await hub.publish(rng.choice("ab"), f"{name}{i}"))
-            async with progress:
-                progress.notify_all()
+    async def connect(index: int, receipts: list[dict[str, Any]], rng: random.Random) -> Any:
+        return await hub.subscribe(f"{STREAM}&replay=b"), None
 
-    async def subscriber(index: int) -> tuple[int, list[str]]:
-        async with asyncio.timeout(10), progress:
-            await progress.wait_for(lambda: len(receipts) >= 60 + index * 25)
-        stream = await hub.subscribe(f"{STREAM}&replay=b")
-        connected_at = len(receipts)  # every event acknowledged by now must be received
-        await done.wait()
-        got = await read_all_until(stream, sentinel)
-        await stream.close()
-        return connected_at, [m.id for m in got]
-
-    watchers = [asyncio.create_task(subscriber(i)) for i in range(16)]
-    await asyncio.gather(publisher("p", 150), publisher("q", 150), publisher("r", 150))
-    sentinel = (await hub.publish("a", "end"))["id"]
-    receipts.append({"id": sentinel, "channel": "a"})
-    done.set()
-    everything = sorted(receipts, key=lambda r: position(r["id"]))
-    for connected_at, received in await asyncio.gather(*watchers):
+    result = await race(hub, connect, seed=3)
+    assert result.raced >= 12, "the subscribers did not connect during the publishing burst"
+    everything = result.everything
+    for joined in result.joined:
+        received = joined.ids
         assert len(received) == len(set(received)), "duplicates"
         first_a = min(position(i) for i in received if i.endswith(":a"))
         expected = [
@@ -134,5 +104,5 @@ async def test_replay_while_publishes_race(hub: HubServer, backplane: str) -> No
         ]
         assert received == expected, "gap or disorder"
         # a started no later than the subscription: whatever was published after it is there
-        late = {r["id"] for r in receipts[connected_at:]}
+        late = {r["id"] for r in result.receipts[joined.connected_at :]}
         assert late <= set(received)

@@ -21,15 +21,11 @@ from tests.support.helpers import (
     frame_of,
     position,
     publish_batch,
-    read_all_until,
+    publish_many,
     subscribe_raw,
 )
-from tests.support.sse_client import Message
-
-
-async def publish_many(hub: HubServer, items: list[tuple[str, Any]]) -> list[str]:
-    """Publish (channel, data) pairs one after the other; their ids, in order."""
-    return [(await hub.publish(channel, data))["id"] for channel, data in items]
+from tests.support.race import race
+from tests.support.sse_client import Message, Stream
 
 
 def data_and_ids(messages: list[Message]) -> list[tuple[str, str]]:
@@ -355,67 +351,30 @@ async def test_resume_while_publishes_race(hub: HubServer, backplane: str) -> No
     random earlier id, on one or both channels. Each must get exactly the events after its
     resume point: no gap where the history ends and live begins, and no event twice.
     """
-    rng = random.Random(2)
-    receipts: list[dict[str, Any]] = []
-    progress = asyncio.Condition()  # notified as receipts come in
-    done = asyncio.Event()  # set once the last event is published
-    sentinel_id = ""  # the id of that last event
-    raced = 0  # subscribers that connected while publishes were still coming
-    for i in range(60):
-        receipts.append(await hub.publish("a" if i % 3 else "b", f"h{i}"))
 
-    async def publisher(name: str, count: int) -> None:
-        for i in range(count):
-            if i % 5 == 4:
-                answer = await publish_batch(
-                    hub,
-                    [
-                        {"channel": "a", "data": f"{name}{i}a"},
-                        {"channel": "b", "data": f"{name}{i}b"},
-                    ],
-                )
-                receipts.extend(answer["events"])
-            else:
-                receipts.append(await hub.publish(rng.choice("ab"), f"{name}{i}"))
-            async with progress:
-                progress.notify_all()
-
-    async def subscriber(index: int) -> tuple[str, str | None, list[Message]]:
-        nonlocal raced
-        async with asyncio.timeout(10), progress:  # connect while the publishers are busy
-            await progress.wait_for(lambda: len(receipts) >= 60 + index * 25)
+    async def connect(
+        index: int, receipts: list[dict[str, Any]], rng: random.Random
+    ) -> tuple[Stream, tuple[str, str | None]]:
         path = rng.choice(["/events?channel=a&channel=b", "/channels/a/events"])
-        start: str | None = None
         if index % 2:
             start = rng.choice(receipts)["id"]
-            stream = await hub.subscribe(path, {"Last-Event-ID": start})
-        else:
-            stream = await hub.subscribe(path + ("&" if "?" in path else "?") + "from=start")
-        connected_at = len(receipts)
-        await done.wait()
-        raced += len(receipts) > connected_at + 1
-        got = await read_all_until(stream, sentinel_id)
-        await stream.close()
-        return path, start, got
+            return await hub.subscribe(path, {"Last-Event-ID": start}), (path, start)
+        from_start = path + ("&" if "?" in path else "?") + "from=start"
+        return await hub.subscribe(from_start), (path, None)
 
-    watchers = [asyncio.create_task(subscriber(i)) for i in range(16)]
-    await asyncio.gather(publisher("p", 150), publisher("q", 150), publisher("r", 150))
-    sentinel_id = (await hub.publish("a", "end"))["id"]
-    receipts.append({"id": sentinel_id, "channel": "a"})
-    done.set()
-    results = await asyncio.gather(*watchers)
-    assert raced >= 12, "the subscribers did not connect during the publishing burst"
-
-    everything = sorted(receipts, key=lambda r: position(r["id"]))
+    result = await race(hub, connect, seed=2)
+    assert result.raced >= 12, "the subscribers did not connect during the publishing burst"
+    everything = result.everything
     assert len({r["id"] for r in everything}) == len(everything)
-    for path, start, got in results:
+    for joined in result.joined:
+        path, start = joined.tag
         channels = {"a", "b"} if "channel=b" in path else {"a"}
         after = -1 if start is None else position(start)
         expected = [
             r["id"] for r in everything if r["channel"] in channels and position(r["id"]) > after
         ]
-        received = [m.id for m in got]
-        assert all(m.event == "message" for m in got), "no reset for a valid resume"
+        received = joined.ids
+        assert all(m.event == "message" for m in joined.messages), "no reset for a valid resume"
         assert len(received) == len(set(received)), f"duplicates on {path} from {start}"
         assert received == expected, f"gap or disorder on {path} from {start}"
 

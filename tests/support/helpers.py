@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import HubServer
+from tests.support.hubs import HubServer
 from tests.support.sse_client import Message, Parser, Stream, open_stream
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "metrics_text",
     "position",
     "publish_batch",
+    "publish_many",
     "read_all_until",
     "subscribe_raw",
 ]
@@ -107,6 +108,11 @@ async def publish_batch(
         answer = await response.json()
         assert response.status == status, answer
         return dict(answer)
+
+
+async def publish_many(hub: HubServer, items: list[tuple[str, Any]]) -> list[str]:
+    """Publish (channel, data) pairs one after the other; their ids, in order."""
+    return [(await hub.publish(channel, data))["id"] for channel, data in items]
 
 
 async def metrics_text(hub: HubServer) -> str:

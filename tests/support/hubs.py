@@ -55,6 +55,7 @@ __all__ = [
     "hub_processes",
     "hubs_in_process",
     "running_hub",
+    "several",
     "start_in_process",
     "start_process",
 ]
@@ -239,6 +240,11 @@ async def hub_processes(backplane_url: str) -> AsyncIterator[MakeHubProcess]:
     finally:
         await asyncio.gather(*(process.stop() for process in started))
         await hubs.clean()
+
+
+async def several(make: MakeHubProcess, count: int, **settings: Any) -> list[HubProcess]:
+    """``count`` hub processes with the same settings, started side by side."""
+    return list(await asyncio.gather(*(make(**settings) for _ in range(count))))
 
 
 # -- a real process, for synchronous tests ---------------------------------------------------
