@@ -13,7 +13,6 @@ import socket
 import sys
 import time
 import tomllib
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ import orjson
 import pytest
 
 from hub.config import Config
-from tests.conftest import REDIS_URL, delete_prefix, redis_prefix
-from tests.support.backplane_rig import delete_stream, nats_settings
 from tests.support.helpers import RawSocket
+from tests.support.hubs import Hubs, hub_env
 from tests.support.processes import ROOT, HubProcess, clean_env, dies_with_us, run_to_end
 from tests.support.sse_client import Stream, open_stream
 
@@ -283,19 +281,15 @@ async def test_cli_serves_and_publishes(
     spawn: Any, tmp_path: Path, backplane: str, backplane_url: str
 ) -> None:
     """``python -m hub serve --port 0`` serves streams; ``python -m hub publish`` posts to it."""
-    prefix = redis_prefix(shared=backplane == "redis")
-    nats = nats_settings(uuid.uuid4().hex[:12])
-    env = {"HUB_REDIS_PREFIX": prefix} | {f"HUB_{k.upper()}": v for k, v in nats.items()}
-    url = backplane_url if backplane == "nats" else REDIS_URL if backplane == "redis" else "memory"
-    hub = await spawn("--port", "0", "--backplane", url, env=env)
+    hubs = Hubs(backplane_url)
+    settings = hubs.settings({})  # this test's prefix / stream; the backplane goes by flag
+    env = hub_env({k: v for k, v in settings.items() if k != "backplane"})
+    hub = await spawn("--port", "0", "--backplane", settings["backplane"], env=env)
     try:
         await _serves_and_publishes(hub)
     finally:
         await hub.stop()
-        if backplane == "redis":
-            await delete_prefix(prefix)
-        if backplane == "nats":
-            await delete_stream(backplane_url, nats["nats_stream"])
+        await hubs.clean()
 
 
 async def _serves_and_publishes(hub: HubProcess) -> None:
