@@ -34,7 +34,7 @@ MOVED = {
     },
     "tests.live_hub": "tests.support.hubs",  # running_hub, LiveHub
     # tests that other tests import things from
-    "tests.test_browser": "tests.web.test_browser",
+    "tests.test_browser": "tests.support.browser",  # fixtures and helpers of the page tests
     "tests.test_limits": "tests.limits.test_limits",
     "tests.test_private": "tests.private.test_private",
 }
