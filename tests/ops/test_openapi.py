@@ -111,6 +111,9 @@ def test_schemathesis_finds_no_5xx_and_nothing_outside_the_schema(
                 "content_type_conformance,response_schema_conformance",
                 "--max-examples", "25", "--request-timeout", "5", "--no-color",
                 "--generation-database", "none", "--max-time", "40",
+                # a check of schemathesis' own generator (it drew too many examples the schema
+                # then filtered out), not of the hub: it failed a run now and then at random
+                "--suppress-health-check", "filter_too_much",
             ],
             cwd=tmp_path, capture_output=True, text=True, timeout=240,
             env={**os.environ, "SCHEMATHESIS_HOOKS": str(NDJSON_HOOKS)},
