@@ -143,7 +143,9 @@ class Gate:
         return subject
 
     async def _spend(self, ticket: str, private: Sequence[str]) -> None:
-        if self.tickets is None or not 1 <= len(ticket) <= 200:
+        # Tickets are URL-safe base64 (secrets.token_urlsafe): anything else is not one, and a
+        # lone surrogate (a percent-encoded byte >= 0x80) would not survive ticket_digest's encode.
+        if self.tickets is None or not 1 <= len(ticket) <= 200 or not ticket.isascii():
             raise InvalidInput("the ticket is spent, expired or unknown", status=403)
         channels = await self.tickets.spend_ticket(ticket_digest(ticket))
         if channels is None:
@@ -156,6 +158,10 @@ class Gate:
     def _verify(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_GRANT_BYTES:
             raise InvalidInput("the grant is too long", status=403)
+        # A JWT is base64url and dots. Header bytes >= 0x80 arrive as lone surrogates (aiohttp
+        # decodes them with surrogateescape), which PyJWT's encode("utf-8") turns into a 500.
+        if not token.isascii():
+            raise InvalidInput("the grant is not a JWT (it holds non-ASCII bytes)", status=403)
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.InvalidTokenError:
