@@ -19,7 +19,7 @@ from aiohttp import web
 from hub.clients import came_through_proxy
 from hub.config import PublishToken
 from hub.events import InvalidInput
-from hub.grants import Patterns
+from hub.patterns import Patterns
 
 __all__ = ["check_publisher", "check_scope", "is_loopback", "publisher_scope"]
 

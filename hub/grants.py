@@ -2,8 +2,8 @@
 
 Channels whose name matches a ``private_channels`` pattern need a grant; every other channel
 stays public, and a stream naming no private channel never gets here (``Gate.needs_grant`` is
-one compiled regex, and no regex at all without ``private_channels``). A grant reaches the hub in
-one of three ways, tried in this order:
+one ``hub.patterns`` match, none without ``private_channels``). A grant reaches the hub in one
+of three ways, tried in this order:
 
 1. ``?ticket=<opaque>``: a one-time ticket from ``POST /tickets`` (``hub.api.private``), spent
    by this request on whichever hub process it reaches (the backplane's ``Tickets``), because a
@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from hub.backplane import Tickets
 from hub.config import Config, ConfigError
 from hub.events import InvalidInput
+from hub.patterns import Patterns
 
 __all__ = ["LEEWAY", "Gate", "Patterns", "ticket_digest"]
 
@@ -48,20 +48,6 @@ LEEWAY = 30
 #: Patterns a grant's ``channels`` claim may hold at most, and a grant's length at most.
 MAX_GRANT_PATTERNS = 100
 MAX_GRANT_BYTES = 8192
-
-
-class Patterns:
-    """Channel patterns: ``*`` matches any run of characters (``/`` too); all else is literal."""
-
-    __slots__ = ("_regex", "patterns")
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = tuple(patterns)
-        parts = ("(?:" + ".*".join(map(re.escape, p.split("*"))) + ")" for p in self.patterns)
-        self._regex = re.compile("|".join(parts), re.DOTALL)
-
-    def match(self, name: str) -> bool:
-        return self._regex.fullmatch(name) is not None
 
 
 @functools.lru_cache(maxsize=1024)
