@@ -8,6 +8,8 @@ all-or-nothing: one bad item and nothing is published.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import math
 from typing import Any
 
@@ -65,7 +67,9 @@ def _body_too_large(config: Config) -> InvalidInput:
     )
 
 
-def _idempotency_key(request: web.Request, scope: str) -> str | None:
+def _idempotency_key(request: web.Request, scope: str, token: str | None) -> str | None:
+    """The backplane's key: per publisher (so one token can neither read another's receipt nor
+    make another's later publish a silent replay) and per channel (scope "" for batches)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -73,7 +77,17 @@ def _idempotency_key(request: web.Request, scope: str) -> str | None:
         raise InvalidInput(
             f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )
-    return f"{len(scope)}:{scope}:{key}"  # keys are per channel (scope "" for batches)
+    # Starts with a digit: the demo's keys (hub.demo) are a namespace of their own.
+    return f"{len(scope)}:{scope}:{_publisher_id(token)}:{key}"
+
+
+@functools.lru_cache(maxsize=256)
+def _publisher_id(token: str | None) -> str:
+    """A token's name in the backplane's keys: a digest, as a store must never hold a token.
+    "-" for loopback publishers without tokens (one publisher: the machine)."""
+    if token is None:
+        return "-"
+    return hashlib.sha256(b"ssehub publisher\0" + token.encode()).hexdigest()[:32]
 
 
 def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Draft:
@@ -132,9 +146,14 @@ def not_published(problem: ChannelDeleted | BackplaneUnavailable | BackplaneFull
 
 
 async def _publish(
-    hub: Hub, request: web.Request, drafts: list[Draft], scope: str, single: bool
+    hub: Hub,
+    request: web.Request,
+    drafts: list[Draft],
+    scope: str,
+    single: bool,
+    token: str | None,
 ) -> web.Response:
-    key = _idempotency_key(request, scope)
+    key = _idempotency_key(request, scope, token)
     headers = cors_headers(hub.config, request)
     try:
         published = await hub.publish(drafts, key)
@@ -222,7 +241,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
-            return await _publish(hub, request, [draft], channel, single=True)
+            return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
 
@@ -233,7 +252,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
-        return await _publish(hub, request, drafts, "", single=False)
+        return await _publish(hub, request, drafts, "", False, token)
 
     app.router.add_post(CHANNEL_PATH, publish_channel)
     app.router.add_post("/publish", json_errors(config, publish_batch))
