@@ -60,7 +60,7 @@ def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
     config = hub.config
 
     def scope_of(request: web.Request) -> Patterns | None:
-        return auth.publisher_scope(request, config.publish_tokens)[1]
+        return auth.publisher_scope(request, config.publish_tokens, config.publish_cors_origins)[1]
 
     async def issue_ticket(request: web.Request) -> web.Response:
         scope = scope_of(request)

@@ -209,8 +209,8 @@ class Publishers:
         channel); raises ``InvalidInput`` 401/403."""
         tokens = self._config.publish_tokens
         if self.scoped:
-            return auth.publisher_scope(request, tokens)
-        return auth.check_publisher(request, tokens), None
+            return auth.publisher_scope(request, tokens, self._config.publish_cors_origins)
+        return auth.check_publisher(request, tokens, self._config.publish_cors_origins), None
 
     def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
@@ -233,10 +233,14 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
         # request, and a wrapper is one more coroutine per publish.
         try:
             if scoped:
-                token, scope = auth.publisher_scope(request, config.publish_tokens)
+                token, scope = auth.publisher_scope(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
                 auth.check_scope(scope, check_channel(request.match_info["name"]))
             else:
-                token = auth.check_publisher(request, config.publish_tokens)
+                token = auth.check_publisher(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
             spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
