@@ -205,6 +205,10 @@ class Config:
     subscribe_jwt_secret: str = _setting("", check_jwt_secret)
     subscribe_jwt_public_key: str = _setting("", check_pem_file)
     subscribe_cookie: str = _setting("ssehub_grant", check_cookie_name)
+    # one-time tickets per publisher (hub.ticket_quota); 0 turns one off
+    ticket_rate: float = _setting(200.0, _number(0))
+    ticket_burst: int = _setting(2000, _int(1))
+    max_publisher_tickets: int = _setting(10000, _int(0))
     cors_origins: tuple[str, ...] = _setting(("*",), _texts)
     publish_cors_origins: tuple[str, ...] = _setting((), _texts)
     shutdown_timeout: float = _setting(5.0, _number(0))

@@ -38,6 +38,7 @@ from hub.backplane import Tickets
 from hub.config import Config, ConfigError
 from hub.events import InvalidInput
 from hub.patterns import Patterns
+from hub.ticket_quota import TicketQuota
 
 __all__ = ["LEEWAY", "Gate", "Patterns", "ticket_digest"]
 
@@ -81,6 +82,8 @@ class Gate:
     def __init__(self, config: Config, tickets: Tickets | None) -> None:
         self.private = Patterns(config.private_channels) if config.private_channels else None
         self.tickets = tickets
+        #: tickets per publisher (POST /tickets and the demo's ticket route share it)
+        self.ticket_quota = TicketQuota(config)
         self._cookie = config.subscribe_cookie
         self._keys: dict[str, Any] = {}  # algorithm -> its verification key
         if config.subscribe_jwt_secret:
