@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from hub.config_access import (
     check_pem_file,
     check_tokens,
 )
+from hub.config_toml import read_toml
 from hub.events import InvalidInput
 from hub.ticker import check_interval, check_timezone
 
@@ -309,11 +309,10 @@ def load(
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         try:
-            with open(path, "rb") as file:
-                table = tomllib.load(file)
+            table = read_toml(path)
         except OSError as error:
             raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:  # the key, the line and what to do (hub.config_toml)
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         for key, value in table.items():
             values[key] = _check(key, value, f"config file {os.fspath(path)!r}")

@@ -179,7 +179,7 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
         }
         return web.Response(
             status=202,
-            body=orjson.dumps(started),
+            body=orjson.dumps(started, None, orjson.OPT_APPEND_NEWLINE),
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
         )

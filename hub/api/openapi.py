@@ -402,7 +402,9 @@ OPENAPI: dict[str, Any] = {
 
 
 def add_openapi_route(app: web.Application) -> None:
-    body = orjson.dumps(OPENAPI)  # encoded once: it never changes while the hub runs
+    body = orjson.dumps(
+        OPENAPI, None, orjson.OPT_APPEND_NEWLINE
+    )  # encoded once: it never changes while the hub runs
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": "application/json"})

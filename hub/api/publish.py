@@ -62,8 +62,13 @@ async def _read_json(request: web.Request, config: Config) -> Any:
 
 
 def _body_too_large(config: Config) -> InvalidInput:
+    """Names both limits: raising max_body_bytes alone would only move the refusal to
+    max_event_bytes, and a newcomer would meet the second one after a restart."""
     return InvalidInput(
-        f"the body is larger than max_body_bytes ({config.max_body_bytes})", status=413
+        f"the body is larger than max_body_bytes ({config.max_body_bytes} bytes); one event's "
+        f"data is also limited by max_event_bytes ({config.max_event_bytes}): raise both to "
+        "publish bigger events, or split the data",
+        status=413,
     )
 
 
