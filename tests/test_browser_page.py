@@ -161,3 +161,30 @@ async def test_the_page_fits_the_screen(
     await page.click("#channels-refresh")
     await page.wait_for_selector("#channel-table tbody tr")
     assert await page.evaluate(LAYOUT_PROBLEMS) == []
+
+
+async def test_a_tick_after_an_unlistened_event_is_filed_under_its_clock(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """An event of a type the page does not listen for moves the browser's lastEventId unseen;
+    the next clock tick (no id) was then shown as an UPDATE of that event's channel, with its
+    id. Ticks go to their clock, and the console shows no UPDATE row under the channel."""
+    hub = await start_hub()
+    page = (await open_page(f"{hub.url}/?watch=orders&clocks=Asia/Kolkata:1")).page
+    await channel_live(session, hub, "orders", page)
+    clock = '.clock[data-timezone="Asia/Kolkata"]'
+    await page.wait_for_selector(f'{clock}:not([data-ticks="0"])')
+    async with session.post(
+        f"{hub.url}/channels/orders/events", json={"event": "x", "data": {"n": 1}}
+    ) as answer:
+        assert answer.status == 202
+    ticks = int(await page.get_attribute(clock, "data-ticks") or 0)
+    await page.wait_for_function(
+        "([selector, seen]) => Number(document.querySelector(selector).dataset.ticks) >= seen + 2",
+        arg=[clock, ticks],
+    )
+    misfiled = await page.eval_on_selector_all(
+        '#console-events tbody tr[data-channel="orders"]',
+        "rows => rows.filter(row => row.dataset.event === 'UPDATE').length",
+    )
+    assert misfiled == 0
