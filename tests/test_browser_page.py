@@ -136,6 +136,20 @@ LAYOUT_PROBLEMS = """() => {
   for (const offset of document.querySelectorAll('.clock .zone .nowrap')) {
     if (offset.getClientRects().length !== 1) problems.push(`offset ${offset.textContent} wraps`);
   }
+  // table cells of words (headers, event names, kinds) break between words, never inside one;
+  // ids and names with digits, "/" or ":" may wrap anywhere
+  for (const cell of document.querySelectorAll('.table-wrap th, .table-wrap td:not(.data)')) {
+    const text = cell.firstChild;
+    if (!text || text.nodeType !== Node.TEXT_NODE || !/^[A-Za-z ]+$/.test(text.textContent)) {
+      continue;
+    }
+    for (const word of text.textContent.matchAll(/[A-Za-z]+/g)) {
+      const range = document.createRange();
+      range.setStart(text, word.index);
+      range.setEnd(text, word.index + word[0].length);
+      if (range.getClientRects().length > 1) problems.push(`"${word[0]}" breaks in a table cell`);
+    }
+  }
   return problems;
 }"""
 
