@@ -71,6 +71,9 @@ class Patterns:
         self._general = tuple(general)
 
     def match(self, name: str) -> bool:
-        if name in self._exact or (self._prefixes and name.startswith(self._prefixes)):
+        # No generator when there are no general patterns (the usual case): it cost more than
+        # the set and prefix checks, and this runs for each channel of each new stream.
+        if name in self._exact or name.startswith(self._prefixes):
             return True
-        return any(_match_parts(first, middle, last, name) for first, middle, last in self._general)
+        general = self._general
+        return bool(general) and any(_match_parts(*parts, name) for parts in general)
