@@ -75,7 +75,7 @@ _STREAM = {
     },
     **_errors(400, 404),
 }
-_PUBLISH_ERRORS = _errors(400, 401, 403, 410, 413, 415, 503)
+_PUBLISH_ERRORS = _errors(400, 401, 403, 410, 413, 415, 429, 503)
 _AUTH_HEADERS = [
     _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200}),
 ]
@@ -242,7 +242,7 @@ _PATHS: dict[str, Any] = {
                     }
                 },
             },
-            "responses": {**_TICKET_CREATED, **_errors(400, 401, 403, 413, 415, 501, 503)},
+            "responses": {**_TICKET_CREATED, **_errors(400, 401, 403, 413, 415, 429, 501, 503)},
         },
         "options": _PREFLIGHT,
     },
@@ -376,7 +376,7 @@ _PATHS: dict[str, Any] = {
         "post": {
             "summary": "A one-time ticket for a demo answer's channel (only with demo_jobs on)",
             "parameters": [_param("id", "path", _STRING, required=True)],
-            "responses": {**_TICKET_CREATED, **_errors(404, 501, 503)},
+            "responses": {**_TICKET_CREATED, **_errors(404, 429, 501, 503)},
         }
     },
     "/": _get_file("The page"),
