@@ -153,10 +153,10 @@ def _publish(args: argparse.Namespace) -> int:
         request.add_header("Idempotency-Key", args.idempotency_key)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
-            print(answer.read().decode())
+            print(answer.read().decode().rstrip("\n"))  # the hub ends JSON with one already
             return 0
     except urllib.error.HTTPError as problem:
-        print(f"ssehub: {problem.code}: {problem.read().decode()}", file=sys.stderr)
+        print(f"ssehub: {problem.code}: {problem.read().decode().rstrip()}", file=sys.stderr)
         return 1
     except urllib.error.URLError as problem:
         print(f"ssehub: cannot reach {args.url}: {problem.reason}", file=sys.stderr)

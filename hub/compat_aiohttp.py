@@ -13,7 +13,7 @@ takes it from private API:
 runner keeps aiohttp's own ``RequestHandler`` and passes the ``fallback`` options (public,
 documented handler options: ``hub.protocol`` gives a ``logger`` that writes the same one short
 budgeted line). What is lost then is only the JSON body of those 400s: aiohttp answers in
-``text/plain``. One INFO line at start says so. tests/test_compat_aiohttp.py asserts the shape
+``text/plain``. One INFO line at start says so. tests/wire/test_compat_aiohttp.py asserts the shape
 on the installed aiohttp (so an upgrade that breaks it fails CI) and runs a real hub both ways.
 
 Each connection's queue of parsed requests (``RequestHandler._messages``, a deque of 760 bytes)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from hub.config_access import (
     check_pem_file,
     check_tokens,
 )
+from hub.config_toml import read_toml
 from hub.events import InvalidInput
 from hub.ticker import check_interval, check_timezone
 
@@ -212,6 +212,10 @@ class Config:
     subscribe_jwt_secret: str = _setting("", check_jwt_secret)
     subscribe_jwt_public_key: str = _setting("", check_pem_file)
     subscribe_cookie: str = _setting("ssehub_grant", check_cookie_name)
+    # one-time tickets per publisher (hub.ticket_quota); 0 turns one off
+    ticket_rate: float = _setting(200.0, _number(0))
+    ticket_burst: int = _setting(2000, _int(1))
+    max_publisher_tickets: int = _setting(10000, _int(0))
     cors_origins: tuple[str, ...] = _setting(("*",), _texts)
     publish_cors_origins: tuple[str, ...] = _setting((), _texts)
     shutdown_timeout: float = _setting(5.0, _number(0))
@@ -338,11 +342,10 @@ def load(
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         try:
-            with open(path, "rb") as file:
-                table = tomllib.load(file)
+            table = read_toml(path)
         except OSError as error:
             raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:  # the key, the line and what to do (hub.config_toml)
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         for key, value in table.items():
             values[key] = _check(key, value, f"config file {os.fspath(path)!r}")

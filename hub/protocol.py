@@ -30,12 +30,21 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web import RequestHandler
 
 from hub.clients import ClientAddresses
 from hub.compat_aiohttp import HandlerRunner
 
-__all__ = ["LOG_BURST", "LOG_WINDOW", "HubRunner", "LogBudget", "handler_args"]
+__all__ = [
+    "LINE_BYTES_PER_CHANNEL",
+    "LOG_BURST",
+    "LOG_WINDOW",
+    "HubRunner",
+    "LogBudget",
+    "handler_args",
+    "request_line_limit",
+]
 
 log = logging.getLogger("hub.http")
 
@@ -108,12 +117,14 @@ class _Handler(RequestHandler):
             raise ConnectionError("a response was already started")
         if status >= 500:
             text = "internal error; the hub's log has the details"
+        elif isinstance(exc, LineTooLong):
+            status, text = _too_long(exc)
         else:
             detail = _detail(exc)
             text = "the request could not be read" + (f": {detail}" if detail else "")
         response = web.Response(
             status=status,
-            body=orjson.dumps({"error": text}),
+            body=orjson.dumps({"error": text}, None, orjson.OPT_APPEND_NEWLINE),
             headers={"Content-Type": "application/json"},
         )
         response.force_close()
@@ -169,7 +180,39 @@ class HubRunner(HandlerRunner):
         super().__init__(app, handler, {"logger": _fallback_log}, **kwargs)
 
 
-def handler_args(idle_timeout: float) -> dict[str, Any]:
+#: Request-line bytes allowed per channel a stream may name: a 200-character name with its
+#: ``channel=`` and ``&`` is 209, so ``max_stream_channels`` channels of any length fit.
+LINE_BYTES_PER_CHANNEL = 256
+#: aiohttp's default line limit, kept as the least (and for every header line).
+_MIN_LINE = 8190
+
+
+def request_line_limit(max_stream_channels: int) -> int:
+    """The longest request line taken: room for a stream of ``max_stream_channels`` channels
+    (``/events?channel=...&channel=...``), so such a URL meets the handler's own checks rather
+    than the parser's."""
+    return max(_MIN_LINE, LINE_BYTES_PER_CHANNEL * max_stream_channels)
+
+
+def _too_long(exc: LineTooLong) -> tuple[int, str]:
+    """414 for the request line (a URL naming many channels), 431 for a header; the limit
+    named, never the bytes (aiohttp's message is a Python repr of them)."""
+    line, limit = exc.args[0], exc.args[1]
+    head = line[:1] if isinstance(line, bytes | bytearray | str) else ""
+    if head in (b"/", "/", b"h", "h", b"*", "*"):  # a path, an absolute URL, OPTIONS *
+        return 414, (
+            f"the request line is longer than {limit} bytes, the limit set by "
+            f"max_stream_channels ({LINE_BYTES_PER_CHANNEL} bytes a channel): name fewer "
+            "channels in one stream, or raise max_stream_channels"
+        )
+    return 431, f"a request header is longer than {limit} bytes: send a shorter one"
+
+
+def handler_args(idle_timeout: float, max_stream_channels: int = 100) -> dict[str, Any]:
     """Connection options for ``web.Application(handler_args=...)``: every runner of the app
-    (the hub's, a test server's) closes connections without a complete request in time."""
-    return {"keepalive_timeout": idle_timeout}
+    (the hub's, a test server's) closes connections without a complete request in time, and
+    takes a request line long enough for ``max_stream_channels`` channels."""
+    return {
+        "keepalive_timeout": idle_timeout,
+        "max_line_size": request_line_limit(max_stream_channels),
+    }

@@ -25,10 +25,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hub.logs import escape
+
 if TYPE_CHECKING:
     from hub.config import Config
 
-__all__ = ["LINES_PER_WINDOW", "MAX_TRACKED", "WINDOW", "Refusals", "escape"]
+__all__ = ["LINES_PER_WINDOW", "MAX_TRACKED", "WINDOW", "Refusals", "shown_as"]
 
 log = logging.getLogger("hub.refusals")
 
@@ -44,16 +46,14 @@ _MAX_SHOWN = 64
 _proxy_warned = False
 
 
-def escape(text: str) -> str:
-    """``text`` safe for one log line: control and other unprintable characters as escapes,
+def shown_as(text: str) -> str:
+    """A client's address as a log line shows it: ``hub.logs.escape``d (no control character),
     cut at ``_MAX_SHOWN`` characters; ``"?"`` for an empty one (a unix socket peer)."""
     if not text:
         return "?"
     if len(text) > _MAX_SHOWN:
         text = text[:_MAX_SHOWN] + "..."
-    if text.isprintable() and "\\" not in text:
-        return text
-    return text.encode("unicode_escape").decode("ascii")
+    return escape(text)
 
 
 def _limit(config: Config, setting: str) -> str:
@@ -108,7 +108,7 @@ class Refusals:
             self._forget_oldest()
         self._pairs[key] = [now, 0]
         self._lines += 1
-        shown = escape(client)
+        shown = shown_as(client)
         tail = f"; and {more} more since {_ago(pair[0], now)}" if more and pair else ""
         limit = limit or _limit(self._config, setting)
         log.warning(
@@ -155,7 +155,7 @@ class Refusals:
         if _proxy_warned:
             return
         _proxy_warned = True
-        shown = escape(peer)
+        shown = shown_as(peer)
         log.warning(
             "a request from %s carries a proxy's header (X-Forwarded-For, Forwarded or "
             "X-Real-IP), but %s is not in trusted_proxies: the header is ignored. If a proxy is "

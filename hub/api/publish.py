@@ -8,6 +8,8 @@ all-or-nothing: one bad item and nothing is published.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import math
 from typing import Any
 
@@ -61,12 +63,19 @@ async def _read_json(request: web.Request, config: Config) -> Any:
 
 
 def _body_too_large(config: Config) -> InvalidInput:
+    """Names both limits: raising max_body_bytes alone would only move the refusal to
+    max_event_bytes, and a newcomer would meet the second one after a restart."""
     return InvalidInput(
-        f"the body is larger than max_body_bytes ({config.max_body_bytes})", status=413
+        f"the body is larger than max_body_bytes ({config.max_body_bytes} bytes); one event's "
+        f"data is also limited by max_event_bytes ({config.max_event_bytes}): raise both to "
+        "publish bigger events, or split the data",
+        status=413,
     )
 
 
-def _idempotency_key(request: web.Request, scope: str) -> str | None:
+def _idempotency_key(request: web.Request, scope: str, token: str | None) -> str | None:
+    """The backplane's key: per publisher (so one token can neither read another's receipt nor
+    make another's later publish a silent replay) and per channel (scope "" for batches)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -74,7 +83,17 @@ def _idempotency_key(request: web.Request, scope: str) -> str | None:
         raise InvalidInput(
             f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )
-    return f"{len(scope)}:{scope}:{key}"  # keys are per channel (scope "" for batches)
+    # Starts with a digit: the demo's keys (hub.demo) are a namespace of their own.
+    return f"{len(scope)}:{scope}:{_publisher_id(token)}:{key}"
+
+
+@functools.lru_cache(maxsize=256)
+def _publisher_id(token: str | None) -> str:
+    """A token's name in the backplane's keys: a digest, as a store must never hold a token.
+    "-" for loopback publishers without tokens (one publisher: the machine)."""
+    if token is None:
+        return "-"
+    return hashlib.sha256(b"ssehub publisher\0" + token.encode()).hexdigest()[:32]
 
 
 def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Draft:
@@ -133,9 +152,14 @@ def not_published(problem: ChannelDeleted | BackplaneUnavailable | BackplaneFull
 
 
 async def _publish(
-    hub: Hub, request: web.Request, drafts: list[Draft], scope: str, single: bool
+    hub: Hub,
+    request: web.Request,
+    drafts: list[Draft],
+    scope: str,
+    single: bool,
+    token: str | None,
 ) -> web.Response:
-    key = _idempotency_key(request, scope)
+    key = _idempotency_key(request, scope, token)
     headers = cors_headers(hub.config, request)
     try:
         published = await hub.publish(drafts, key)
@@ -196,8 +220,8 @@ class Publishers:
         channel); raises ``InvalidInput`` 401/403."""
         tokens = self._config.publish_tokens
         if self.scoped:
-            return auth.publisher_scope(request, tokens)
-        return auth.check_publisher(request, tokens), None
+            return auth.publisher_scope(request, tokens, self._config.publish_cors_origins)
+        return auth.check_publisher(request, tokens, self._config.publish_cors_origins), None
 
     def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
@@ -243,15 +267,19 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
         # request, and a wrapper is one more coroutine per publish.
         try:
             if scoped:
-                token, scope = auth.publisher_scope(request, config.publish_tokens)
+                token, scope = auth.publisher_scope(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
                 auth.check_scope(scope, check_channel(request.match_info["name"]))
             else:
-                token = auth.check_publisher(request, config.publish_tokens)
+                token = auth.check_publisher(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
             spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
-            return await _publish(hub, request, [draft], channel, single=True)
+            return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
 
@@ -262,7 +290,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
-        return await _publish(hub, request, drafts, "", single=False)
+        return await _publish(hub, request, drafts, "", False, token)
 
     app.router.add_post(CHANNEL_PATH, publish_channel)
     app.router.add_post("/publish", json_errors(config, publish_batch))

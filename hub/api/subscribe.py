@@ -25,7 +25,7 @@ from hub.grants import Gate
 from hub.hub import AtCapacity, Hub
 from hub.limits import TokenBuckets
 from hub.outlet import Outlet
-from hub.ticker import check_timezone, clock_channel, is_clock, parse_clock
+from hub.ticker import clock_channel, is_clock, parse_clock, resolve_timezone
 
 __all__ = ["add_subscribe_routes"]
 
@@ -189,7 +189,7 @@ def _clock_of_query(request: web.Request) -> list[str]:
     seconds = request.query.get("sec", "1")
     if not seconds.isascii() or not seconds.isdigit():
         raise InvalidInput(f"sec={seconds!r}: use whole seconds from 1 to 3600")
-    return [clock_channel(check_timezone(city), int(seconds))]
+    return [clock_channel(resolve_timezone(city), int(seconds))]
 
 
 def add_subscribe_routes(app: web.Application, hub: Hub, gate: Gate | None = None) -> None:

@@ -303,7 +303,7 @@ async def test_ticker_restarts_for_a_new_client(hub: HubServer) -> None:
     ("path", "message"),
     [
         ("/event-stream?city=Mars/Olympus_Mons&sec=1", "unknown timezone"),
-        ("/event-stream?city=asia/calcutta&sec=1", "unknown timezone"),
+        ("/channels/time/asia/calcutta/1/events", "did you mean Asia/Calcutta"),  # names are exact
         ("/event-stream?city=&sec=1", "city is required"),
         ("/event-stream?sec=1", "city is required"),
         ("/channels/time/Mars/Olympus_Mons/5/events", "unknown timezone"),

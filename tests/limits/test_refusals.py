@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from hub.config import load
-from hub.refusals import LINES_PER_WINDOW, MAX_TRACKED, WINDOW, Refusals, escape
+from hub.refusals import LINES_PER_WINDOW, MAX_TRACKED, WINDOW, Refusals, shown_as
 from tests.conftest import MakeHub
 from tests.limits.test_limits import refused
 
@@ -113,11 +113,11 @@ def test_many_addresses_cannot_flood_the_log_or_the_memory(
 
 def test_a_client_is_written_escaped() -> None:
     """No raw control character reaches a line, whatever the peer's text; long ones are cut."""
-    assert escape("198.51.100.7") == "198.51.100.7"
-    assert escape("evil\r\n2026-01-01 INFO forged") == "evil\\r\\n2026-01-01 INFO forged"
-    assert escape("a\x1b[31m\x00") == "a\\x1b[31m\\x00"
-    assert escape("") == "?"
-    assert len(escape("x" * 10_000)) < 100
+    assert shown_as("198.51.100.7") == "198.51.100.7"
+    assert shown_as("evil\r\n2026-01-01 INFO forged") == "evil\\x0d\\x0a2026-01-01 INFO forged"
+    assert shown_as("a\x1b[31m\x00") == "a\\x1b[31m\\x00"
+    assert shown_as("") == "?"
+    assert len(shown_as("x" * 10_000)) < 100
 
 
 def test_a_line_never_carries_a_raw_control_character(caplog: pytest.LogCaptureFixture) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from hub.config import PROFILES, ConfigError, load
 from tests.conftest import MakeHub
-from tests.support.processes import ROOT
 from tests.limits.test_limits import refused
+from tests.support.processes import ROOT
 
 PUBLIC = PROFILES["public"]
 
