@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from hub import auth
 from hub.api.responses import cors_headers, error, json_response
-from hub.backplane import BackplaneUnavailable, Catalog
+from hub.backplane import Backplane, BackplaneUnavailable, Catalog
+from hub.census import Census
+from hub.config import Config
 from hub.events import InvalidInput
 from hub.grants import Gate
-from hub.hub import Hub
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import Metrics
 from hub.ticker import clock_channel, is_clock, timezones
@@ -20,7 +21,16 @@ from hub.ticker import clock_channel, is_clock, timezones
 __all__ = ["add_introspection_routes"]
 
 
-async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
+class Introspected(NamedTuple):
+    """What these routes read, given at wiring (``hub.app``)."""
+
+    config: Config
+    census: Census
+    backplane: Backplane
+    metrics: Metrics
+
+
+async def _channel_list(hub: Introspected) -> list[dict[str, Any]]:
     """Channels with subscribers (here or on other processes), history or a declared clock."""
     backplane = hub.backplane
     last_ids = await backplane.channels() if isinstance(backplane, Catalog) else {}
@@ -37,7 +47,7 @@ async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
     ]
 
 
-def _may_see_private(request: web.Request, hub: Hub) -> bool:
+def _may_see_private(request: web.Request, hub: Introspected) -> bool:
     """Private channels are listed only to a request that may publish."""
     try:
         auth.check_publisher(request, hub.config.publish_tokens)
@@ -47,9 +57,10 @@ def _may_see_private(request: web.Request, hub: Hub) -> bool:
 
 
 def add_introspection_routes(
-    app: web.Application, hub: Hub, metrics: Metrics, gate: Gate | None = None
+    app: web.Application, hub: Introspected, gate: Gate | None = None
 ) -> None:
     started = time.monotonic()
+    metrics = hub.metrics
 
     async def list_channels(request: web.Request) -> web.Response:
         try:
@@ -66,7 +77,7 @@ def add_introspection_routes(
             {
                 "status": "ok",
                 "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
-                "subscribers": hub.subscribers,
+                "subscribers": hub.census.subscribers,
                 "channels": hub.census.channel_count,
                 "uptime": round(time.monotonic() - started, 3),
             }
@@ -82,7 +93,7 @@ def add_introspection_routes(
     async def render_metrics(request: web.Request) -> web.Response:
         gauges = (
             ("hub_subscribers", "Open event streams (connections) on this process.",
-             hub.subscribers),
+             hub.census.subscribers),
             ("hub_cluster_subscribers",
              "Open event streams on all hub processes (others' counts refreshed every 2 s).",
              hub.census.cluster_subscribers),
