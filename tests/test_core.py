@@ -393,9 +393,13 @@ async def test_each_event_is_encoded_once_per_view_not_per_stream(make_core: Any
     await settle()
     assert shouting.encoded == 2  # once per event for the three streams of its view
     for sink, _ in natives:
-        assert [(m.id, m.data) for m in sink.messages()] == list(zip(sent, ["hello", "again"]))
+        assert [(m.id, m.data) for m in sink.messages()] == list(
+            zip(sent, ["hello", "again"], strict=True)
+        )
     for sink, _ in louds:
-        assert [(m.id, m.data) for m in sink.messages()] == list(zip(sent, ["HELLO", "AGAIN"]))
+        assert [(m.id, m.data) for m in sink.messages()] == list(
+            zip(sent, ["HELLO", "AGAIN"], strict=True)
+        )
     # a resume in that view is written in it too
     resumed, _ = await live(hub, Ask(["a"], last_event_id=sent[0]), loud)
     assert [m.data for m in resumed.messages()] == ["AGAIN"]
