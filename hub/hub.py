@@ -139,6 +139,8 @@ class Hub:
         head, the replay, live until the end (a client that leaves ends it quietly).
         """
         stream = self._register(ask, view)
+        deadline = ask.deadline
+        del ask  # this frame lives as long as the stream: it keeps nothing it no longer needs
         try:
             await stream.begin(self._backplane, self._feeds(stream.channels), self._delivered)
             # (locals here live as long as the stream: shared empty tuples, no lists kept)
@@ -148,8 +150,8 @@ class Hub:
             for name in gone:  # valid once followed; the other channels carry on
                 self._detach(stream, name)
             await sink.open()
-            if ask.deadline is not None:
-                self._deadlines.add(ask.deadline, stream)
+            if deadline is not None:
+                self._deadlines.add(deadline, stream)
             if not await self._catch_up(stream, sink, gone):
                 return
             for name in stream.channels:  # no await since the last held event was written
@@ -159,7 +161,7 @@ class Hub:
             pass  # the client left
         finally:
             self._close(stream)
-            if ask.deadline is not None:
+            if deadline is not None:
                 self._deadlines.discard()
 
     async def _catch_up(self, stream: Stream, sink: Sink, gone: Sequence[str]) -> bool:

@@ -128,9 +128,15 @@ def _stream_handler(
             return _refuse(request, hub, "too many streams from your address (max_client_streams)")
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         response = Outlet(request, cors_headers(config, request), ack_timeout)
-        ask = Ask(channels, last_event_id or None, channels if start else replay, client, deadline)
         try:
-            await core.stream(ask, SSE, response)
+            # the Ask inline: a name here would keep it as long as the stream
+            await core.stream(
+                Ask(
+                    channels, last_event_id or None, channels if start else replay, client, deadline
+                ),
+                SSE,
+                response,
+            )
         except AtCapacity as why:
             return _refuse(request, hub, f"the hub is at capacity ({why})")
         except BackplaneUnavailable:
