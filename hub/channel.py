@@ -16,11 +16,14 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from hub.limits import ClientCounts
+from hub.tasks import Tasks
+
 if TYPE_CHECKING:
     from hub.stream import Stream
     from hub.view import View
 
-__all__ = ["Channel", "Source", "SourceFactory"]
+__all__ = ["Channel", "Channels", "Source", "SourceFactory"]
 
 
 class Source(Protocol):
@@ -69,3 +72,48 @@ class Channel:
 
     def live_streams(self) -> list[Stream]:
         return [stream for group in self.live.values() for stream in group]
+
+
+class Channels:
+    """The channels of this process: each opened with its first stream, closed after its last
+    (a feed is unfollowed, an ephemeral channel's source stopped)."""
+
+    def __init__(
+        self,
+        sources: SourceFactory,
+        emit: Callable[[str, bytes], None],
+        clients: ClientCounts,
+        unfollow: Callable[[str], None],
+        tasks: Tasks,
+    ) -> None:
+        self.by_name: dict[str, Channel] = {}
+        self._sources = sources
+        self._emit = emit
+        self._clients = clients
+        self._unfollow = unfollow
+        self._tasks = tasks
+
+    def open(self, name: str, client: str) -> Channel:
+        source = self._sources(name, self._emit)
+        channel = self.by_name[name] = Channel(name, source, client)
+        self._clients.created(client)
+        if source is not None:
+            source.start()
+        return channel
+
+    def leave(self, name: str, stream: Stream) -> None:
+        """``stream`` no longer carries the channel ``name``; closes it if it was the last."""
+        channel = self.by_name.get(name)
+        if channel is None:
+            return
+        channel.discard(stream)
+        if channel:
+            return
+        del self.by_name[name]
+        self._clients.released(channel.owner)
+        if channel.source is None:
+            self._unfollow(name)
+            return
+        task = channel.source.stop()
+        if task is not None:  # awaited on shutdown like every other task
+            self._tasks.keep(task)

@@ -1,39 +1,31 @@
 """The hub core: channels, streams, and the fan-out of ready-made frames.
 
-ARCHITECTURE (the rooms, lowest first; each imports only those before it):
-
-- ``hub.backplane``: positions, history, live delivery (``Backplane``); the core reads it
-  through ``hub.stream.Reader`` (follow, history) and listens to it (``deliver``, ``lost``,
-  ``deleted`` below).
-- ``hub.view``: a ``Format`` (one wire dialect's bytes) and the ``View`` streams are grouped by.
-- ``hub.writer``: a stream's output (``pending``, its ``Sink``), the fan-out's inner loop, the
-  one flush per loop pass, heartbeats, slow-reader cut-off.
-- ``hub.stream``: one stream's life, its state, held events, floor and the history/live merge.
-- ``hub.channel``, ``hub.census``, ``hub.deadlines``: a channel's streams by view; counts and
-  health; streams that must end by a time.
-- ``hub.hub`` (this module): registers streams (limits), drives each one's life in one call
-  (``stream``), fans out events once per view, handles deletion and lost order.
-- A wire dialect (``hub.api.subscribe`` is the native one) sits on top, as does the socket side
-  (``hub.outlet``, a ``Sink``): neither is imported by anything above.
+ARCHITECTURE, the core's rooms, lowest first (each imports only those before it):
+``hub.backplane`` (positions, history, live delivery; read through ``hub.stream.Reader``, heard
+through ``deliver``/``lost``/``deleted`` here) < ``hub.view`` (a dialect's ``Format``; the
+``View`` streams are grouped by) < ``hub.writer`` (a stream's output: fan-out loop, one flush per
+loop pass, heartbeats, slow readers) < ``hub.stream`` (one stream's state and history/live merge)
+< ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.hub`` (this module: registers
+streams, drives each one's life in one call, fans out once per view, deletion, lost order).
+Wire dialects (``hub.api.subscribe`` is the native one) and the socket side (``hub.outlet``, a
+``Sink``) sit on top; nothing in the core imports them.
 
 HOW A DIALECT PLUGS IN (Durable Streams, the AI SDK's resumable stream, ...): one package of its
 own, e.g. ``hub/dialects/<name>/``, that touches nothing else:
 
 1. a ``Format`` (``hub.view``) for its bytes, and one ``View`` of it made at wiring;
-2. a route that checks the request, builds an ``Ask`` and makes ONE call,
-   ``await hub.stream(ask, view, sink)``, where the ``Sink`` (``hub.writer``; an
-   ``hub.outlet.Outlet`` with the dialect's headers will do) sends the response headers when
-   the core calls its ``open``: after the history is settled, so whatever is published once a
-   client sees the headers reaches it;
-3. its own HTTP answers for the outcomes raised before ``open``: ``AtCapacity``,
-   ``BackplaneUnavailable`` (the native dialect: ``200`` + ``retry:``), ``AllDeleted`` (native:
-   ``204``);
+2. a route that checks the request, builds an ``Ask`` (``hub.ask``) and makes ONE call,
+   ``await hub.stream(ask, view, sink)``; the ``Sink`` (``hub.writer``; an ``hub.outlet.Outlet``
+   with the dialect's headers will do) sends the response headers when the core calls its
+   ``open``, once the history is settled, so whatever is published after a client sees them
+   reaches it;
+3. its own answers for what is raised before ``open``: ``AtCapacity``, ``BackplaneUnavailable``
+   (native: ``200`` + ``retry:``), ``AllDeleted`` (native: ``204``);
 4. publishing through ``hub.publish`` (drafts it encodes itself, ``hub.events.Draft``).
 
-The hot path is ``deliver``: an event's frame was encoded once (by the backplane), and for each
-view present on its channel the same bytes object (the native view's ``Event.frame`` itself, no
-call) is queued on every live stream of that view; the writer then writes each one's queue in
-one write per event-loop pass. Channels open with their first stream and close after their last.
+The hot path is ``deliver``: each event's frame was encoded once (by the backplane); for each
+view on its channel one encoding (the native view: ``Event.frame`` itself, no call) is queued on
+every live stream of the view, and the writer writes each queue in one write per loop pass.
 """
 
 from __future__ import annotations
@@ -41,11 +33,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
+from hub.ask import AllDeleted, Ask, AtCapacity
 from hub.backplane import Backplane, Deletion, Presence, Published
 from hub.census import Census
-from hub.channel import Channel, SourceFactory
+from hub.channel import Channel, Channels, SourceFactory
 from hub.config import Config
 from hub.deadlines import Deadlines
 from hub.events import Draft, Event
@@ -56,25 +48,7 @@ from hub.tasks import Tasks
 from hub.view import View
 from hub.writer import ANY_FLOOR, Sink, Writer, fan_out
 
-__all__ = ["AllDeleted", "Ask", "AtCapacity", "Hub"]
-
-
-class AtCapacity(Exception):
-    """The hub holds ``max_subscribers`` streams or ``max_channels`` channels, or is stopping."""
-
-
-class AllDeleted(Exception):
-    """Every channel a stream asked for is deleted: there is nothing to stream."""
-
-
-class Ask(NamedTuple):
-    """What a client asked a stream for, in any dialect."""
-
-    channels: Sequence[str]  # validated, distinct
-    last_event_id: str | None = None  # resume every channel after it
-    replay: Sequence[str] = ()  # replay these channels' history from the start (others: live)
-    client: str = ""  # the client's address: charged for the channels it brings into being
-    deadline: float | None = None  # end the stream at this time.time() (a grant's expiry)
+__all__ = ["AllDeleted", "Ask", "AtCapacity", "Hub"]  # the first three from hub.ask
 
 
 class Hub:
@@ -85,18 +59,20 @@ class Hub:
         self._backplane = backplane
         self._metrics = metrics
         self._settings = Settings(config.retry, config.max_pending_bytes, config.heartbeat, metrics)
-        self._sources = sources
-        self._channels: dict[str, Channel] = {}
         self._streams: dict[Stream, None] = {}
         #: per client address: open streams (counted by the stream handler), channels made
         self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
+        self._tasks = Tasks()
+        self._registry = Channels(
+            sources, self._emit, self.clients, backplane.unfollow, self._tasks
+        )
+        self._channels = self._registry.by_name
         self._writer = Writer(metrics, config.max_pending_bytes)
         self._deadlines = Deadlines()
         self._presence = backplane if isinstance(backplane, Presence) else None
         self._deletion = backplane if isinstance(backplane, Deletion) else None
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
-        self._tasks = Tasks()
         self._closing = False
         # the newest position received live (any channel): where a partial replay is cut
         self._delivered = 0
@@ -167,14 +143,7 @@ class Hub:
     async def _catch_up(self, stream: Stream, sink: Sink, gone: Sequence[str]) -> bool:
         """The head, the history, the held events: True once nothing is left to write (in a
         frame of its own, so that no page is kept by the one that lives as long as the stream)."""
-        fmt = stream.view.format
-        # the head list is the replay's (it grows into the first page): no name keeps it here
-        parts = await stream.replay(
-            self._backplane,
-            sink,
-            [*map(fmt.close, gone), fmt.head(self._settings.retry_ms)],
-            self._settings,
-        )
+        parts = await stream.replay(self._backplane, sink, gone, self._settings)
         if parts is None or stream.is_closed():
             return False
         parts += self._ephemeral_frames(stream, time.time())
@@ -191,7 +160,7 @@ class Hub:
             raise AtCapacity("max_channels reached")
         if new and not self.clients.may_create(ask.client, new):
             raise AtCapacity("max_client_channels reached")
-        channels = [self._channels.get(n) or self._open_channel(n, ask.client) for n in names]
+        channels = [self._channels.get(n) or self._registry.open(n, ask.client) for n in names]
         done = asyncio.get_running_loop().create_future()
         stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay)))
         for channel in channels:
@@ -221,11 +190,7 @@ class Hub:
             return
         stream.end()
         for name in stream.channels:
-            channel = self._channels.get(name)
-            if channel is not None:
-                channel.discard(stream)
-                if not channel:
-                    self._close_channel(channel)
+            self._registry.leave(name, stream)
 
     def _drop(self, stream: Stream) -> None:
         """Cut off a slow reader; it resumes with Last-Event-ID when it reads again."""
@@ -240,29 +205,7 @@ class Hub:
         if not stream.without(name):
             self._close(stream)
             return
-        channel = self._channels.get(name)
-        if channel is not None:
-            channel.discard(stream)
-            if not channel:
-                self._close_channel(channel)
-
-    def _open_channel(self, name: str, client: str) -> Channel:
-        source = self._sources(name, self._emit)
-        channel = self._channels[name] = Channel(name, source, client)
-        self.clients.created(client)
-        if source is not None:
-            source.start()
-        return channel
-
-    def _close_channel(self, channel: Channel) -> None:
-        del self._channels[channel.name]
-        self.clients.released(channel.owner)
-        if channel.source is None:
-            self._backplane.unfollow(channel.name)
-            return
-        task = channel.source.stop()
-        if task is not None:  # awaited on shutdown like every other task
-            self._tasks.keep(task)
+        self._registry.leave(name, stream)
 
     # -- publishing and fan-out --------------------------------------------------------------
 

@@ -179,10 +179,10 @@ class Stream(Output):
     # -- after the headers: head, replay, live ------------------------------------------------
 
     async def replay(
-        self, reader: Reader, sink: Sink, parts: list[bytes], settings: Settings
+        self, reader: Reader, sink: Sink, gone: Sequence[str], settings: Settings
     ) -> list[bytes] | None:
-        """Write the head (``parts``, a list this takes over) and the history page by page
-        (read from ``reader``); no other name may keep ``parts``, which grows into a page.
+        """Write the head (a close frame for each channel ``gone``, deleted before the stream
+        began, then the retry hint) and the history page by page (read from ``reader``).
 
         Returns what is left to write (the head, when there was no history), or None when the
         stream was closed meanwhile or is a slow reader (cut off).
@@ -191,6 +191,7 @@ class Stream(Output):
         page, self._start = self._start, None
         assert page is None or isinstance(page, History)
         fmt = self.view.format
+        parts = [*map(fmt.close, gone), fmt.head(settings.retry_ms)]
         if page is not None and page.reset is not None:
             parts.append(fmt.reset(page.reset))
         while page is not None:
