@@ -2,7 +2,8 @@
 
 This is where the parts meet: the backplane comes from its URL scheme (``open_backplane``), the
 hub gets the clock tickers as its source of ephemeral channels, and each HTTP module adds its
-routes bound to the hub. The demo job runner is a plug-in: imported only when ``demo_jobs`` is on.
+routes bound to what they use, given here explicitly (the hub is no service locator). The demo
+job runner is a plug-in: imported only when ``demo_jobs`` is on.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hub.api.introspect import add_introspection_routes
+from hub.api.introspect import Introspected, add_introspection_routes
 from hub.api.openapi import add_openapi_route
 from hub.api.private import add_private_routes, tickets_of
 from hub.api.publish import Publishers, add_publish_routes
 from hub.api.publish_stream import add_publish_stream_routes
 from hub.api.responses import add_fallback, preflight_handler
-from hub.api.subscribe import CHANNEL_PATH, add_subscribe_routes
-from hub.backplane import open_backplane
+from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
+from hub.backplane import Deletion, open_backplane
 from hub.config import Config
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
 from hub.metrics import Metrics
 from hub.protocol import handler_args
+from hub.refusals import Refusals
 from hub.ticker import clock_source
 from hub.web import add_web_routes
 
@@ -42,15 +44,17 @@ def create_app(config: Config) -> web.Application:
     )
     redact_access_log()  # whoever runs the app: no ticket in an access log line
     metrics = Metrics()
-    hub = Hub(config, open_backplane(config), metrics, clock_source)
+    backplane = open_backplane(config)
+    hub = Hub(config, backplane, metrics, clock_source)
     app[HUB] = hub
     app[METRICS] = metrics
-    gate = Gate(config, tickets_of(hub.backplane))  # subscribe authorization: hub.grants
-    add_subscribe_routes(app, hub, gate)
-    publishers = Publishers(config)  # one rate bucket per publisher for both routes
+    gate = Gate(config, tickets_of(backplane))  # subscribe authorization: hub.grants
+    refusals = Refusals(config)  # one budget of log lines for every limit
+    add_subscribe_routes(app, Wiring(hub, config, metrics, refusals), gate)
+    publishers = Publishers(config, refusals)  # one rate bucket per publisher for both routes
     add_publish_routes(app, hub, publishers)
     add_publish_stream_routes(app, hub, publishers)
-    add_private_routes(app, hub, gate)
+    add_private_routes(app, hub, gate, backplane if isinstance(backplane, Deletion) else None)
     preflight = preflight_handler(config)
     for path in (
         CHANNEL_PATH,
@@ -61,7 +65,7 @@ def create_app(config: Config) -> web.Application:
         "/tickets",
     ):
         app.router.add_route("OPTIONS", path, preflight)
-    add_introspection_routes(app, hub, metrics, gate)
+    add_introspection_routes(app, Introspected(config, hub.census, backplane, metrics), gate)
     add_openapi_route(app)
     add_web_routes(app, config)
     if config.demo_jobs:

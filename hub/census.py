@@ -13,7 +13,7 @@ from hub.backplane import Backplane, BackplaneState, Counts, Health, Presence
 
 if TYPE_CHECKING:
     from hub.channel import Channel
-    from hub.subscription import Subscription
+    from hub.stream import Stream
 
 __all__ = ["Census"]
 
@@ -25,18 +25,18 @@ class Census:
     def __init__(
         self,
         channels: dict[str, Channel],
-        subscriptions: dict[Subscription, None],
+        streams: dict[Stream, None],
         backplane: Backplane,
     ) -> None:
         self._channels = channels
-        self._subscriptions = subscriptions
+        self._streams = streams
         self._kind = type(backplane).__name__
         self._presence = backplane if isinstance(backplane, Presence) else None
         self._health = backplane if isinstance(backplane, Health) else None
 
     def local_counts(self) -> Counts:
         counts = {name: len(channel) for name, channel in self._channels.items()}
-        return Counts(counts, len(self._subscriptions))
+        return Counts(counts, len(self._streams))
 
     def remote_counts(self) -> Counts:
         """Other hub processes' counts (a few seconds old); none without a shared backplane."""
@@ -55,11 +55,11 @@ class Census:
 
     @property
     def cluster_subscribers(self) -> int:
-        return len(self._subscriptions) + self.remote_counts().streams
+        return len(self._streams) + self.remote_counts().streams
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscriptions)
+        return len(self._streams)
 
     @property
     def channel_names(self) -> Iterable[str]:

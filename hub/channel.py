@@ -5,6 +5,9 @@ or *ephemeral*: it has a source of its own on this process, such as a clock's ti
 starts with the channel's first subscriber and stops after its last, and whose frames carry no
 id and are kept nowhere. The hub treats both alike but for that one flag; it never asks whether
 a channel is a clock.
+
+Its live streams are grouped by ``View`` (``hub.view``): the fan-out encodes an event once per
+group and hands the same bytes to every stream of it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from hub.subscription import Subscription
+from hub.limits import ClientCounts
+from hub.tasks import Tasks
 
-__all__ = ["Channel", "Source", "SourceFactory"]
+if TYPE_CHECKING:
+    from hub.stream import Stream
+    from hub.view import View
+
+__all__ = ["Channel", "Channels", "Source", "SourceFactory"]
 
 
 class Source(Protocol):
@@ -41,10 +48,72 @@ class Channel:
     def __init__(self, name: str, source: Source | None, owner: str) -> None:
         self.name = name
         self.owner = owner  # the client address that brought it into being (max_client_channels)
-        self.live: dict[Subscription, None] = {}
-        self.syncing: dict[Subscription, None] = {}
+        #: live streams by view: one group (and one encoding of each event) per view present
+        self.live: dict[View, dict[Stream, None]] = {}
+        self.syncing: dict[Stream, None] = {}
         self.source = source
 
     def __len__(self) -> int:
-        """Its subscriptions, live and syncing."""
-        return len(self.live) + len(self.syncing)
+        """Its streams, live and syncing."""
+        return sum(map(len, self.live.values())) + len(self.syncing)
+
+    def go_live(self, stream: Stream) -> None:
+        del self.syncing[stream]
+        group = self.live.get(stream.view)
+        if group is None:
+            group = self.live[stream.view] = {}
+        group[stream] = None
+
+    def discard(self, stream: Stream) -> None:
+        self.syncing.pop(stream, None)
+        group = self.live.get(stream.view)
+        if group is not None and group.pop(stream, False) is None and not group:
+            del self.live[stream.view]
+
+    def live_streams(self) -> list[Stream]:
+        return [stream for group in self.live.values() for stream in group]
+
+
+class Channels:
+    """The channels of this process: each opened with its first stream, closed after its last
+    (a feed is unfollowed, an ephemeral channel's source stopped)."""
+
+    def __init__(
+        self,
+        sources: SourceFactory,
+        emit: Callable[[str, bytes], None],
+        clients: ClientCounts,
+        unfollow: Callable[[str], None],
+        tasks: Tasks,
+    ) -> None:
+        self.by_name: dict[str, Channel] = {}
+        self._sources = sources
+        self._emit = emit
+        self._clients = clients
+        self._unfollow = unfollow
+        self._tasks = tasks
+
+    def open(self, name: str, client: str) -> Channel:
+        source = self._sources(name, self._emit)
+        channel = self.by_name[name] = Channel(name, source, client)
+        self._clients.created(client)
+        if source is not None:
+            source.start()
+        return channel
+
+    def leave(self, name: str, stream: Stream) -> None:
+        """``stream`` no longer carries the channel ``name``; closes it if it was the last."""
+        channel = self.by_name.get(name)
+        if channel is None:
+            return
+        channel.discard(stream)
+        if channel:
+            return
+        del self.by_name[name]
+        self._clients.released(channel.owner)
+        if channel.source is None:
+            self._unfollow(name)
+            return
+        task = channel.source.stop()
+        if task is not None:  # awaited on shutdown like every other task
+            self._tasks.keep(task)

@@ -109,7 +109,7 @@ class _Answers:
         started, with history in the backplane: only those get tickets."""
         if self._started.get(answer_id, 0.0) > time.monotonic():
             return True
-        page = await self._hub.backplane.history([answer_channel(answer_id)], None, 1)
+        page = await self._hub.history([answer_channel(answer_id)], None, 1)
         return bool(page.events)
 
     async def close(self) -> None:

@@ -103,10 +103,11 @@ class Gate:
             return ()
         return [name for name in channels if private.match(name)] or ()
 
-    async def check(self, request: web.Request, private: Sequence[str]) -> str | None:
+    async def check(self, request: web.Request, private: Sequence[str]) -> float | None:
         """Raise ``InvalidInput`` (401/403) unless the request's grant covers ``private``;
-        returns the grant's ``sub`` (for the log), if any. Raises ``BackplaneUnavailable``
-        while a ticket cannot be looked up."""
+        returns when the stream must end (a JWT's ``exp`` + ``LEEWAY``, ``time.time()``
+        seconds; None for a ticket, spent once at the start). Raises
+        ``BackplaneUnavailable`` while a ticket cannot be looked up."""
         ticket = request.query.get("ticket")
         if ticket is not None:
             await self._spend(ticket, private)
@@ -129,7 +130,7 @@ class Gate:
                 raise InvalidInput(f"the grant does not cover channel {name!r}", status=403)
         log.debug("private stream for %s on %s", subject or "?", ", ".join(private),
                   extra={"event": "grant", "sub": subject})  # fmt: skip
-        return subject
+        return float(claims["exp"]) + LEEWAY
 
     async def _spend(self, ticket: str, private: Sequence[str]) -> None:
         # Tickets are URL-safe base64 (secrets.token_urlsafe): anything else is not one, and a

@@ -1,38 +1,54 @@
-"""The hub core: channels, subscriptions, and the fan-out of ready-made frames.
+"""The hub core: channels, streams, and the fan-out of ready-made frames.
 
-It knows channels and subscriptions, not HTTP: the socket side is ``hub.outlet``, the
-history/live merge is ``hub.subscription``, storage and ids are the backplane's. The hot path is
-``deliver``: an event's frame was encoded once (by the backplane), and the same bytes object is
-appended to the pending list of every live subscription of its channel; the outlet's ``Writer``
-then writes each one's pending frames in one write per event-loop pass.
+ARCHITECTURE, the core's rooms, lowest first (each imports only those before it):
+``hub.backplane`` (positions, history, live delivery; read through ``hub.stream.Reader``, heard
+through ``deliver``/``lost``/``deleted`` here) < ``hub.view`` (a dialect's ``Format``; the
+``View`` streams are grouped by) < ``hub.writer`` (a stream's output: fan-out loop, one flush per
+loop pass, heartbeats, slow readers) < ``hub.stream`` (one stream's state and history/live merge)
+< ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.hub`` (this module: registers
+streams, drives each one's life in one call, fans out once per view, deletion, lost order).
+Wire dialects (``hub.api.subscribe`` is the native one) and the socket side (``hub.outlet``, a
+``Sink``) sit on top; nothing in the core imports them.
 
-Channels are opened with their first subscription and closed after their last (``hub.channel``
-says what a channel is: a feed, or ephemeral with a source such as a clock's ticker).
+HOW A DIALECT PLUGS IN (Durable Streams, the AI SDK's resumable stream, ...): one package of its
+own, e.g. ``hub/dialects/<name>/``, that touches nothing else:
+
+1. a ``Format`` (``hub.view``) for its bytes, and one ``View`` of it made at wiring;
+2. a route that checks the request, builds an ``Ask`` (``hub.ask``) and makes ONE call,
+   ``await hub.stream(ask, view, sink)``; the ``Sink`` (``hub.writer``; an ``hub.outlet.Outlet``
+   with the dialect's headers will do) sends the response headers when the core calls its
+   ``open``, once the history is settled, so whatever is published after a client sees them
+   reaches it;
+3. its own answers for what is raised before ``open``: ``AtCapacity``, ``BackplaneUnavailable``
+   (native: ``200`` + ``retry:``), ``AllDeleted`` (native: ``204``);
+4. publishing through ``hub.publish`` (drafts it encodes itself, ``hub.events.Draft``).
+
+The hot path is ``deliver``: each event's frame was encoded once (by the backplane); for each
+view on its channel one encoding (the native view: ``Event.frame`` itself, no call) is queued on
+every live stream of the view, and the writer writes each queue in one write per loop pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 
-from hub import sse
-from hub.backplane import Backplane, Deletion, Presence, Published
+from hub.ask import AllDeleted, Ask, AtCapacity
+from hub.backplane import Backplane, Deletion, History, Presence, Published
 from hub.census import Census
-from hub.channel import Channel, SourceFactory
+from hub.channel import Channel, Channels, SourceFactory
 from hub.config import Config
+from hub.deadlines import Deadlines
 from hub.events import Draft, Event
 from hub.limits import ClientCounts
 from hub.metrics import Metrics
-from hub.outlet import Writer
-from hub.refusals import Refusals
-from hub.subscription import State, Subscription
+from hub.stream import Settings, Stream
 from hub.tasks import Tasks
+from hub.view import View
+from hub.writer import ANY_FLOOR, Sink, Writer, fan_out
 
-__all__ = ["AtCapacity", "Hub"]
-
-
-class AtCapacity(Exception):
-    """The hub holds ``max_subscribers`` streams or ``max_channels`` channels, or is stopping."""
+__all__ = ["AllDeleted", "Ask", "AtCapacity", "Hub"]  # the first three from hub.ask
 
 
 class Hub:
@@ -40,34 +56,34 @@ class Hub:
         self, config: Config, backplane: Backplane, metrics: Metrics, sources: SourceFactory
     ) -> None:
         self.config = config
-        self.backplane = backplane
-        self.metrics = metrics
-        self.retry_frame = sse.retry(config.retry)
-        self._sources = sources
-        self._channels: dict[str, Channel] = {}
+        self._backplane = backplane
+        self._metrics = metrics
+        self._settings = Settings(config.retry, config.max_pending_bytes, config.heartbeat, metrics)
+        self._streams: dict[Stream, None] = {}
         #: per client address: open streams (counted by the stream handler), channels made
         self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
-        #: log lines of clients turned away by a limit (hub.api.subscribe's _refuse)
-        self.refusals = Refusals(config)
-        self._subscriptions: dict[Subscription, None] = {}
-        self._writer = Writer(metrics, config.max_pending_bytes, self.drop)
-        self._max_held = config.max_pending_bytes
-        self._presence = backplane if isinstance(backplane, Presence) else None
-        #: what the hub can say about itself (counts, health)
-        self.census = Census(self._channels, self._subscriptions, backplane)
-        self.deletion = backplane if isinstance(backplane, Deletion) else None
         self._tasks = Tasks()
+        self._registry = Channels(
+            sources, self._emit, self.clients, backplane.unfollow, self._tasks
+        )
+        self._channels = self._registry.by_name
+        self._writer = Writer(metrics, config.max_pending_bytes)
+        self._deadlines = Deadlines()
+        self._presence = backplane if isinstance(backplane, Presence) else None
+        self._deletion = backplane if isinstance(backplane, Deletion) else None
+        #: what the hub can say about itself (counts, health): given to the routes at wiring
+        self.census = Census(self._channels, self._streams, backplane)
         self._closing = False
         # the newest position received live (any channel): where a partial replay is cut
-        self.delivered = 0
+        self._delivered = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._presence is not None:
             self._presence.share_counts(self.census.local_counts)
-        await self.backplane.start(self)
-        beat = self._writer.beat_forever(self.config.heartbeat, lambda: self._subscriptions)
+        await self._backplane.start(self)
+        beat = self._writer.beat_forever(self.config.heartbeat, self._streams.keys, _beat_of)
         self._tasks.spawn(beat, "heartbeat")
 
     async def end_streams(self) -> None:
@@ -78,181 +94,191 @@ class Hub:
         """
         self._closing = True
         self._writer.flush()
-        for subscription in list(self._subscriptions):
-            self.close(subscription)
+        for stream in list(self._streams):
+            self._close(stream)
 
     async def stop(self) -> None:
         await self.end_streams()
+        self._deadlines.close()
         await self._tasks.cancel_all()
-        await self.backplane.close()
+        await self._backplane.close()
 
-    # -- subscribing -------------------------------------------------------------------------
+    # -- a stream's life, in one call --------------------------------------------------------
 
-    def subscribe(
-        self,
-        names: Sequence[str],
-        last_event_id: str | None,
-        from_start: bool,
-        client: str = "",
-        replay: Sequence[str] = (),
-    ) -> Subscription:
-        """Register a stream on ``names`` (validated, distinct); raises ``AtCapacity``.
+    async def stream(self, ask: Ask, view: View, sink: Sink) -> None:
+        """Serve one stream from ``ask`` in ``view``'s format to ``sink``; returns when it ends.
 
-        Use it as ``async with hub.subscribe(...) as subscription``: entering follows the
-        channels and reads the first history page (raising ``BackplaneUnavailable`` before
-        anything was sent), so that whatever is published once a client sees the response
-        headers reaches it; leaving closes it, whatever happened. In between,
-        ``await subscription.open(outlet)`` writes the head and goes live, and
-        ``await subscription.done`` waits for the end of the stream. ``client``: the client
-        address, charged for the channels this stream brings into being.
-
-        ``from_start`` replays every channel's history first, ``replay`` only those channels'
-        (the others start live); a ``last_event_id`` resumes every channel after it instead.
+        Before ``sink.open()`` (which sends the response headers) the
+        channels are followed and the first history page read, so whatever is published once
+        a client sees the headers reaches it; the outcomes a dialect answers in its own way are
+        raised then: ``AtCapacity``, ``BackplaneUnavailable``, ``AllDeleted``. After it: the
+        head, the replay, live until the end (a client that leaves ends it quietly).
         """
+        stream = self._register(ask, view)
+        deadline = ask.deadline
+        del ask  # this frame lives as long as the stream: it keeps nothing it no longer needs
+        try:
+            await stream.begin(self._backplane, self._feeds(stream.channels), self._delivered)
+            # (locals here live as long as the stream: shared empty tuples, no lists kept)
+            gone = (self._deletion.deleted(stream.channels) if self._deletion else None) or ()
+            if gone and len(gone) == len(stream.channels):
+                raise AllDeleted(", ".join(gone))
+            for name in gone:  # valid once followed; the other channels carry on
+                self._detach(stream, name)
+            await sink.open()
+            if deadline is not None:
+                self._deadlines.add(deadline, stream)
+            if not await self._catch_up(stream, sink, gone):
+                return
+            for name in stream.channels:  # no await since the last held event was written
+                self._channels[name].go_live(stream)
+            await stream.done
+        except ConnectionResetError:
+            pass  # the client left
+        finally:
+            self._close(stream)
+            if deadline is not None:
+                self._deadlines.discard()
+
+    async def _catch_up(self, stream: Stream, sink: Sink, gone: Sequence[str]) -> bool:
+        """The head, the history, the held events: True once nothing is left to write (in a
+        frame of its own, so that no page is kept by the one that lives as long as the stream)."""
+        parts = await stream.replay(self._backplane, sink, gone, self._settings)
+        if parts is None or stream.is_closed():
+            return False
+        parts += self._ephemeral_frames(stream, time.time())
+        return await stream.catch_up(parts, self._settings) and not stream.is_closed()
+
+    def _register(self, ask: Ask, view: View) -> Stream:
         if self._closing:
             raise AtCapacity("the hub is shutting down")
-        if len(self._subscriptions) >= self.config.max_subscribers:
+        if len(self._streams) >= self.config.max_subscribers:
             raise AtCapacity("max_subscribers reached")
+        names = tuple(ask.channels)
         new = sum(name not in self._channels for name in names)
         if new and len(self._channels) + new > self.config.max_channels:
             raise AtCapacity("max_channels reached")
-        if new and not self.clients.may_create(client, new):
+        if new and not self.clients.may_create(ask.client, new):
             raise AtCapacity("max_client_channels reached")
-        channels = [self._channels.get(name) or self._open_channel(name, client) for name in names]
-        names = tuple(names)
+        channels = [self._channels.get(n) or self._registry.open(n, ask.client) for n in names]
         done = asyncio.get_running_loop().create_future()
-        asked = (last_event_id, names if from_start else tuple(replay))
-        subscription = Subscription(self, names, done, asked)
+        stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay)))
         for channel in channels:
-            channel.syncing[subscription] = None
-        self._subscriptions[subscription] = None
-        return subscription
+            channel.syncing[stream] = None
+        self._streams[stream] = None
+        return stream
 
-    def went_live(self, subscription: Subscription) -> None:
-        """Called by the subscription once its head is written: live frames from now on."""
-        for name in subscription.channels:
-            channel = self._channels[name]
-            del channel.syncing[subscription]
-            channel.live[subscription] = None
-
-    def feeds(self, names: Iterable[str]) -> tuple[str, ...]:
+    def _feeds(self, names: Iterable[str]) -> tuple[str, ...]:
         """The channels among ``names`` whose events come from the backplane (not ephemeral)."""
         found = (self._channels.get(name) for name in names)
         return tuple(channel.name for channel in found if channel and channel.source is None)
 
-    def ephemeral_frames(self, names: Iterable[str], now: float) -> list[bytes]:
-        """What a new subscriber of ephemeral channels gets at once (a clock: the time now)."""
+    def _ephemeral_frames(self, stream: Stream, now: float) -> list[bytes]:
+        """What a new stream of ephemeral channels gets at once (a clock: the time now)."""
+        tick = stream.view.format.tick
         frames = []
-        for name in names:
+        for name in stream.channels:
             source = self._channels[name].source
             if source is not None:
-                frames.append(source.frame(now))
-        self.metrics.events_delivered += len(frames)
+                frames.append(tick(source.frame(now)))
+        self._metrics.events_delivered += len(frames)
         return frames
 
-    def close(self, subscription: Subscription) -> None:
-        """Forget a stream (idempotent); ends its response if the handler is still waiting."""
-        if self._subscriptions.pop(subscription, False) is False:
+    def _close(self, stream: Stream) -> None:
+        """Forget a stream (idempotent); ends its response if its owner is still waiting."""
+        if self._streams.pop(stream, False) is False:
             return
-        subscription.state = State.CLOSED
-        for name in subscription.channels:
-            channel = self._channels.get(name)
-            if channel is None:
-                continue
-            channel.live.pop(subscription, None)
-            channel.syncing.pop(subscription, None)
-            if not channel:
-                self._close_channel(channel)
-        subscription.outlet = None
-        subscription.held = ()
-        subscription.pending = ()
-        if not subscription.done.done():
-            subscription.done.set_result(None)
+        stream.end()
+        for name in stream.channels:
+            self._registry.leave(name, stream)
 
-    def drop(self, subscription: Subscription) -> None:
+    def _drop(self, stream: Stream) -> None:
         """Cut off a slow reader; it resumes with Last-Event-ID when it reads again."""
-        if subscription.state is State.CLOSED:
-            return
-        self.metrics.subscribers_dropped += 1
-        if subscription.outlet is not None:
-            subscription.outlet.abort()
-        self.close(subscription)
+        self._metrics.subscribers_dropped += 1
+        stream.cut_off()
+        self._close(stream)
 
-    def _open_channel(self, name: str, client: str) -> Channel:
-        source = self._sources(name, self._emit)
-        channel = self._channels[name] = Channel(name, source, client)
-        self.clients.created(client)
-        if source is not None:
-            source.start()
-        return channel
-
-    def _close_channel(self, channel: Channel) -> None:
-        del self._channels[channel.name]
-        self.clients.released(channel.owner)
-        if channel.source is None:
-            self.backplane.unfollow(channel.name)
+    def _detach(self, stream: Stream, name: str) -> None:
+        """Take one channel off a stream; a stream left with none ends."""
+        if name not in stream.channels:
             return
-        task = channel.source.stop()
-        if task is not None:  # awaited on shutdown like every other task
-            self._tasks.keep(task)
+        if not stream.without(name):
+            self._close(stream)
+            return
+        self._registry.leave(name, stream)
 
     # -- publishing and fan-out --------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
         """Store and fan out. Raises ``BackplaneUnavailable`` or ``BackplaneFull``; then
         nothing was acknowledged."""
-        published = await self.backplane.publish(drafts, idempotency_key)
+        published = await self._backplane.publish(drafts, idempotency_key)
         if not published.replayed:
-            self.metrics.events_published += len(drafts)
+            self._metrics.events_published += len(drafts)
         return published
 
+    async def history(self, channels: Sequence[str], after: int | None, max_bytes: int) -> History:
+        """A page of the retained events of ``channels`` after position ``after``: a read
+        without a stream (a dialect's catch-up read, a check that a channel holds anything)."""
+        return await self._backplane.history(channels, after, max_bytes)
+
     def deliver(self, events: Sequence[Event]) -> None:
-        """Live events from the backplane: queue each frame for every subscriber of its channel."""
+        """Live events from the backplane: each encoded once per view present on its channel
+        (the native one: its frame as is) and queued for every live stream of that view."""
         channels = self._channels
         writer = self._writer
-        fan_out = writer.fan_out
+        dirty = writer.dirty
         published_at = writer.published_at
         for event in events:
             channel = channels.get(event.channel)
             if channel is None:
                 continue
-            fan_out(channel.live, event.frame, event.position)
+            live = channel.live
+            for view, streams in live.items():
+                frame = event.frame if view.native else view.format.event(event)
+                fan_out(streams, frame, dirty, event.position)
             if channel.syncing:
                 self._hold(channel, event)
-            if channel.live:
+            if live:
                 published_at.append(event.published_at)
         if events:
-            self.delivered = events[-1].position
-        if writer.dirty:
+            self._delivered = events[-1].position
+        if dirty:
             writer.schedule()
 
     def _hold(self, channel: Channel, event: Event) -> None:
-        """Keep a live event for the subscriptions still reading their history, within bounds."""
-        for subscription in list(channel.syncing):
-            held = subscription.held
-            if isinstance(held, list):
-                held.append(event)
-            else:
-                subscription.held = [event]
-            subscription.held_bytes += len(event.frame)
-            if subscription.held_bytes > self._max_held:
-                self.drop(subscription)
+        """Keep a live event for the streams still reading their history, within bounds."""
+        limit = self._settings.max_pending
+        for stream in list(channel.syncing):
+            if not stream.hold(event, limit):
+                self._drop(stream)
 
     def _emit(self, name: str, frame: bytes) -> None:
         """Fan out an ephemeral frame (a clock tick): no position, no history."""
         channel = self._channels.get(name)
         if channel is None:
             return
-        self._writer.fan_out(channel.live, frame)
+        self._fan_out_control(channel, frame, None)
         self._writer.schedule()
+
+    def _fan_out_control(self, channel: Channel, frame: bytes, deleted: str | None) -> int:
+        """A frame with no position to every live stream of a channel: a tick (``frame``, in
+        each view's format) or, with ``deleted``, each view's close frame. Returns how many."""
+        count = 0
+        for view, streams in channel.live.items():
+            fmt = view.format
+            data = fmt.close(deleted) if deleted is not None else fmt.tick(frame)
+            fan_out(streams, data, self._writer.dirty, ANY_FLOOR)
+            count += len(streams)
+        return count
 
     def lost(self, channel: str) -> None:
         """End the streams of a channel whose live order was broken; clients resume and get a
         ``reset`` if the history no longer reaches back far enough."""
         found = self._channels.get(channel)
         if found is not None:
-            for subscription in [*found.live, *found.syncing]:
-                self.close(subscription)
+            for stream in [*found.live_streams(), *found.syncing]:
+                self._close(stream)
 
     def deleted(self, name: str) -> None:
         """The channel was deleted (here or on another process): ``event: close`` on every
@@ -261,32 +287,19 @@ class Hub:
         channel = self._channels.get(name)
         if channel is None:
             return
-        frame = sse.close_frame(name)
-        live = list(channel.live)
-        self._writer.fan_out(live, frame)
-        self.metrics.events_delivered += len(live)
+        live = channel.live_streams()
+        self._metrics.events_delivered += self._fan_out_control(channel, b"", name)
         self._writer.flush()  # written now, before the streams that end are closed
-        for subscription in [*channel.syncing]:
-            self.close(subscription)
-        for subscription in live:
-            self.detach(subscription, name)
-
-    def detach(self, subscription: Subscription, name: str) -> None:
-        """Take one channel off a stream; a stream left with none ends."""
-        if name not in subscription.channels:
-            return
-        if len(subscription.channels) == 1:
-            self.close(subscription)
-            return
-        subscription.channels = tuple(c for c in subscription.channels if c != name)
-        channel = self._channels.get(name)
-        if channel is not None:
-            channel.live.pop(subscription, None)
-            channel.syncing.pop(subscription, None)
-            if not channel:
-                self._close_channel(channel)
+        for stream in [*channel.syncing]:
+            self._close(stream)
+        for stream in live:
+            self._detach(stream, name)
 
     @property
     def subscribers(self) -> int:
         """Open streams on this process."""
-        return len(self._subscriptions)
+        return len(self._streams)
+
+
+def _beat_of(stream: Stream) -> bytes:
+    return stream.view.format.heartbeat

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from hub import auth
 from hub.api.responses import cors_headers, error, json_response
-from hub.backplane import BackplaneUnavailable, Catalog
+from hub.backplane import Backplane, BackplaneUnavailable, Catalog
+from hub.census import Census
+from hub.config import Config
 from hub.events import InvalidInput
 from hub.grants import Gate
-from hub.hub import Hub
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import Metrics
 from hub.ticker import clock_channel, is_clock, timezones
@@ -21,7 +22,16 @@ from hub.ticker import clock_channel, is_clock, timezones
 __all__ = ["add_introspection_routes"]
 
 
-async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
+class Introspected(NamedTuple):
+    """What these routes read, given at wiring (``hub.app``)."""
+
+    config: Config
+    census: Census
+    backplane: Backplane
+    metrics: Metrics
+
+
+async def _channel_list(hub: Introspected) -> list[dict[str, Any]]:
     """Channels with subscribers (here or on other processes), history or a declared clock."""
     backplane = hub.backplane
     last_ids = await backplane.channels() if isinstance(backplane, Catalog) else {}
@@ -38,7 +48,9 @@ async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
     ]
 
 
-def _visible_to(request: web.Request, hub: Hub, gate: Gate | None) -> Callable[[str], bool] | None:
+def _visible_to(
+    request: web.Request, hub: Introspected, gate: Gate | None
+) -> Callable[[str], bool] | None:
     """Which channels a request may see listed (None: all of them). A scoped token sees only
     the channels it may publish to (another tenant's names and counts are not its business);
     any other publisher sees all; everyone else, all but the private ones."""
@@ -53,9 +65,10 @@ def _visible_to(request: web.Request, hub: Hub, gate: Gate | None) -> Callable[[
 
 
 def add_introspection_routes(
-    app: web.Application, hub: Hub, metrics: Metrics, gate: Gate | None = None
+    app: web.Application, hub: Introspected, gate: Gate | None = None
 ) -> None:
     started = time.monotonic()
+    metrics = hub.metrics
 
     async def list_channels(request: web.Request) -> web.Response:
         try:
@@ -73,7 +86,7 @@ def add_introspection_routes(
             {
                 "status": "ok",
                 "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
-                "subscribers": hub.subscribers,
+                "subscribers": hub.census.subscribers,
                 "channels": hub.census.channel_count,
                 "uptime": round(time.monotonic() - started, 3),
             }
@@ -89,7 +102,7 @@ def add_introspection_routes(
     async def render_metrics(request: web.Request) -> web.Response:
         gauges = (
             ("hub_subscribers", "Open event streams (connections) on this process.",
-             hub.subscribers),
+             hub.census.subscribers),
             ("hub_cluster_subscribers",
              "Open event streams on all hub processes (others' counts refreshed every 2 s).",
              hub.census.cluster_subscribers),

@@ -18,7 +18,7 @@ from aiohttp import web
 from hub import auth
 from hub.api.publish import _read_json
 from hub.api.responses import answer, cors_headers, error, json_errors, json_response
-from hub.backplane import BackplaneFull, BackplaneUnavailable, Tickets
+from hub.backplane import BackplaneFull, BackplaneUnavailable, Deletion, Tickets
 from hub.clients import ClientAddresses
 from hub.events import InvalidInput, check_channel
 from hub.grants import Gate, Patterns, ticket_digest
@@ -58,7 +58,9 @@ def _ticket_request(body: Any, max_channels: int, scope: Patterns | None) -> tup
     return list(dict.fromkeys(names)), ttl
 
 
-def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
+def add_private_routes(
+    app: web.Application, hub: Hub, gate: Gate, deletion: Deletion | None
+) -> None:
     config = hub.config
 
     addresses = ClientAddresses(config.trusted_proxies)
@@ -88,7 +90,6 @@ def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
         headers = cors_headers(config, request)
         if is_clock(name):
             return error(400, f"{name!r} is a clock channel: it cannot be deleted", headers)
-        deletion = hub.deletion
         if deletion is None:
             return error(501, "this backplane cannot delete channels", headers)
         streams = hub.census.subscriber_count(name)  # counted first: deleting closes the local ones

@@ -204,14 +204,14 @@ class Publishers:
     token's (or an address's) ``publish_rate`` counts its events on all of them. A token
     whose ``publish_tokens`` entry has its own ``rate`` has its own bucket (``publish_limits``)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, refusals: Refusals) -> None:
         self._config = config
         self._addresses = ClientAddresses(config.trusted_proxies)
         self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
         self._own = publish_limits(config)
         #: no rate anywhere: nothing to look up per publish
         self._limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
-        self._refusals = Refusals(config)
+        self._refusals = refusals
         #: any scoped token: only then is the (slower) scope lookup needed
         self.scoped = any(token.channels is not None for token in config.publish_tokens)
 

@@ -1,4 +1,9 @@
-"""The event-stream handlers: ``/channels/{name}/events``, ``/events``, ``/event-stream``.
+"""The native dialect's event-stream handlers: ``/channels/{name}/events``, ``/events``,
+``/event-stream``.
+
+One dialect over the core (``hub.hub`` says how a dialect plugs in): each handler checks its
+request, builds an ``Ask`` and makes one call, ``hub.stream``, with the native view
+(``hub.view.SSE``) and an ``Outlet`` to prepare; it maps the core's outcomes to its answers.
 
 A browser's ``EventSource`` gives up for good on any answer but ``200 text/event-stream``, so
 a hub at capacity, or with its backplane away, answers ``200`` with a jittered ``retry:`` and
@@ -11,7 +16,8 @@ a channel comes and goes).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -22,10 +28,13 @@ from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.events import InvalidInput, check_channel
 from hub.grants import Gate
-from hub.hub import AtCapacity, Hub
+from hub.hub import AllDeleted, Ask, AtCapacity, Hub
 from hub.limits import TokenBuckets
+from hub.metrics import Metrics
 from hub.outlet import Outlet
+from hub.refusals import Refusals
 from hub.ticker import clock_channel, is_clock, parse_clock, resolve_timezone
+from hub.view import SSE
 
 __all__ = ["add_subscribe_routes"]
 
@@ -57,9 +66,19 @@ def _check_channels(config: Config, names: list[str]) -> list[str]:
     return unique
 
 
+class Wiring(NamedTuple):
+    """What the routes are given at wiring (``hub.app``): the core and what they count with."""
+
+    hub: Hub
+    config: Config
+    metrics: Metrics
+    #: log lines of clients turned away by a limit
+    refusals: Refusals
+
+
 def _refuse(
     request: web.Request,
-    hub: Hub,
+    hub: Wiring,
     why: str = "the hub is at capacity",
     at_least: float = 0.0,
     client: str = "",
@@ -81,17 +100,19 @@ def _refuse(
 
 
 def _stream_handler(
-    hub: Hub, names_of: Callable[[web.Request], list[str]], gate: Gate | None = None
+    wired: Wiring, names_of: Callable[[web.Request], list[str]], gate: Gate | None = None
 ) -> Handler:
     """A subscribe handler: ``names_of`` says which channels a request asks for; ``gate``
     checks grants for private channels (None: this route has none, or none are configured)."""
-    config = hub.config
+    hub = wired
+    core = wired.hub
+    config = wired.config
     addresses = ClientAddresses(config.trusted_proxies, config.limits_per_address)
     rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
-    clients = hub.clients
+    clients = core.clients
     # The kernel drops a connection whose data goes unacknowledged this long (a vanished
-    # peer): the heartbeat then finds it within a couple of intervals.
-    send_timeout = config.tcp_user_timeout or 2 * config.heartbeat
+    # peer): with a write at least every heartbeat interval, it is released within two.
+    ack_timeout = config.tcp_user_timeout or config.heartbeat
     if gate is not None and gate.private is None:
         gate = None  # no private channels: not even a pattern match per stream
 
@@ -103,8 +124,9 @@ def _stream_handler(
             if start not in (None, "start"):
                 raise InvalidInput(f"from={start!r} is not understood; use from=start")
             replay = _replay_of(request, channels, start is not None)
+            deadline = None
             if gate is not None and (private := gate.needs_grant(channels)):
-                await gate.check(request, private)
+                deadline = await gate.check(request, private)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request))
         except BackplaneUnavailable:
@@ -118,25 +140,16 @@ def _stream_handler(
             why = "too many streams from your address (max_client_streams)"
             return _refuse(request, hub, why, 0.0, client, "max_client_streams")
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-        response = Outlet(headers=cors_headers(config, request), send_timeout=send_timeout)
+        response = Outlet(request, cors_headers(config, request), ack_timeout)
         try:
-            # History and the live feed are settled before the response headers go out, so
-            # whatever is published once a client sees them reaches it.
-            async with hub.subscribe(
-                channels, last_event_id or None, start == "start", client, replay
-            ) as sub:
-                closing = b""
-                if gone := _deleted_among(hub, channels):
-                    if len(gone) == len(channels):  # 204: the EventSource stops reconnecting
-                        return web.Response(status=204, headers=cors_headers(config, request))
-                    for name in gone:
-                        hub.detach(sub, name)
-                    closing = b"".join(map(sse.close_frame, gone))
-                await response.prepare(request)
-                if closing:
-                    await response.write(closing)
-                await sub.open(response)
-                await sub.done
+            # the Ask inline: a name here would keep it as long as the stream
+            await core.stream(
+                Ask(
+                    channels, last_event_id or None, channels if start else replay, client, deadline
+                ),
+                SSE,
+                response,
+            )
         except AtCapacity as why:
             limit = str(why).removesuffix(" reached")  # "max_subscribers reached": the setting
             setting = limit if limit.isidentifier() else ""  # not "the hub is shutting down"
@@ -144,8 +157,9 @@ def _stream_handler(
         except BackplaneUnavailable:
             # 200 + retry: the browser tries again (with its Last-Event-ID) a little later.
             return _refuse(request, hub, "the backplane is unavailable")
-        except ConnectionResetError:
-            pass  # the client left while the stream was being set up
+        except AllDeleted:
+            # 204: the EventSource stops reconnecting
+            return web.Response(status=204, headers=cors_headers(config, request))
         finally:
             clients.close_stream(client)
         return response
@@ -167,12 +181,6 @@ def _replay_of(request: web.Request, channels: list[str], from_start: bool) -> l
     return names
 
 
-def _deleted_among(hub: Hub, names: list[str]) -> Sequence[str]:
-    """Which of a new stream's channels are deleted (valid once it follows them). A shared
-    empty tuple when none: the handler's frame keeps it for the stream's whole life."""
-    return (hub.deletion.deleted(names) if hub.deletion is not None else None) or ()
-
-
 def _one_channel(request: web.Request) -> list[str]:
     return [request.match_info["name"]]
 
@@ -192,7 +200,7 @@ def _clock_of_query(request: web.Request) -> list[str]:
     return [clock_channel(resolve_timezone(city), int(seconds))]
 
 
-def add_subscribe_routes(app: web.Application, hub: Hub, gate: Gate | None = None) -> None:
+def add_subscribe_routes(app: web.Application, hub: Wiring, gate: Gate | None = None) -> None:
     router = app.router
     router.add_get(CHANNEL_PATH, _stream_handler(hub, _one_channel, gate), allow_head=False)
     router.add_get("/events", _stream_handler(hub, _many_channels, gate), allow_head=False)

@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--heartbeat", default="0.5")
     parser.add_argument("--tcp-user-timeout", default=None)
     parser.add_argument("--limit", type=float, default=20.0)
+    parser.add_argument(
+        "--after-beat", action="store_true", help="vanish just after a heartbeat comment arrived"
+    )
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
@@ -62,6 +65,10 @@ def main() -> None:
         while b"retry:" not in seen:
             seen += client.recv(4096)
         assert _subscribers(port) == 1
+        if args.after_beat:  # the worst moment: the stream's last bytes were just acknowledged
+            seen = b""
+            while b":\n\n" not in seen:
+                seen += client.recv(4096)
         mine = str(client.getsockname()[1])
         for direction in ("--sport", "--dport"):  # the connection's packets, both ways
             rule = ["iptables", "-A", "INPUT", "-p", "tcp", direction, mine, "-j", "DROP"]

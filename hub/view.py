@@ -1,0 +1,100 @@
+"""What a stream looks like on the wire: its ``Format``, and the ``View`` the core groups by.
+
+The core fans out ``Event``s; a stream carries a ``View``, and a channel keeps its live streams
+grouped by view (``hub.channel``), so an event is encoded once per view present on the channel,
+never once per subscriber. Today a view is a format alone; a later filter (issue 23: events
+filtered once per distinct filter) joins it as a second field of the key, so that streams with
+the same format *and* the same filter share one encoding and one filter test per event.
+
+The native format (``SSE``) is the identity on the backplane's ready frame (``Event.frame``: the
+Server-Sent Events bytes encoded once at publish), so the native hot path costs one dict entry
+per channel and no call per event. Another wire dialect (Durable Streams' ``event: data`` /
+``event: control`` frames, the AI SDK's ``data: <json>`` chunks and ``data: [DONE]``) is a
+``Format`` of its own whose ``event`` derives its bytes from the event (its id, channel and
+native frame) once per event, plus its control frames; see ``hub.hub`` for how a dialect plugs
+in.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import orjson
+
+from hub import sse
+from hub.backplane import Reset
+from hub.events import Event
+
+__all__ = ["RESET_EVENT", "SSE", "Format", "NativeSse", "View"]
+
+#: The event type of the frame that says a resume could not be exact.
+RESET_EVENT = "reset"
+
+
+class Format(Protocol):
+    """The bytes of one wire dialect: its events and its control frames."""
+
+    #: True only when ``event`` is the identity on ``Event.frame`` (the core then skips the call)
+    native: bool
+    #: the comment a quiet stream gets every heartbeat interval
+    heartbeat: bytes
+
+    def event(self, event: Event) -> bytes:
+        """An event's bytes on this wire (called once per event per view, never per stream)."""
+
+    def tick(self, frame: bytes) -> bytes:
+        """An ephemeral channel's frame (a clock tick: native SSE bytes without an id)."""
+
+    def head(self, retry_ms: int) -> bytes:
+        """The first bytes of every stream (native: the reconnection-delay hint)."""
+
+    def reset(self, reset: Reset) -> bytes:
+        """Why a resume could not be exact (first bytes after the head)."""
+
+    def close(self, channel: str) -> bytes:
+        """The channel was deleted: the last frame of it on every stream carrying it."""
+
+
+class NativeSse:
+    """The hub's own Server-Sent Events dialect: the backplane's frames as they are."""
+
+    __slots__ = ()
+    native = True
+    heartbeat = sse.HEARTBEAT
+
+    def event(self, event: Event) -> bytes:
+        return event.frame
+
+    def tick(self, frame: bytes) -> bytes:
+        return frame
+
+    def head(self, retry_ms: int) -> bytes:
+        return sse.retry(retry_ms)
+
+    def reset(self, reset: Reset) -> bytes:
+        data = orjson.dumps({"reason": reset.reason, "oldest_id": reset.oldest_id})
+        return sse.encode(RESET_EVENT, data.decode())
+
+    def close(self, channel: str) -> bytes:
+        return sse.close_frame(channel)
+
+
+class View:
+    """A group key: streams of one view share each event's encoding (and later its filter).
+
+    Compared by identity: a dialect makes its views once (at wiring), so a channel holds one
+    group per view and the key's hash is the object's id, the cheapest there is.
+    """
+
+    __slots__ = ("format", "native")
+
+    def __init__(self, format: Format) -> None:
+        self.format = format
+        self.native = format.native
+
+    def encode(self, event: Event) -> bytes:
+        return event.frame if self.native else self.format.event(event)
+
+
+#: The native dialect's view, shared by every native stream.
+SSE = View(NativeSse())
