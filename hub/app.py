@@ -30,10 +30,11 @@ from hub.refusals import Refusals
 from hub.ticker import clock_source
 from hub.web import add_web_routes
 
-__all__ = ["HUB", "METRICS", "create_app"]
+__all__ = ["HUB", "METRICS", "REFUSALS", "create_app"]
 
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
+REFUSALS = web.AppKey("refusals", Refusals)
 
 
 def create_app(config: Config) -> web.Application:
@@ -49,7 +50,7 @@ def create_app(config: Config) -> web.Application:
     app[HUB] = hub
     app[METRICS] = metrics
     gate = Gate(config, tickets_of(backplane))  # subscribe authorization: hub.grants
-    refusals = Refusals(config)  # one budget of log lines for every limit
+    refusals = app[REFUSALS] = Refusals(config)  # one budget of log lines for every limit
     add_subscribe_routes(app, Wiring(hub, config, metrics, refusals), gate)
     publishers = Publishers(config, refusals)  # one rate bucket per publisher for both routes
     add_publish_routes(app, hub, publishers)

@@ -75,12 +75,19 @@ class Refusals:
     """``refused(client, setting, what)`` after each refusal; logs as the module says."""
 
     __slots__ = (
-        "_clock", "_config", "_lines", "_overflow", "_overflow_clients", "_pairs", "_window_start",
+        "_config",
+        "_lines",
+        "_overflow",
+        "_overflow_clients",
+        "_pairs",
+        "_window_start",
+        "clock",
     )  # fmt: skip
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
-        self._clock = clock
+        #: the time source of the windows (a test moves it instead of waiting a minute)
+        self.clock = clock
         #: (client, setting) -> [when its last line was written, refusals since then]
         self._pairs: dict[tuple[str, str], list[float]] = {}
         self._window_start = -WINDOW
@@ -91,7 +98,7 @@ class Refusals:
     def refused(self, client: str, setting: str, what: str, limit: str = "") -> None:
         """``client`` (its address) was refused ``what`` ("a stream", "a publish") by
         ``setting``; ``limit``: what the setting allows, if not one of the usual keys."""
-        now = self._clock()
+        now = self.clock()
         key = (client, setting)
         pair = self._pairs.get(key)
         if pair is not None and now - pair[0] < WINDOW:

@@ -11,6 +11,7 @@ import logging
 
 import pytest
 
+from hub.app import REFUSALS
 from hub.config import load
 from hub.refusals import LINES_PER_WINDOW, MAX_TRACKED, WINDOW, Refusals, shown_as
 from tests.conftest import MakeHub
@@ -37,7 +38,7 @@ async def test_a_refused_stream_is_logged_once_a_minute_with_the_count(
     minute later the next refusal's line counts the four in between."""
     hub = await make_hub(profile="public", max_client_streams=1, subscribe_rate=0)
     clock = Clock()
-    hub.hub.refusals = Refusals(hub.config, clock)
+    hub.app[REFUSALS].clock = clock
     caplog.set_level(logging.WARNING, "hub.refusals")
     await hub.subscribe("/channels/a/events")
     for _ in range(5):
