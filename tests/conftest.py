@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hub.app import HUB, create_app
+from hub.backplane.redis_settings import RedisSettings
 from hub.config import Config, load
 from hub.hub import Hub
 from tests.backplane_rig import delete_stream, nats_settings
@@ -239,11 +240,12 @@ async def make_hub(
         for key, value in nats.items():
             settings.setdefault(key, value)
         config = load(path=os.devnull, env={}, overrides=settings)
-        if config.backplane == REDIS_URL and config.redis_prefix not in prefixes:
+        used = config.section(RedisSettings).prefix
+        if config.backplane == REDIS_URL and used not in prefixes:
             # never delete (or write under) a prefix that is not this run's: it may be someone's
-            assert config.redis_prefix.startswith(RUN_PREFIX), "take prefixes from redis_prefix()"
+            assert used.startswith(RUN_PREFIX), "take prefixes from redis_prefix()"
             redis_prefix()  # marks the shared Redis as used (a test passed backplane=REDIS_URL)
-            prefixes.append(config.redis_prefix)
+            prefixes.append(used)
         server = await aiohttp_server(create_app(config))
         session = aiohttp.ClientSession()
         sessions.append(session)

@@ -85,6 +85,7 @@ from hub.backplane.redis_presence import Presence
 from hub.backplane.redis_private import PrivateChannels
 from hub.backplane.redis_reader import BLOCK_MS, Reader
 from hub.backplane.redis_scripts import HISTORY, PUBLISH
+from hub.backplane.redis_settings import RedisSettings
 from hub.config import Config, ConfigError
 from hub.events import Draft, Event, event_id
 
@@ -116,7 +117,7 @@ class RedisBackplane:
                 "history_size = 0 is not possible with a Redis backplane: live events travel "
                 "through each channel's history stream"
             )
-        self._keys = Keys(config.redis_prefix)
+        self._keys = Keys(config.section(RedisSettings).prefix)
         self._history_size = config.history_size
         self._ttl_ms = int(config.history_ttl * 1000)
         self._instance = uuid.uuid4().hex[:12]
