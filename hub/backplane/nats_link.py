@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from hub import sse
-from hub.backplane.link import Link, describe
+from hub.backplane.link import Link
 from hub.events import Event, event_id
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "Link",
     "Subjects",
     "api",
-    "describe",
     "is_floor",
     "is_tombstone",
     "message_event",
