@@ -162,6 +162,7 @@ class NatsBackplane:
             "instance": self._instance,
             "stream": self._conn.stream,
             "followed_channels": len(self._reader.cursors),
+            "unsent_bytes": self._conn.unsent(),
         }
         return self._conn.link.state(detail)
 

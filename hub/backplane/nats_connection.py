@@ -68,6 +68,12 @@ class Connection:
         state: dict[str, Any] = info["state"]
         return state
 
+    def unsent(self) -> int:
+        """Bytes the client holds for NATS that no socket has taken yet (a stalled link shows
+        here first; nats-py's public ``pending_data_size``)."""
+        nc = self.nc
+        return nc.pending_data_size if nc is not None else 0
+
     def withdraw(self, token: bytes) -> None:
         """A request carrying ``token`` timed out: it must never be sent (``compat_nats``)."""
         compat_nats.withdraw(self.nc, token)
