@@ -270,6 +270,12 @@ def load(
     """Build the configuration; raises ``ConfigError`` naming the key on any bad setting."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    backends: dict[str, Any] = {}  # the backends' own keys, for their sections (registry)
+    backend_keys = section_keys()
+
+    def into(key: str) -> dict[str, Any]:
+        return backends if key in backend_keys else values
+
     if path is None:
         path = env.get(CONFIG_ENV) or None
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
@@ -283,21 +289,19 @@ def load(
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         for key, value in table.items():
-            values[key] = _check(key, value, f"config file {os.fspath(path)!r}")
+            into(key)[key] = _check(key, value, f"config file {os.fspath(path)!r}")
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in Config.keys():  # noqa: SIM118 (a classmethod)
             raise ConfigError(f"environment: unknown setting {name}")
-        values[key] = _check(key, _from_env_text(key, text), f"environment {name}", repr(text))
+        into(key)[key] = _check(key, _from_env_text(key, text), f"environment {name}", repr(text))
     for key, value in (overrides or {}).items():
         if value is not None:
-            values[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
-    backends = section_keys()
-    sections = sections_of({k: v for k, v in values.items() if k in backends})
-    own = {k: v for k, v in values.items() if k not in backends}
-    config = Config(**own, backplane_settings=sections)
+            into(key)[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
+    config = Config(**values)
+    config = dataclasses.replace(config, backplane_settings=sections_of(backends))
     if config.max_event_bytes > config.max_body_bytes:
         raise ConfigError(
             f"max_event_bytes = {config.max_event_bytes} is larger than max_body_bytes = "
