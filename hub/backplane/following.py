@@ -47,6 +47,11 @@ class Following:
         cannot cancel a join others wait for too."""
         return max([await asyncio.shield(joining) for joining in waits])
 
+    @property
+    def asked(self) -> bool:
+        """Whether channels wait to be joined (a cheap test for every read round)."""
+        return bool(self._joining)
+
     def joining(self) -> list[str]:
         """The channels waiting to be joined now (the reader's next join takes these)."""
         return list(self._joining)

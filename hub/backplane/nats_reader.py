@@ -125,7 +125,7 @@ class Reader:
 
     async def _round(self) -> None:
         self._wake.clear()
-        if self._following.joining():
+        if self._following.asked:
             await self._join()
         if not self.cursors:
             self._bp.link.regained("reader")
