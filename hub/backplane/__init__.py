@@ -4,9 +4,10 @@ The hub deals with subscriptions and sockets; a backplane deals only in channels
 Because it assigns ids and keeps history, a ``Last-Event-ID`` issued by one hub process is valid
 on every other one. ``open_backplane`` picks the implementation from the URL scheme of the
 ``backplane`` setting (``hub.backplane.registry``): a new backplane is its module (or a few, one
-job each), a line in ``SCHEMES`` and, if it has settings, its section (``hub.backplane.settings``).
-The Redis and NATS backplanes share their plumbing (``following``: joining channels between two
-reads; ``lifecycle``: retrying and bounded closing; ``tombstones``; ``link``: health).
+job each), a line in ``SCHEMES`` and, if it has settings, its section in ``SECTIONS``
+(``hub.backplane.settings``). The Redis and NATS backplanes share their plumbing
+(``following``: joining channels between two reads; ``lifecycle``: retrying and bounded
+closing; ``link``: health); every backplane keeps its deletions in ``tombstones``.
 
 The core interface is ``Backplane`` (storage and live delivery). Five small optional interfaces
 sit beside it, each met by methods of the class (never by attributes assigned at run time),
