@@ -4,7 +4,7 @@
 #   docker run --rm -p 8080:8080 ssehub
 #
 # Settings come from HUB_* environment variables over /etc/ssehub/config.toml (mount your own
-# there). See the README's container section.
+# there). See docs/deployment/container.md.
 
 # The base is a build argument so it can be swapped: a digest-pinned python image, a mirror, or
 # the local Debian base scripts/check-container builds with. Both stages must use the same base,

@@ -115,7 +115,7 @@ class Plan:
     #: publisher kept its schedule, nothing was lost and p99 stayed under the limit.
     keep_up: float = 0.97
     p99_limit_ms: float = 250.0
-    #: The hub's history_size; None: bench.servers.HUB_CONFIG's (that of bench.run). It sets
+    #: The hub's history_size; None: config.toml's as shipped (that of bench.run). It sets
     #: how far behind a reader may fall before entries are trimmed unread, and the cost of
     #: each publish in Redis (see the README's scale-out section).
     history_size: int | None = None
@@ -802,7 +802,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--keep-up", type=float, help=f"share of deliveries to keep up ({d.keep_up})")
     p.add_argument("--p99-limit-ms", type=float, help=f"({d.p99_limit_ms:g})")
-    p.add_argument("--history-size", type=int, help="hub history_size (bench.servers.HUB_CONFIG's)")
+    p.add_argument("--history-size", type=int, help="hub history_size (config.toml's)")
     p.add_argument("--pin", choices=["hubs", "none"], help="hubs: process i on core i (default)")
     p.add_argument("--redis-url", help=f"({d.redis_url})")
     p.add_argument(

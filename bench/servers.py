@@ -31,6 +31,7 @@ __all__ = [
     "HUB_COMMAND",
     "HUB_CONFIG",
     "SERVERS",
+    "SHIPPED_CONFIG",
     "Server",
     "ServerSpec",
     "build_floor",
@@ -49,8 +50,13 @@ HUB_COMMAND = (
     "{python}", "-m", "hub", "serve",
     "--host", "127.0.0.1", "--port", "{port}", "--config", "{config}",
 )  # fmt: skip
-#: Written to the hub's config file for every run: loopback publishes without a
-#: token, and room for the 15k-subscriber scenario.
+#: This checkout's hub runs with the repository's config.toml as shipped, nothing turned off:
+#: the defaults have no limit per client, so one load client's 15,000 streams and one
+#: publisher's full speed are served (issue 20; ``bench.limits`` measures it and the public
+#: profile). Only what a run must differ in (a backplane, a prefix) comes as HUB_* settings.
+SHIPPED_CONFIG = REPO / "config.toml"
+#: Written to the config file of an earlier checkout (``hub-base``, which may not read this
+#: one's config.toml): loopback publishes without a token, and room for 15k subscribers.
 HUB_CONFIG = """\
 publish_tokens = []
 max_subscribers = 20000
@@ -58,8 +64,8 @@ heartbeat = 15
 history_size = 1000
 max_pending_bytes = 1048576
 """
-#: Added for hubs that have per-client limits: the load client and the publisher are one
-#: address each, far above what one client of a real deployment does, so the limits are off.
+#: Added for an earlier hub that has per-client limits on by default (they were, before the
+#: profiles): the load client and the publisher are one address each.
 HUB_LIMITS_OFF = """\
 publish_rate = 0
 subscribe_rate = 0
@@ -104,6 +110,8 @@ class ServerSpec:
     stop_grace: float = 5.0
     #: The checkout a hub runs from (this one by default; see ``BASE_ENV``).
     root: Path = REPO
+    #: Extra environment of every process of this server (``bench.ab``'s ``--base-env``).
+    env: tuple[tuple[str, str], ...] = ()
 
     def unavailable(self) -> str | None:
         """Why this server cannot run here, or None if it can; builds the floor and
@@ -127,11 +135,14 @@ class ServerSpec:
 
     def command(self, port: int, workdir: Path) -> list[str]:
         if self.name.startswith("hub"):
-            config = workdir / "hub.toml"
-            text = HUB_CONFIG
-            if "publish_rate" in (self.root / "hub/config.py").read_text():  # hub-base may not
-                text += HUB_LIMITS_OFF
-            config.write_text(text)
+            config = SHIPPED_CONFIG
+            if self.root != REPO:
+                config = workdir / "hub.toml"
+                text = HUB_CONFIG
+                source = (self.root / "hub/config.py").read_text()
+                if "publish_rate" in source and "PROFILES" not in source:  # limits on by default
+                    text += HUB_LIMITS_OFF
+                config.write_text(text)
             fill = {"python": PYTHON, "port": str(port), "config": str(config)}
             return [part.format(**fill) for part in HUB_COMMAND]
         if self.name == "naive":
@@ -217,7 +228,7 @@ class Server:
         taskset = shutil.which("taskset")
         if self.cores is not None and taskset:
             cmd = [taskset, "-c", ",".join(map(str, sorted(self.cores))), *cmd]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(self.spec.env), **self.env}
         if self.spec.root != REPO:
             env["PYTHONPATH"] = str(self.spec.root)
         with self.log_path.open("wb") as log:

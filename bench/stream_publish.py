@@ -9,8 +9,9 @@ Prints, per way of publishing, events/s (wall clock, publisher start to last rec
 the hub's CPU µs per event (utime + stime of the hub process from /proc, which the noise of a
 busy machine moves much less than the wall clock). The hub runs pinned to core 0 and this
 client to core 1 when the machine has two cores (``--no-pin`` to leave both free). Every event
-is the same small JSON object on one of ``--channels`` channels, with no subscriber; the rate
-limit is off (the publisher is one client far above what ``publish_rate`` allows one).
+is the same small JSON object on one of ``--channels`` channels, with no subscriber. The hub
+runs with config.toml as shipped: no publish rate by default (the public profile would hold
+this one publisher to ``publish_rate``; ``bench.limits`` shows both).
 
 With a Redis backplane the hub writes under a random ``redis_prefix`` and this script deletes
 those keys afterwards.
@@ -26,7 +27,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -117,20 +117,17 @@ async def _measure(pid: int, run: Callable[[], Coroutine[Any, Any, int]]) -> tup
 
 
 def _start_hub(port: int, backplane: str, prefix: str, pin: bool) -> subprocess.Popen[bytes]:
-    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
-    config.write(
-        f'publish_tokens = []\npublish_rate = 0\nbackplane = "{backplane}"\n'
-        f'redis_prefix = "{prefix}"\nhistory_size = 1000\n'
-    )
-    config.close()
+    """The hub with config.toml as shipped (no publish limit by default); the backplane and
+    its prefix as HUB_* settings."""
+    root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--config", config.name]
+    command += ["--config", str(root / "config.toml")]
 
     def pin_to_core0() -> None:
         os.sched_setaffinity(0, {0})
 
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root), "HUB_BACKPLANE": backplane}
+    env["HUB_REDIS_PREFIX"] = prefix
     return subprocess.Popen(
         command,
         cwd=root,

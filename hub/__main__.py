@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="TCP port (0: any free port)")
     serve.add_argument("--backplane", help='"memory" or a Redis URL')
+    serve.add_argument(
+        "--profile",
+        help='"default" (no limits per client) or "public" (limits per client address for the'
+        " open internet; settings given explicitly win)",
+    )
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     publish = commands.add_parser("publish", help="publish one event to a running hub")
@@ -84,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "host": args.host,
                 "port": args.port,
                 "backplane": args.backplane,
+                "profile": args.profile,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
             },
@@ -147,10 +153,10 @@ def _publish(args: argparse.Namespace) -> int:
         request.add_header("Idempotency-Key", args.idempotency_key)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
-            print(answer.read().decode())
+            print(answer.read().decode().rstrip("\n"))  # the hub ends JSON with one already
             return 0
     except urllib.error.HTTPError as problem:
-        print(f"ssehub: {problem.code}: {problem.read().decode()}", file=sys.stderr)
+        print(f"ssehub: {problem.code}: {problem.read().decode().rstrip()}", file=sys.stderr)
         return 1
     except urllib.error.URLError as problem:
         print(f"ssehub: cannot reach {args.url}: {problem.reason}", file=sys.stderr)

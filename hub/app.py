@@ -37,7 +37,8 @@ METRICS = web.AppKey("metrics", Metrics)
 def create_app(config: Config) -> web.Application:
     # No middlewares: a middleware frame would live as long as each event stream.
     app = web.Application(
-        client_max_size=config.max_body_bytes, handler_args=handler_args(config.idle_timeout)
+        client_max_size=config.max_body_bytes,
+        handler_args=handler_args(config.idle_timeout, config.max_stream_channels),
     )
     redact_access_log()  # whoever runs the app: no ticket in an access log line
     metrics = Metrics()

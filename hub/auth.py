@@ -6,6 +6,11 @@ second function of this module without touching the routes' logic.
 A request that carries a proxy's header (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``) came
 through a proxy, and a proxy on the same machine makes every client look like loopback: such a
 request is never a loopback client, whatever its peer address.
+
+Nor is a request a web page made: any page a browser on this machine shows (an ad in a tab) can
+send requests to 127.0.0.1, and the browser marks them with ``Origin``. A request whose
+``Origin`` is not in ``publish_cors_origins`` (nor the hub's own page, on a loopback host name:
+a DNS-rebound name is not one) is not trusted as a loopback publisher.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from aiohttp import web
 from hub.clients import came_through_proxy
 from hub.config import PublishToken
 from hub.events import InvalidInput
-from hub.grants import Patterns
+from hub.patterns import Patterns
 
 __all__ = ["check_publisher", "check_scope", "is_loopback", "publisher_scope"]
 
@@ -42,13 +47,39 @@ def _is_loopback_address(remote: str | None) -> bool:
         return False
 
 
-def check_publisher(request: web.BaseRequest, tokens: tuple[str, ...]) -> str | None:
+#: Host names that only ever mean this machine (a rebound DNS name is none of them).
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def _trusted_origin(request: web.BaseRequest, origins: tuple[str, ...]) -> bool:
+    """No ``Origin`` (curl, a backend), one in ``origins``, or the hub's own page reached by a
+    loopback name. Any other is a web page of another site: not a loopback publisher."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin in origins or "*" in origins:
+        return True
+    host = request.host.lower()
+    name = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    loopback_name = name in _LOOPBACK_HOSTS or name.endswith(".localhost")
+    return loopback_name and origin.lower() == f"{request.scheme}://{host}"
+
+
+def check_publisher(
+    request: web.BaseRequest, tokens: tuple[str, ...], origins: tuple[str, ...]
+) -> str | None:
     """Raise ``InvalidInput`` (401 or 403) unless the request may publish; return the token
-    it publishes with (the key of its rate limit), None with no tokens configured."""
+    it publishes with (the key of its rate limit), None with no tokens configured.
+    ``origins``: ``publish_cors_origins``, the web pages that count as loopback publishers."""
     header = request.headers.get("Authorization")
     if not tokens:
         if is_loopback(request):
-            return None
+            if _trusted_origin(request, origins):
+                return None
+            raise InvalidInput(
+                "publishing is open to loopback clients only, and a web page of another "
+                "origin is not one (allow its origin in publish_cors_origins, or configure "
+                "publish_tokens)",
+                status=403,
+            )
         raise InvalidInput(
             "publishing is open to loopback clients only (not through a proxy): no "
             "publish_tokens are configured",
@@ -76,12 +107,12 @@ def check_publisher(request: web.BaseRequest, tokens: tuple[str, ...]) -> str | 
 
 
 def publisher_scope(
-    request: web.BaseRequest, tokens: tuple[PublishToken, ...]
+    request: web.BaseRequest, tokens: tuple[PublishToken, ...], origins: tuple[str, ...]
 ) -> tuple[str | None, Patterns | None]:
     """``check_publisher``, then the patterns the request's token is limited to (None: any
     channel), with the token. Only for a hub with scoped tokens: the others call
     ``check_publisher`` alone."""
-    token = check_publisher(request, tokens)
+    token = check_publisher(request, tokens, origins)
     if token is None:
         return None, None
     found: PublishToken | None = None

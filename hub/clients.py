@@ -5,7 +5,8 @@ Rate limits, per-client caps, loopback trust and log lines all key on this one a
 client cannot pick its own key by sending a header: ``X-Forwarded-For`` is read only when the
 peer is a trusted proxy, and then from the right (each proxy appends the address it saw), up to
 the first hop that is not itself a trusted proxy. Everything left of that hop was written by the
-client and proves nothing.
+client and proves nothing. A proxy's header from a peer that is not trusted is ignored, and, when
+limits key on the address (``watch``), warned about once (``hub.refusals``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import functools
 import ipaddress
 
 from aiohttp import web
+
+from hub.refusals import Refusals
 
 __all__ = ["PROXY_HEADERS", "ClientAddresses", "came_through_proxy"]
 
@@ -44,7 +47,9 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class ClientAddresses:
     """``of(request)``: the client address of a request, as text (``""`` when unknown)."""
 
-    def __init__(self, trusted_proxies: tuple[str, ...]) -> None:
+    def __init__(self, trusted_proxies: tuple[str, ...], watch: bool = False) -> None:
+        """``watch``: warn once about proxy headers from an untrusted peer (limits are on)."""
+        self._watch = watch
         self._networks: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(net, strict=False) for net in trusted_proxies
         )
@@ -58,6 +63,9 @@ class ClientAddresses:
     def of(self, request: web.BaseRequest) -> str:
         remote = request.remote or ""
         if not self._networks or not self._trusted(remote):
+            if self._watch and came_through_proxy(request):  # until warned: a header lookup
+                Refusals.proxy_headers(remote)
+                self._watch = False
             return remote  # the common case: one attribute, no header read
         hops = [
             hop

@@ -1,15 +1,20 @@
-"""Settings: built-in defaults < config file (TOML) < ``HUB_*`` environment < command-line flags.
+"""Settings: built-in defaults < profile < config file (TOML) < ``HUB_*`` environment < flags.
 
 Every setting has one entry in ``Config`` with its type and its check; the file, the environment
 and the flags all go through the same checks, and an error names the key, the bad value and where
 it came from, so a typo stops start-up instead of being silently ignored.
+
+A profile (``profile``, set like any other key) is a set of defaults: ``"default"`` has no limit
+per client, so a load test, an office behind one NAT or a backend publishing as fast as it can is
+served; ``"public"`` turns on the limits per client address sized for the open internet
+(``PROFILES``). A key set explicitly (file, environment or flag) wins over its profile, so one
+limit can be loosened or tightened without giving up the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +30,16 @@ from hub.config_access import (
     check_pem_file,
     check_tokens,
 )
+from hub.config_toml import read_toml
 from hub.events import InvalidInput
 from hub.ticker import check_interval, check_timezone
 
-__all__ = ["ClockSpec", "Config", "ConfigError", "PublishToken", "load"]
+__all__ = ["PROFILES", "ClockSpec", "Config", "ConfigError", "PublishToken", "load"]
 
 S = TypeVar("S", bound=Section)
 
 LogFormat = Literal["text", "json"]
+Profile = Literal["default", "public"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 #: Read when no --config is given and the working directory has one.
@@ -169,6 +176,10 @@ class Config:
     subscribe_jwt_secret: str = _setting("", check_jwt_secret)
     subscribe_jwt_public_key: str = _setting("", check_pem_file)
     subscribe_cookie: str = _setting("ssehub_grant", check_cookie_name)
+    # one-time tickets per publisher (hub.ticket_quota); 0 turns one off
+    ticket_rate: float = _setting(200.0, _number(0))
+    ticket_burst: int = _setting(2000, _int(1))
+    max_publisher_tickets: int = _setting(10000, _int(0))
     cors_origins: tuple[str, ...] = _setting(("*",), _texts)
     publish_cors_origins: tuple[str, ...] = _setting((), _texts)
     shutdown_timeout: float = _setting(5.0, _number(0))
@@ -183,13 +194,15 @@ class Config:
     demo_job_seconds: float = _setting(8.0, _number(0.1, 3600))
     log_format: str = _setting("text", _choice(LogFormat))
     log_level: str = _setting("info", _choice(LogLevel))
-    # -- limits that hold under abuse (hub.limits, hub.clients, hub.protocol); 0 turns one off
-    publish_rate: float = _setting(1000.0, _number(0))
+    # -- limits per client (hub.limits, hub.clients, hub.refusals); 0 turns one off. Off by
+    # default: the "public" profile (PROFILES) turns them on.
+    profile: str = _setting("default", _choice(Profile))
+    publish_rate: float = _setting(0.0, _number(0))
     publish_burst: int = _setting(2000, _int(1))
-    subscribe_rate: float = _setting(20.0, _number(0))
+    subscribe_rate: float = _setting(0.0, _number(0))
     subscribe_burst: int = _setting(100, _int(1))
-    max_client_streams: int = _setting(1000, _int(0))
-    max_client_channels: int = _setting(1000, _int(0))
+    max_client_streams: int = _setting(0, _int(0))
+    max_client_channels: int = _setting(0, _int(0))
     trusted_proxies: tuple[str, ...] = _setting((), _networks)
     max_history_bytes: int = _setting(134217728, _int(0))
     idle_timeout: float = _setting(30.0, _number(0.1))
@@ -208,6 +221,30 @@ class Config:
             if isinstance(found, kind):
                 return found
         raise LookupError(f"{kind.__name__} is not a section of hub.backplane.registry")
+
+    @property
+    def limits_per_address(self) -> bool:
+        """Whether a subscribe limit keys on the client address (so who that is matters;
+        publishing without a token is for loopback clients only)."""
+        return bool(self.subscribe_rate or self.max_client_streams or self.max_client_channels)
+
+
+#: The defaults each profile sets (below any explicit setting). "public": one address opens 100
+#: streams at once then 20 a second, holds 1,000 streams and brings 1,000 channels into being
+#: (a fifteenth and a tenth of the hub's max_subscribers and max_channels, so one address cannot
+#: fill it); one publisher (token, or address without tokens) sends 1,000 events a second in
+#: bursts of 2,000, a fifth of one hub process's single publishes on 2 cores.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "public": {
+        "subscribe_rate": 20.0,
+        "subscribe_burst": 100,
+        "max_client_streams": 1000,
+        "max_client_channels": 1000,
+        "publish_rate": 1000.0,
+        "publish_burst": 2000,
+    },
+}
 
 
 def _check(key: str, value: Any, source: str, shown: str | None = None) -> Any:
@@ -282,11 +319,10 @@ def load(
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         try:
-            with open(path, "rb") as file:
-                table = tomllib.load(file)
+            table = read_toml(path)
         except OSError as error:
             raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:  # the key, the line and what to do (hub.config_toml)
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         for key, value in table.items():
             into(key)[key] = _check(key, value, f"config file {os.fspath(path)!r}")
@@ -300,6 +336,8 @@ def load(
     for key, value in (overrides or {}).items():
         if value is not None:
             into(key)[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
+    for key, value in PROFILES[values.get("profile", "default")].items():
+        values.setdefault(key, value)  # the profile's defaults: an explicit setting wins
     config = Config(**values)
     config = dataclasses.replace(config, backplane_settings=sections_of(backends))
     if config.max_event_bytes > config.max_body_bytes:

@@ -31,15 +31,26 @@ def _texts(value: Any) -> tuple[str, ...]:
 
 class PublishToken(str):
     """A publish token: a string, as before, which may also carry the channel patterns it is
-    limited to (``channels``; None: anywhere). A ``str`` so every user of plain tokens (the
-    constant-time comparison in ``hub.auth``) keeps working unchanged."""
+    limited to (``channels``; None: anywhere) and its own publish rate (``rate`` events a second
+    in bursts of ``burst``; None: ``publish_rate``'s). A ``str`` so every user of plain tokens
+    (the constant-time comparison in ``hub.auth``) keeps working unchanged."""
 
     channels: tuple[str, ...] | None = None
+    rate: float | None = None
+    burst: int | None = None
 
     @classmethod
-    def scoped(cls, token: str, channels: tuple[str, ...] | None) -> PublishToken:
+    def scoped(
+        cls,
+        token: str,
+        channels: tuple[str, ...] | None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> PublishToken:
         made = cls(token)
         made.channels = channels
+        made.rate = rate
+        made.burst = burst
         return made
 
 
@@ -49,28 +60,51 @@ def _token(value: str) -> str:
     return value
 
 
+_TABLE = '{token = "...", channels = [...], rate = events/s, burst = events}'
+_TABLE_KEYS = frozenset({"token", "channels", "rate", "burst"})
+
+
 def check_tokens(value: Any) -> tuple[PublishToken, ...]:
-    """Plain strings (publish anywhere) or ``{ token = "...", channels = ["jobs/*"] }`` tables."""
+    """Plain strings (publish anywhere, at ``publish_rate``) or tables: ``{ token = "...",
+    channels = ["jobs/*"], rate = 500, burst = 1000 }``, ``token`` and at least one other."""
     if not isinstance(value, list | tuple):
-        raise ValueError('expected a list of tokens (strings or {token = "...", channels = [...]})')
+        raise ValueError(f"expected a list of tokens (strings or {_TABLE})")
     tokens = []
-    for item in value:
+    for index, item in enumerate(value):
         if isinstance(item, PublishToken):
             tokens.append(item)
         elif isinstance(item, str):
             tokens.append(PublishToken(_token(item)))
         elif isinstance(item, dict):
-            if set(item) != {"token", "channels"}:
-                raise ValueError('a scoped token is a table {token = "...", channels = [...]}')
-            if not isinstance(item["token"], str):
-                raise ValueError("token must be a string")
-            channels = check_patterns(item["channels"])
-            if not channels:
-                raise ValueError("a scoped token needs at least one channel pattern")
-            tokens.append(PublishToken.scoped(_token(item["token"]), channels))
+            tokens.append(_token_table(index, item))
         else:
             raise ValueError(f"expected a string or a table, got {item!r}")
     return tuple(tokens)
+
+
+def _token_table(index: int, item: dict[str, Any]) -> PublishToken:
+    where = f"entry {index}: "
+    if "token" not in item or not set(item) <= _TABLE_KEYS or len(item) == 1:
+        # a table of a token alone says nothing a plain string would not: a mistake
+        unknown = ", ".join(sorted(set(item) - _TABLE_KEYS)) or "token alone"
+        raise ValueError(f"{where}{unknown}: a token entry is a table {_TABLE}")
+    if not isinstance(item["token"], str):
+        raise ValueError(f"{where}token must be a string")
+    channels = None
+    if "channels" in item:
+        channels = check_patterns(item["channels"])
+        if not channels:
+            raise ValueError(f"{where}a scoped token needs at least one channel pattern")
+    rate, burst = item.get("rate"), item.get("burst")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0
+    ):
+        raise ValueError(f"{where}rate = {rate!r}: expected events a second, 0 or more (0: none)")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise ValueError(f"{where}burst = {burst!r}: expected a whole number of events, 1 or more")
+    return PublishToken.scoped(
+        _token(item["token"]), channels, None if rate is None else float(rate), burst
+    )
 
 
 def check_patterns(value: Any) -> tuple[str, ...]:

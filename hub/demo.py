@@ -273,7 +273,7 @@ async def start_job(request: web.Request) -> web.Response:
     }
     return web.Response(
         status=202,
-        body=orjson.dumps(answer),
+        body=orjson.dumps(answer, None, orjson.OPT_APPEND_NEWLINE),
         content_type="application/json",
         headers={"Location": page, "Cache-Control": "no-store"},
     )

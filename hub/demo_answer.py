@@ -20,8 +20,10 @@ An answer is someone's own data, so where ``private_channels`` covers ``answer/*
 shipped ``config.toml``) its channel needs a grant. ``POST /demo/answers/<id>/tickets`` then
 plays the part of the service's own backend: it hands out one-time tickets for the answer's
 channel, and the id (128 random bits, known only to whoever started the answer) is what it
-checks, where a real backend would check its user's session. The page opens each stream with a
-new ticket, as ``web/js/private.js`` does, on a reload too.
+checks, where a real backend would check its user's session; only for an answer that was
+started (here, or on another process: then its history says so), at most ``ticket_rate`` a
+second per address and ``max_publisher_tickets`` waiting per answer (``hub.ticket_quota``).
+The page opens each stream with a new ticket, as ``web/js/private.js`` does, on a reload too.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 
 import orjson
 from aiohttp import web
 
 from hub.api.private import DEFAULT_TICKET_TTL, ticket_response
-from hub.api.responses import error, json_errors
+from hub.api.responses import answer, error, json_errors
 from hub.backplane import BackplaneUnavailable, ChannelDeleted
+from hub.clients import ClientAddresses
 from hub.events import check_channel, encode_draft
 from hub.grants import Gate
 from hub.hub import Hub
+from hub.ticket_quota import TooManyTickets
 
 __all__ = ["ANSWER_ID_RE", "ANSWER_TEXT", "add_answer_routes", "answer_channel", "tokens"]
 
@@ -79,6 +84,8 @@ class _Answers:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: answers started here -> when their history is gone (monotonic): those may be ticketed
+        self._started: dict[str, float] = {}
         self._closing = False
 
     def start(self) -> str | None:
@@ -86,10 +93,24 @@ class _Answers:
         if self._closing or len(self._running) >= self._hub.config.max_demo_jobs:
             return None
         answer_id = secrets.token_hex(16)
+        now = time.monotonic()
+        self._started = {k: gone for k, gone in self._started.items() if gone > now}
+        # its last event is kept history_ttl after it is published, at most demo_job_seconds on
+        self._started[answer_id] = (
+            now + self._hub.config.demo_job_seconds * 2 + (self._hub.config.history_ttl)
+        )
         task = asyncio.create_task(self._run(answer_id), name=f"demo answer {answer_id}")
         self._running[answer_id] = task
         task.add_done_callback(lambda _: self._running.pop(answer_id, None))
         return answer_id
+
+    async def exists(self, answer_id: str) -> bool:
+        """Started here (and its history may still be kept), or, for one another hub process
+        started, with history in the backplane: only those get tickets."""
+        if self._started.get(answer_id, 0.0) > time.monotonic():
+            return True
+        page = await self._hub.backplane.history([answer_channel(answer_id)], None, 1)
+        return bool(page.events)
 
     async def close(self) -> None:
         self._closing = True
@@ -138,6 +159,7 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
     cancelled when the hub shuts down."""
     answers = _Answers(hub)
     app[ANSWERS] = answers
+    addresses = ClientAddresses(hub.config.trusted_proxies)
 
     async def start_answer(request: web.Request) -> web.Response:
         answer_id = answers.start()
@@ -147,7 +169,7 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
                 {"Retry-After": "5"},
             )  # fmt: skip
         channel = answer_channel(answer_id)
-        answer = {
+        started = {
             "id": answer_id,
             "channel": channel,
             "tokens": len(tokens()),
@@ -157,7 +179,7 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
         }
         return web.Response(
             status=202,
-            body=orjson.dumps(answer),
+            body=orjson.dumps(started, None, orjson.OPT_APPEND_NEWLINE),
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
         )
@@ -166,6 +188,16 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
         answer_id = request.match_info["id"]
         if not ANSWER_ID_RE.fullmatch(answer_id):
             return error(404, "no such answer: an answer id is 32 hex digits")
+        try:
+            # rate per address first: the existence check may read the backplane
+            gate.ticket_quota.take(f"answer:{answer_id}", DEFAULT_TICKET_TTL,
+                                   rate_key=f"address:{addresses.of(request)}")  # fmt: skip
+            if not await answers.exists(answer_id):
+                return error(404, f"no answer {answer_id}: it was never started, or is gone")
+        except TooManyTickets as problem:
+            return answer(problem, problem.headers)
+        except BackplaneUnavailable as problem:
+            return error(503, f"no ticket issued: {problem}", {"Retry-After": "1"})
         channels = [answer_channel(answer_id)]
         return await ticket_response(gate.tickets, channels, DEFAULT_TICKET_TTL, {})
 

@@ -2,8 +2,8 @@
 
 Channels whose name matches a ``private_channels`` pattern need a grant; every other channel
 stays public, and a stream naming no private channel never gets here (``Gate.needs_grant`` is
-one compiled regex, and no regex at all without ``private_channels``). A grant reaches the hub in
-one of three ways, tried in this order:
+one ``hub.patterns`` match, none without ``private_channels``). A grant reaches the hub in one
+of three ways, tried in this order:
 
 1. ``?ticket=<opaque>``: a one-time ticket from ``POST /tickets`` (``hub.api.private``), spent
    by this request on whichever hub process it reaches (the backplane's ``Tickets``), because a
@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from hub.backplane import Tickets
 from hub.config import Config, ConfigError
 from hub.events import InvalidInput
+from hub.patterns import Patterns
+from hub.ticket_quota import TicketQuota
 
 __all__ = ["LEEWAY", "Gate", "Patterns", "ticket_digest"]
 
@@ -48,20 +49,6 @@ LEEWAY = 30
 #: Patterns a grant's ``channels`` claim may hold at most, and a grant's length at most.
 MAX_GRANT_PATTERNS = 100
 MAX_GRANT_BYTES = 8192
-
-
-class Patterns:
-    """Channel patterns: ``*`` matches any run of characters (``/`` too); all else is literal."""
-
-    __slots__ = ("_regex", "patterns")
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = tuple(patterns)
-        parts = ("(?:" + ".*".join(map(re.escape, p.split("*"))) + ")" for p in self.patterns)
-        self._regex = re.compile("|".join(parts), re.DOTALL)
-
-    def match(self, name: str) -> bool:
-        return self._regex.fullmatch(name) is not None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -95,6 +82,8 @@ class Gate:
     def __init__(self, config: Config, tickets: Tickets | None) -> None:
         self.private = Patterns(config.private_channels) if config.private_channels else None
         self.tickets = tickets
+        #: tickets per publisher (POST /tickets and the demo's ticket route share it)
+        self.ticket_quota = TicketQuota(config)
         self._cookie = config.subscribe_cookie
         self._keys: dict[str, Any] = {}  # algorithm -> its verification key
         if config.subscribe_jwt_secret:
@@ -143,7 +132,9 @@ class Gate:
         return subject
 
     async def _spend(self, ticket: str, private: Sequence[str]) -> None:
-        if self.tickets is None or not 1 <= len(ticket) <= 200:
+        # Tickets are URL-safe base64 (secrets.token_urlsafe): anything else is not one, and a
+        # lone surrogate (a percent-encoded byte >= 0x80) would not survive ticket_digest's encode.
+        if self.tickets is None or not 1 <= len(ticket) <= 200 or not ticket.isascii():
             raise InvalidInput("the ticket is spent, expired or unknown", status=403)
         channels = await self.tickets.spend_ticket(ticket_digest(ticket))
         if channels is None:
@@ -156,6 +147,10 @@ class Gate:
     def _verify(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_GRANT_BYTES:
             raise InvalidInput("the grant is too long", status=403)
+        # A JWT is base64url and dots. Header bytes >= 0x80 arrive as lone surrogates (aiohttp
+        # decodes them with surrogateescape), which PyJWT's encode("utf-8") turns into a 500.
+        if not token.isascii():
+            raise InvalidInput("the grant is not a JWT (it holds non-ASCII bytes)", status=403)
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.InvalidTokenError:

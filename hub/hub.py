@@ -24,6 +24,7 @@ from hub.events import Draft, Event
 from hub.limits import ClientCounts
 from hub.metrics import Metrics
 from hub.outlet import Writer
+from hub.refusals import Refusals
 from hub.subscription import State, Subscription
 from hub.tasks import Tasks
 
@@ -46,6 +47,8 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         #: per client address: open streams (counted by the stream handler), channels made
         self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
+        #: log lines of clients turned away by a limit (hub.api.subscribe's _refuse)
+        self.refusals = Refusals(config)
         self._subscriptions: dict[Subscription, None] = {}
         self._writer = Writer(metrics, config.max_pending_bytes, self.drop)
         self._max_held = config.max_pending_bytes

@@ -34,6 +34,14 @@ class TokenBuckets:
     def enabled(self) -> bool:
         return self._rate > 0
 
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        return int(self._burst)
+
     def take(self, key: str, cost: int = 1) -> float:
         """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if allowed, else seconds to wait."""
         if self._rate <= 0:

@@ -1,4 +1,11 @@
-"""Logging: one line per thing that matters (start, stop, backplane lost/regained), text or JSON."""
+"""Logging: one line per thing that matters (start, stop, backplane lost/regained), text or JSON.
+
+A log line is one line: every value a client chose (a grant's ``sub``, a header, a name) may hold
+CR, LF or other control characters, and written raw they forge lines of their own. ``escape`` is
+the one function that makes a value safe for a line, and both formatters apply it to the whole
+message and to every ``extra=`` value, so a log call cannot forget it. Only a traceback keeps its
+own line breaks (it is the hub's text, formatted apart from the message).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,35 @@ from typing import Any
 
 import orjson
 
-__all__ = ["redact_access_log", "setup"]
+__all__ = ["escape", "redact_access_log", "setup"]
+
+#: C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates (bytes
+#: >= 0x80 that were not UTF-8: aiohttp decodes headers with surrogateescape).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if 0xDC80 <= code <= 0xDCFF:  # a byte surrogateescape kept: show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape(value: str) -> str:
+    """``value`` with every character that could break or forge a log line written as
+    ``\\xNN`` / ``\\uNNNN``; printable text (any script) is left as it is."""
+    return _UNSAFE.sub(_escaped, value)
+
+
+def _clean(value: Any) -> Any:
+    return escape(value) if isinstance(value, str) else value
+
+
+class _TextFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
 
 # Attributes every LogRecord has; anything else was passed with extra= and goes into JSON lines.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -23,9 +58,9 @@ class _JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape(record.getMessage()),
         }
-        line |= {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        line |= {k: _clean(v) for k, v in record.__dict__.items() if k not in _STANDARD}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
@@ -36,7 +71,7 @@ def setup(log_format: str, level: str) -> None:
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

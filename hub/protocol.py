@@ -14,22 +14,37 @@ answer, and closes the connection if no complete request has arrived when it fir
 to ``idle_timeout``, a client that sends its headers a byte a second (slowloris), or sends
 nothing, or sits idle between keep-alive requests, holds a connection for ``idle_timeout`` at
 most. A body is bounded by ``body_timeout`` in the publish handler.
+
+Making aiohttp use ``_Handler`` for its connections takes private API; that, and the lighter
+request queue of each connection, live in ``hub.compat_aiohttp`` with their public-API
+fallback: aiohttp's own handler, whose lines ``_ShortLines`` turns into the same short one.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import ipaddress
 import logging
 import time
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web import RequestHandler
 
 from hub.clients import ClientAddresses
+from hub.compat_aiohttp import HandlerRunner
 
-__all__ = ["LOG_BURST", "LOG_WINDOW", "HubRunner", "LogBudget", "handler_args"]
+__all__ = [
+    "LINE_BYTES_PER_CHANNEL",
+    "LOG_BURST",
+    "LOG_WINDOW",
+    "HubRunner",
+    "LogBudget",
+    "handler_args",
+    "request_line_limit",
+]
 
 log = logging.getLogger("hub.http")
 
@@ -71,20 +86,6 @@ def _detail(exc: BaseException | None) -> str:
     return first[:_MAX_DETAIL]
 
 
-class _Pipeline(list[Any]):
-    """The queue of parsed requests waiting on a connection, as a list rather than a deque.
-
-    A deque allocates a 64-slot block up front, 760 bytes held by every connection for its whole
-    life (so by every idle subscriber), when a connection almost never holds more than one
-    request; a list starts at 56 bytes, and ``pop(0)`` of a few items costs nothing.
-    """
-
-    __slots__ = ()
-
-    def popleft(self) -> Any:
-        return self.pop(0)
-
-
 class _Handler(RequestHandler):
     # RequestHandler has __slots__; without them here every connection would also carry a
     # __dict__ for this one attribute, memory paid per subscriber.
@@ -94,10 +95,6 @@ class _Handler(RequestHandler):
         super().__init__(manager, **kwargs)
         #: the client address for the log line (trusted_proxies)
         self.addresses = addresses
-        # A private attribute: the aiohttp minor is pinned in pyproject.toml, and
-        # tests/test_protocol_queue.py fails if aiohttp uses its queue in a way a list does not
-        # support.
-        self._messages = _Pipeline()  # type: ignore[assignment]
 
     def handle_error(
         self,
@@ -120,48 +117,102 @@ class _Handler(RequestHandler):
             raise ConnectionError("a response was already started")
         if status >= 500:
             text = "internal error; the hub's log has the details"
+        elif isinstance(exc, LineTooLong):
+            status, text = _too_long(exc)
         else:
             detail = _detail(exc)
             text = "the request could not be read" + (f": {detail}" if detail else "")
         response = web.Response(
             status=status,
-            body=orjson.dumps({"error": text}),
+            body=orjson.dumps({"error": text}, None, orjson.OPT_APPEND_NEWLINE),
             headers={"Content-Type": "application/json"},
         )
         response.force_close()
         return response
 
 
-class _Server(web.Server):
-    addresses = ClientAddresses(())
+class _ShortLines(logging.Filter):
+    """For aiohttp's own handler (public API only, see ``hub.compat_aiohttp``): its line about
+    a request it could not parse becomes ``_Handler``'s, one short line in the same budget,
+    without the exception's text (it quotes the raw request) or a traceback. Other lines
+    (a 500's traceback) pass as they are."""
 
-    def __call__(self) -> RequestHandler:
-        return _Handler(self, self.addresses, loop=self._loop, **self._kwargs)
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = getattr(exc, "code", None)
+        if not isinstance(status, int) or not 400 <= status < 500:
+            return True
+        if not _budget.allow():
+            return False
+        left_out, _budget.left_out = _budget.left_out, 0
+        more = f" ({left_out} more left out)" if left_out else ""
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        peer = peer if isinstance(peer, str) and _is_address(peer) else "?"
+        record.msg, record.args = (
+            "answered %d (%s) to %s%s",
+            (status, type(exc).__name__, peer, more),
+        )
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
-class HubRunner(web.AppRunner):
-    """An ``AppRunner`` whose connections are ``_Handler``s, with the same options."""
+def _is_address(text: str) -> bool:
+    """Only an IP address goes into the line (aiohttp's message could change to quote more)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+#: aiohttp's handler option ``logger`` when it is aiohttp's own handler that runs.
+_fallback_log = logging.getLogger("hub.http.aiohttp")
+_fallback_log.addFilter(_ShortLines())
+
+
+class HubRunner(HandlerRunner):
+    """An ``AppRunner`` whose connections are ``_Handler``s (``hub.compat_aiohttp``), or, on
+    aiohttp's public API only, its own handler logging through ``_ShortLines``."""
 
     def __init__(self, app: web.Application, addresses: ClientAddresses, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._addresses = addresses
+        handler = functools.partial(_Handler, addresses=addresses)
+        super().__init__(app, handler, {"logger": _fallback_log}, **kwargs)
 
-    async def _make_server(self) -> web.Server:
-        made = await super()._make_server()
-        # The same server with another handler class: its handler and factory are public
-        # attributes, its handler options (``_kwargs``) are what AppRunner and the app gave it.
-        server = _Server(
-            made.request_handler,
-            request_factory=made.request_factory,
-            handler_cancellation=made.handler_cancellation,
-            loop=asyncio.get_running_loop(),
-            **made._kwargs,
+
+#: Request-line bytes allowed per channel a stream may name: a 200-character name with its
+#: ``channel=`` and ``&`` is 209, so ``max_stream_channels`` channels of any length fit.
+LINE_BYTES_PER_CHANNEL = 256
+#: aiohttp's default line limit, kept as the least (and for every header line).
+_MIN_LINE = 8190
+
+
+def request_line_limit(max_stream_channels: int) -> int:
+    """The longest request line taken: room for a stream of ``max_stream_channels`` channels
+    (``/events?channel=...&channel=...``), so such a URL meets the handler's own checks rather
+    than the parser's."""
+    return max(_MIN_LINE, LINE_BYTES_PER_CHANNEL * max_stream_channels)
+
+
+def _too_long(exc: LineTooLong) -> tuple[int, str]:
+    """414 for the request line (a URL naming many channels), 431 for a header; the limit
+    named, never the bytes (aiohttp's message is a Python repr of them)."""
+    line, limit = exc.args[0], exc.args[1]
+    head = line[:1] if isinstance(line, bytes | bytearray | str) else ""
+    if head in (b"/", "/", b"h", "h", b"*", "*"):  # a path, an absolute URL, OPTIONS *
+        return 414, (
+            f"the request line is longer than {limit} bytes, the limit set by "
+            f"max_stream_channels ({LINE_BYTES_PER_CHANNEL} bytes a channel): name fewer "
+            "channels in one stream, or raise max_stream_channels"
         )
-        server.addresses = self._addresses
-        return server
+    return 431, f"a request header is longer than {limit} bytes: send a shorter one"
 
 
-def handler_args(idle_timeout: float) -> dict[str, Any]:
+def handler_args(idle_timeout: float, max_stream_channels: int = 100) -> dict[str, Any]:
     """Connection options for ``web.Application(handler_args=...)``: every runner of the app
-    (the hub's, a test server's) closes connections without a complete request in time."""
-    return {"keepalive_timeout": idle_timeout}
+    (the hub's, a test server's) closes connections without a complete request in time, and
+    takes a request line long enough for ``max_stream_channels`` channels."""
+    return {
+        "keepalive_timeout": idle_timeout,
+        "max_line_size": request_line_limit(max_stream_channels),
+    }

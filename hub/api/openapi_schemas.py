@@ -21,6 +21,7 @@ ERRORS = {
     410: "The channel is deleted (for history_ttl seconds)",
     413: "Too large: max_event_bytes, max_batch or max_body_bytes",
     415: "Content-Type is not application/json (application/x-ndjson for /publish/stream)",
+    429: "Too fast or too many (publish_rate; ticket_rate, max_publisher_tickets): see Retry-After",
     501: "This backplane cannot do it (no tickets, no deletion)",
     503: "The backplane could not store or answer; retry (publish: same Idempotency-Key)",
 }

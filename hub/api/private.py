@@ -17,12 +17,14 @@ from aiohttp import web
 
 from hub import auth
 from hub.api.publish import _read_json
-from hub.api.responses import cors_headers, error, json_errors, json_response
+from hub.api.responses import answer, cors_headers, error, json_errors, json_response
 from hub.backplane import BackplaneFull, BackplaneUnavailable, Tickets
+from hub.clients import ClientAddresses
 from hub.events import InvalidInput, check_channel
 from hub.grants import Gate, Patterns, ticket_digest
 from hub.hub import Hub
 from hub.ticker import is_clock
+from hub.ticket_quota import TooManyTickets
 
 __all__ = ["DEFAULT_TICKET_TTL", "MAX_TICKET_TTL", "add_private_routes", "ticket_response"]
 
@@ -59,14 +61,25 @@ def _ticket_request(body: Any, max_channels: int, scope: Patterns | None) -> tup
 def add_private_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
     config = hub.config
 
+    addresses = ClientAddresses(config.trusted_proxies)
+
     def scope_of(request: web.Request) -> Patterns | None:
-        return auth.publisher_scope(request, config.publish_tokens)[1]
+        return auth.publisher_scope(request, config.publish_tokens, config.publish_cors_origins)[1]
 
     async def issue_ticket(request: web.Request) -> web.Response:
-        scope = scope_of(request)
+        token, scope = auth.publisher_scope(
+            request, config.publish_tokens, config.publish_cors_origins
+        )
         body = await _read_json(request, config)
         channels, ttl = _ticket_request(body, config.max_stream_channels, scope)
-        return await ticket_response(gate.tickets, channels, ttl, cors_headers(config, request))
+        headers = cors_headers(config, request)
+        # a token's share, or a loopback publisher's (no tokens): its address
+        publisher = f"token:{token}" if token is not None else f"address:{addresses.of(request)}"
+        try:
+            gate.ticket_quota.take(publisher, ttl)
+        except TooManyTickets as problem:
+            return answer(problem, {**problem.headers, **headers})
+        return await ticket_response(gate.tickets, channels, ttl, headers)
 
     async def delete_channel(request: web.Request) -> web.Response:
         scope = scope_of(request)

@@ -8,6 +8,8 @@ all-or-nothing: one bad item and nothing is published.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import math
 from typing import Any
 
@@ -24,6 +26,7 @@ from hub.events import Draft, InvalidInput, check_channel, check_event_name, enc
 from hub.grants import Patterns
 from hub.hub import Hub
 from hub.limits import TokenBuckets
+from hub.refusals import Refusals
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
@@ -60,12 +63,19 @@ async def _read_json(request: web.Request, config: Config) -> Any:
 
 
 def _body_too_large(config: Config) -> InvalidInput:
+    """Names both limits: raising max_body_bytes alone would only move the refusal to
+    max_event_bytes, and a newcomer would meet the second one after a restart."""
     return InvalidInput(
-        f"the body is larger than max_body_bytes ({config.max_body_bytes})", status=413
+        f"the body is larger than max_body_bytes ({config.max_body_bytes} bytes); one event's "
+        f"data is also limited by max_event_bytes ({config.max_event_bytes}): raise both to "
+        "publish bigger events, or split the data",
+        status=413,
     )
 
 
-def _idempotency_key(request: web.Request, scope: str) -> str | None:
+def _idempotency_key(request: web.Request, scope: str, token: str | None) -> str | None:
+    """The backplane's key: per publisher (so one token can neither read another's receipt nor
+    make another's later publish a silent replay) and per channel (scope "" for batches)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -73,7 +83,17 @@ def _idempotency_key(request: web.Request, scope: str) -> str | None:
         raise InvalidInput(
             f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )
-    return f"{len(scope)}:{scope}:{key}"  # keys are per channel (scope "" for batches)
+    # Starts with a digit: the demo's keys (hub.demo) are a namespace of their own.
+    return f"{len(scope)}:{scope}:{_publisher_id(token)}:{key}"
+
+
+@functools.lru_cache(maxsize=256)
+def _publisher_id(token: str | None) -> str:
+    """A token's name in the backplane's keys: a digest, as a store must never hold a token.
+    "-" for loopback publishers without tokens (one publisher: the machine)."""
+    if token is None:
+        return "-"
+    return hashlib.sha256(b"ssehub publisher\0" + token.encode()).hexdigest()[:32]
 
 
 def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Draft:
@@ -132,9 +152,14 @@ def not_published(problem: ChannelDeleted | BackplaneUnavailable | BackplaneFull
 
 
 async def _publish(
-    hub: Hub, request: web.Request, drafts: list[Draft], scope: str, single: bool
+    hub: Hub,
+    request: web.Request,
+    drafts: list[Draft],
+    scope: str,
+    single: bool,
+    token: str | None,
 ) -> web.Response:
-    key = _idempotency_key(request, scope)
+    key = _idempotency_key(request, scope, token)
     headers = cors_headers(hub.config, request)
     try:
         published = await hub.publish(drafts, key)
@@ -156,13 +181,13 @@ async def _publish(
 
 
 class _TooFast(InvalidInput):
-    """Over ``publish_rate``: 429, with the seconds until the bucket allows it again."""
+    """Over a publish rate: 429, with the seconds until the bucket allows it again."""
 
-    def __init__(self, wait: float, config: Config) -> None:
+    def __init__(self, wait: float, setting: str, rate: float, burst: int) -> None:
         super().__init__(
-            f"too many events from this publisher: the limit (publish_rate) is "
-            f"{config.publish_rate:g} a second, in bursts of up to {config.publish_burst} "
-            f"(publish_burst); retry in {wait:.1f} s",
+            f"too many events from this publisher: the limit ({setting}) is {rate:g} a second, "
+            f"in bursts of up to {burst} ({setting.replace('rate', 'burst')}); "
+            f"retry in {wait:.1f} s",
             status=429,
         )
         self.retry_after = wait
@@ -176,12 +201,17 @@ def _retry_after(problem: InvalidInput) -> dict[str, str]:
 
 class Publishers:
     """Who may publish, and how fast: one per app, shared by every publish route, so a
-    token's (or an address's) ``publish_rate`` counts its events on all of them."""
+    token's (or an address's) ``publish_rate`` counts its events on all of them. A token
+    whose ``publish_tokens`` entry has its own ``rate`` has its own bucket (``publish_limits``)."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._addresses = ClientAddresses(config.trusted_proxies)
         self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
+        self._own = publish_limits(config)
+        #: no rate anywhere: nothing to look up per publish
+        self._limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
+        self._refusals = Refusals(config)
         #: any scoped token: only then is the (slower) scope lookup needed
         self.scoped = any(token.channels is not None for token in config.publish_tokens)
 
@@ -190,18 +220,41 @@ class Publishers:
         channel); raises ``InvalidInput`` 401/403."""
         tokens = self._config.publish_tokens
         if self.scoped:
-            return auth.publisher_scope(request, tokens)
-        return auth.check_publisher(request, tokens), None
+            return auth.publisher_scope(request, tokens, self._config.publish_cors_origins)
+        return auth.check_publisher(request, tokens, self._config.publish_cors_origins), None
 
     def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
-        return self._rate.take(token or self._addresses.of(request), events)
+        if not self._limited:
+            return 0.0
+        own = self._own.get(token) if token is not None else None
+        buckets = self._rate if own is None else own[0]
+        return buckets.take(token or self._addresses.of(request), events)
 
     def spend(self, request: web.Request, token: str | None, events: int) -> None:
-        """``wait``, refusing with 429 instead of waiting."""
+        """``wait``, refusing with 429 (and a log line, hub.refusals) instead of waiting."""
         wait = self.wait(request, token, events)
         if wait:
-            raise _TooFast(wait, self._config)
+            config = self._config
+            own = self._own.get(token) if token is not None else None
+            setting, rate, burst = ("publish_rate", config.publish_rate, config.publish_burst)
+            if own is not None:
+                setting, rate, burst = own[1], own[0].rate, own[0].burst
+            limit = f"{rate:g} events a second, {burst} at once"
+            client = self._addresses.of(request)
+            self._refusals.refused(client, setting, "a publish", limit)
+            raise _TooFast(wait, setting, rate, burst)
+
+
+def publish_limits(config: Config) -> dict[str, tuple[TokenBuckets, str]]:
+    """The tokens with a ``rate`` of their own: their bucket and the setting's name as the
+    operator wrote it (``publish_tokens[2].rate``), for the 429 and the log line."""
+    own = {}
+    for index, token in enumerate(config.publish_tokens):
+        if token.rate is not None:
+            burst = token.burst or max(1, math.ceil(2 * token.rate))
+            own[str(token)] = (TokenBuckets(token.rate, burst), f"publish_tokens[{index}].rate")
+    return own
 
 
 def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
@@ -214,15 +267,19 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
         # request, and a wrapper is one more coroutine per publish.
         try:
             if scoped:
-                token, scope = auth.publisher_scope(request, config.publish_tokens)
+                token, scope = auth.publisher_scope(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
                 auth.check_scope(scope, check_channel(request.match_info["name"]))
             else:
-                token = auth.check_publisher(request, config.publish_tokens)
+                token = auth.check_publisher(
+                    request, config.publish_tokens, config.publish_cors_origins
+                )
             spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
-            return await _publish(hub, request, [draft], channel, single=True)
+            return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
 
@@ -233,7 +290,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | _retry_after(problem))
-        return await _publish(hub, request, drafts, "", single=False)
+        return await _publish(hub, request, drafts, "", False, token)
 
     app.router.add_post(CHANNEL_PATH, publish_channel)
     app.router.add_post("/publish", json_errors(config, publish_batch))

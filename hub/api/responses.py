@@ -38,9 +38,10 @@ def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     # The header given as such: aiohttp's content_type= parses and rebuilds it every time.
+    # The newline: a terminal running curl would put its prompt right after the JSON.
     return web.Response(
         status=status,
-        body=orjson.dumps(data),
+        body=orjson.dumps(data, None, orjson.OPT_APPEND_NEWLINE),
         headers={**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS,
     )
 

@@ -25,7 +25,7 @@ from hub.grants import Gate
 from hub.hub import AtCapacity, Hub
 from hub.limits import TokenBuckets
 from hub.outlet import Outlet
-from hub.ticker import check_timezone, clock_channel, is_clock, parse_clock
+from hub.ticker import clock_channel, is_clock, parse_clock, resolve_timezone
 
 __all__ = ["add_subscribe_routes"]
 
@@ -58,11 +58,19 @@ def _check_channels(config: Config, names: list[str]) -> list[str]:
 
 
 def _refuse(
-    request: web.Request, hub: Hub, why: str = "the hub is at capacity", at_least: float = 0.0
+    request: web.Request,
+    hub: Hub,
+    why: str = "the hub is at capacity",
+    at_least: float = 0.0,
+    client: str = "",
+    setting: str = "",
 ) -> web.Response:
     """Turn a subscriber away without making its EventSource give up: 200, retry later
-    (``at_least`` seconds: when a rate limit allows the next stream)."""
+    (``at_least`` seconds: when a rate limit allows the next stream). With the ``setting`` that
+    refused it, a log line names it and the ``client`` (hub.refusals limits those lines)."""
     hub.metrics.subscribers_refused += 1
+    if setting:
+        hub.refusals.refused(client, setting, "a stream")
     base = max(hub.config.retry, int(at_least * 1000))
     delay = int(base * random.uniform(1.0, 3.0)) + random.randint(0, 1000)
     return web.Response(
@@ -78,7 +86,7 @@ def _stream_handler(
     """A subscribe handler: ``names_of`` says which channels a request asks for; ``gate``
     checks grants for private channels (None: this route has none, or none are configured)."""
     config = hub.config
-    addresses = ClientAddresses(config.trusted_proxies)
+    addresses = ClientAddresses(config.trusted_proxies, config.limits_per_address)
     rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
     clients = hub.clients
     # The kernel drops a connection whose data goes unacknowledged this long (a vanished
@@ -104,9 +112,11 @@ def _stream_handler(
         client = addresses.of(request)
         wait = rate.take(client)
         if wait:
-            return _refuse(request, hub, "too many new streams from your address", wait)
+            why = "too many new streams from your address (subscribe_rate)"
+            return _refuse(request, hub, why, wait, client, "subscribe_rate")
         if not clients.open_stream(client):
-            return _refuse(request, hub, "too many streams from your address (max_client_streams)")
+            why = "too many streams from your address (max_client_streams)"
+            return _refuse(request, hub, why, 0.0, client, "max_client_streams")
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         response = Outlet(headers=cors_headers(config, request), send_timeout=send_timeout)
         try:
@@ -128,7 +138,9 @@ def _stream_handler(
                 await sub.open(response)
                 await sub.done
         except AtCapacity as why:
-            return _refuse(request, hub, f"the hub is at capacity ({why})")
+            limit = str(why).removesuffix(" reached")  # "max_subscribers reached": the setting
+            setting = limit if limit.isidentifier() else ""  # not "the hub is shutting down"
+            return _refuse(request, hub, f"the hub is at capacity ({why})", 0.0, client, setting)
         except BackplaneUnavailable:
             # 200 + retry: the browser tries again (with its Last-Event-ID) a little later.
             return _refuse(request, hub, "the backplane is unavailable")
@@ -177,7 +189,7 @@ def _clock_of_query(request: web.Request) -> list[str]:
     seconds = request.query.get("sec", "1")
     if not seconds.isascii() or not seconds.isdigit():
         raise InvalidInput(f"sec={seconds!r}: use whole seconds from 1 to 3600")
-    return [clock_channel(check_timezone(city), int(seconds))]
+    return [clock_channel(resolve_timezone(city), int(seconds))]
 
 
 def add_subscribe_routes(app: web.Application, hub: Hub, gate: Gate | None = None) -> None:

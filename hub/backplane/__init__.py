@@ -19,8 +19,8 @@ checked with ``isinstance`` once when the hub starts:
 - ``Tickets``: one-time subscribe tickets, good once on any hub process (``hub.grants``);
 - ``Deletion``: deleting a finished channel on every process, and its tombstone.
 
-The contract every implementation keeps; ``tests/test_backplane.py`` checks it against each
-implementation, without HTTP, and a new one is done when it passes:
+The contract every implementation keeps; ``tests/backplane/test_backplane.py`` checks it
+against each implementation, without HTTP, and a new one is done when it passes:
 
 - ``publish`` stores the drafts, in order, all or none, with positions from one sequence that
   increases across all channels, and returns only once they are stored; it raises

@@ -8,8 +8,8 @@ is still in that list; when the link moves again or the client reconnects, nats-
 and JetStream stores an event the hub already answered 503 for: a client that retried has it
 twice, and one that gave up sees it appear later. nats-py has no public way to take a command
 back (``pending_data_size`` is public, read-only). Measured with the real nats-server
-(``tests/test_compat_nats.py``: a link held while a publish waits behind ~12 MB the socket cannot
-take, then released): withdrawn, the event was never stored; without the withdrawal
+(``tests/backplane/test_compat_nats.py``: a link held while a publish waits behind ~12 MB the
+socket cannot take, then released): withdrawn, the event was never stored; without the withdrawal
 (``FALLBACK``) it was stored after the release, in each of the 6 runs made (nats-py 2.16.0).
 What the socket already took cannot be taken back by anyone: only the client's own buffer is.
 

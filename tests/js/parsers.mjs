@@ -1,4 +1,4 @@
-// Two independent SSE parsers for tests/test_wire_property.py, driven over stdin/stdout.
+// Two independent SSE parsers for tests/wire/test_wire_property.py, driven over stdin/stdout.
 //
 // One JSON request per input line, one JSON answer per output line, so a single Node process
 // serves every example of a test run (starting Node per example would cost ~50 ms each).

@@ -23,8 +23,12 @@
 // Clock ticks carry no id (they are not kept in history). A frame's own id cannot be read from
 // the MessageEvent (lastEventId persists over frames without one), so a frame is taken to carry
 // an id when lastEventId changed: ids on a stream strictly increase, so a repeat means none.
-// A tick names its channel in its data, so it reaches that channel's watchers and no others
-// (two clocks of one time zone at different intervals are two channels).
+// That alone is not enough: a frame of a type the page does not listen for (a service's
+// `event: x`) moves lastEventId unseen, and the next tick would then look like an event with
+// that id. So a tick is known by its own data first: an UPDATE naming a clock channel (time/...,
+// which only the hub's ticker writes) is a tick, whatever lastEventId says. A tick names its
+// channel in its data, so it reaches that channel's watchers and no others (two clocks of one
+// time zone at different intervals are two channels).
 
 const ID_RE = /^(\d{1,19}):(.+)$/s;
 export const CHANNEL_RE = /^[A-Za-z0-9_\-.:@/]{1,200}$/;
@@ -37,6 +41,17 @@ const RETRY_FIRST_MS = 1000;
 const START = "start"; // a connection's progress before its replay (replay=...) delivered anything
 const RETRY_MAX_MS = 30000;
 const RETIRE_MS = 1000; // how long an old stream keeps delivering after a replay= stream opened
+
+/** A clock tick: UPDATE with data naming a clock channel (the hub refuses publishes there). */
+function isTick(event) {
+  if (event.type !== "UPDATE" || !event.data.startsWith("{")) return false;
+  try {
+    const channel = JSON.parse(event.data).channel;
+    return typeof channel === "string" && channel.startsWith("time/");
+  } catch {
+    return false;
+  }
+}
 
 /** The position and channel of a hub event id, or null for anything else. */
 export function parseId(id) {
@@ -262,7 +277,7 @@ export class HubStream extends EventTarget {
   #frame(connection, event) {
     if (connection !== this.#current && connection !== this.#next
         && !this.#retiring.has(connection)) return;
-    const hasId = event.lastEventId !== connection.previousId;
+    const hasId = event.lastEventId !== connection.previousId && !isTick(event);
     connection.previousId = event.lastEventId;
     const receivedAt = new Date();
     if (!hasId) {

@@ -1,0 +1,68 @@
+"""Reading the config file: TOML, with errors that say which key and what to do.
+
+``tomllib`` says ``Cannot overwrite a value (at line 158, column 43)``: right, but it names no
+key, and the usual cause (pasting a documented snippet into the shipped file, which already sets
+the same key) is not obvious from it. ``read_toml`` adds the line's key, the line itself, and,
+for a key set twice, the line that set it first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+__all__ = ["explain", "read_toml"]
+
+_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_KEY = re.compile(r"\s*([A-Za-z0-9_.\"'-]+)\s*=")
+_TABLE = re.compile(r"\s*\[")
+_TWICE = ("overwrite", "twice", "redefine")
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's table. Raises ``OSError``, or ``ValueError`` with the explained problem."""
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(explain(text, str(error))) from None
+
+
+def explain(text: str, message: str) -> str:
+    """``message`` (tomllib's) with the key and line it is about, and what to do."""
+    where = _WHERE.search(message)
+    if where is None:
+        return message
+    what = message[: where.start()].strip()
+    number = int(where[1])
+    lines = text.splitlines()
+    line = lines[number - 1] if 0 < number <= len(lines) else ""
+    key_match = _KEY.match(line)
+    shown = line.strip() if len(line.strip()) <= 80 else line.strip()[:77] + "..."
+    if key_match is None:
+        return f"line {number}: {what}: {shown!r}"
+    key = key_match[1]
+    told = f"line {number}, key {key}: {what} ({shown!r})"
+    if any(word in what.lower() for word in _TWICE):
+        first = _set_before(lines, number - 1, key)
+        if first is not None:
+            return (
+                f"{told}: {key} is already set at line {first}; keep one of the two "
+                "(edit that line rather than adding another)"
+            )
+        return f"{told}: {key} is set twice; keep one"
+    return told
+
+
+def _set_before(lines: list[str], end: int, key: str) -> int | None:
+    """The line number (1-based) where ``key`` was set earlier in the same table, if any."""
+    for index in range(end - 1, -1, -1):
+        if _TABLE.match(lines[index]):
+            return None
+        found = _KEY.match(lines[index])
+        if found is not None and found[1] == key:
+            return index + 1
+    return None
