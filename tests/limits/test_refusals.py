@@ -126,4 +126,4 @@ def test_a_line_never_carries_a_raw_control_character(caplog: pytest.LogCaptureF
     refusals.refused("x\ny\rz\x85", "max_subscribers", "a stream")
     (line,) = refusal_lines(caplog)
     assert line.isprintable(), line
-    assert "x\\ny\\rz\\x85" in line
+    assert "x\\x0ay\\x0dz\\x85" in line

@@ -24,12 +24,6 @@ from tests.support.processes import ROOT, HubProcess, clean_env, run_to_end
 TOKEN = "newcomer-token-0123456789"
 
 
-def docs_text() -> str:
-    """The README and the docs tree (the README is being split into docs/)."""
-    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
-    return "\n".join(path.read_text() for path in paths if path.is_file())
-
-
 @pytest.fixture
 async def process_hub() -> AsyncIterator[HubProcess]:
     """A real ``python -m hub serve``: its own HTTP layer (hub.protocol) answers parser errors."""
@@ -41,29 +35,6 @@ async def process_hub() -> AsyncIterator[HubProcess]:
         yield await process.started()
     finally:
         await process.stop()
-
-
-# -- the README's publish commands -------------------------------------------------------------
-
-
-async def test_the_readme_publish_commands_run_as_written(process_hub: HubProcess) -> None:
-    """Every ``ssehub publish`` line of the docs, run in a shell from the checkout: 0 and a
-    receipt each (``@README.md`` was 87 KB, over max_event_bytes: a 413)."""
-    commands = [
-        line.split("  #", 1)[0].strip()
-        for line in docs_text().splitlines()
-        if re.match(r"^(echo .*\| )?\.venv/bin/ssehub publish ", line)
-    ]
-    assert len(commands) >= 3, commands
-    ssehub = Path(sys.executable).parent / "ssehub"
-    assert ssehub.exists()
-    env = clean_env(SSEHUB_URL=process_hub.url, TOKEN=TOKEN)
-    for command in commands:
-        command = command.replace(".venv/bin/ssehub", str(ssehub))
-        code, out, err = await run_to_end("bash", "-c", command, env=env, cwd=ROOT)
-        assert code == 0, (command, err)
-        receipt = orjson.loads(out)
-        assert receipt["channel"] == "job-42" and out.endswith("}\n"), out
 
 
 # -- errors that name their setting ------------------------------------------------------------
@@ -126,7 +97,8 @@ async def test_raw_high_bytes_in_the_url_are_a_json_400(process_hub: HubProcess)
 async def test_a_duplicate_key_in_the_config_file_is_named(tmp_path: Path) -> None:
     """Pasting the README's private-channel TOML into the shipped config.toml, which sets
     private_channels already: the error names the key and both lines."""
-    snippet = docs_text().partition("## Private channels")[2].partition("```toml\n")[2]
+    page = ROOT / "docs" / "concepts" / "private-channels.md"
+    snippet = page.read_text().partition("```toml\n")[2]
     snippet = snippet.partition("```")[0]
     assert "private_channels" in snippet
     config = tmp_path / "config.toml"
