@@ -18,8 +18,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
+from hub.backplane.registry import check_url, section_keys, sections_of
+from hub.backplane.settings import Section
 from hub.config_access import (
     PublishToken,
     check_cookie_name,
@@ -33,6 +35,8 @@ from hub.events import InvalidInput
 from hub.ticker import check_interval, check_timezone
 
 __all__ = ["PROFILES", "ClockSpec", "Config", "ConfigError", "PublishToken", "load"]
+
+S = TypeVar("S", bound=Section)
 
 LogFormat = Literal["text", "json"]
 Profile = Literal["default", "public"]
@@ -107,16 +111,6 @@ def _choice(kind: Any) -> Callable[[Any], str]:
     return check
 
 
-def _backplane(value: Any) -> str:
-    from hub.backplane import SCHEMES, scheme_of  # the registry imports this module's users
-
-    text = _text(value)
-    if scheme_of(text) is None:
-        urls = ", ".join(f"{scheme}://" for scheme in SCHEMES if scheme != "memory")
-        raise ValueError(f'expected "memory" or a URL of a backplane ({urls})')
-    return text
-
-
 def _networks(value: Any) -> tuple[str, ...]:
     """Addresses or CIDRs (``10.0.0.0/8``, ``::1``); kept as text, parsed by hub.clients."""
     import ipaddress
@@ -128,36 +122,6 @@ def _networks(value: Any) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
     return tuple(item.strip() for item in items)
-
-
-def _nats_name(value: Any) -> str:
-    text = _text(value)
-    if not text or any(c in text for c in " .*>/\\\t") or not text.isprintable():
-        raise ValueError("expected a JetStream stream name: no spaces, '.', '*', '>', '/' or '\\'")
-    return text
-
-
-def _nats_subject(value: Any) -> str:
-    text = _text(value)
-    tokens = text.split(".")
-    if not all(tokens) or any(c in text for c in " *>\t") or not text.isprintable():
-        raise ValueError("expected NATS subject tokens separated by '.', without '*' or '>'")
-    return text
-
-
-def _file(value: Any) -> str:
-    text = _text(value)
-    if text and not Path(text).is_file():
-        raise ValueError("no such file")
-    return text
-
-
-def _tokens(value: Any) -> tuple[str, ...]:
-    tokens = _texts(value)
-    for token in tokens:
-        if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
-            raise ValueError("each token must be at least 16 printable ASCII characters, no spaces")
-    return tokens
 
 
 def _directory(value: Any) -> str:
@@ -221,11 +185,9 @@ class Config:
     shutdown_timeout: float = _setting(5.0, _number(0))
     clocks: tuple[ClockSpec, ...] = _setting((), _clocks)
     clocks_on_demand: bool = _setting(True, _flag)
-    backplane: str = _setting("memory", _backplane)
-    redis_prefix: str = _setting("ssehub:", _text)
-    nats_stream: str = _setting("ssehub", _nats_name)
-    nats_subject_prefix: str = _setting("ssehub.ch", _nats_subject)
-    nats_creds: str = _setting("", _file)
+    backplane: str = _setting("memory", check_url)
+    # Each backend's own keys (``redis_prefix``, ``nats_stream``, ...): hub.backplane.registry
+    backplane_settings: tuple[Section, ...] = field(default_factory=lambda: sections_of({}))
     web_root: str = _setting("", _directory)
     demo_jobs: bool = _setting(False, _flag)
     max_demo_jobs: int = _setting(10, _int(1))
@@ -249,7 +211,16 @@ class Config:
 
     @classmethod
     def keys(cls) -> dict[str, dataclasses.Field[Any]]:
-        return {f.name: f for f in dataclasses.fields(cls)}
+        """Every setting a user can write, the backends' keys too, with its default and check."""
+        own = {f.name: f for f in dataclasses.fields(cls) if "check" in f.metadata}
+        return own | section_keys()
+
+    def section(self, kind: type[S]) -> S:
+        """A backend's settings (``config.section(RedisSettings).prefix``)."""
+        for found in self.backplane_settings:
+            if isinstance(found, kind):
+                return found
+        raise LookupError(f"{kind.__name__} is not a section of hub.backplane.registry")
 
     @property
     def limits_per_address(self) -> bool:
@@ -336,6 +307,12 @@ def load(
     """Build the configuration; raises ``ConfigError`` naming the key on any bad setting."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    backends: dict[str, Any] = {}  # the backends' own keys, for their sections (registry)
+    backend_keys = section_keys()
+
+    def into(key: str) -> dict[str, Any]:
+        return backends if key in backend_keys else values
+
     if path is None:
         path = env.get(CONFIG_ENV) or None
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
@@ -348,20 +325,21 @@ def load(
         except ValueError as error:  # the key, the line and what to do (hub.config_toml)
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         for key, value in table.items():
-            values[key] = _check(key, value, f"config file {os.fspath(path)!r}")
+            into(key)[key] = _check(key, value, f"config file {os.fspath(path)!r}")
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in Config.keys():  # noqa: SIM118 (a classmethod)
             raise ConfigError(f"environment: unknown setting {name}")
-        values[key] = _check(key, _from_env_text(key, text), f"environment {name}", repr(text))
+        into(key)[key] = _check(key, _from_env_text(key, text), f"environment {name}", repr(text))
     for key, value in (overrides or {}).items():
         if value is not None:
-            values[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
+            into(key)[key] = _check(key, value, f"command line --{key.replace('_', '-')}")
     for key, value in PROFILES[values.get("profile", "default")].items():
         values.setdefault(key, value)  # the profile's defaults: an explicit setting wins
     config = Config(**values)
+    config = dataclasses.replace(config, backplane_settings=sections_of(backends))
     if config.max_event_bytes > config.max_body_bytes:
         raise ConfigError(
             f"max_event_bytes = {config.max_event_bytes} is larger than max_body_bytes = "

@@ -113,12 +113,6 @@ class ClientCounts:
         """A channel ``client`` brought into being has closed (its last subscriber left)."""
         _decrement(self._channels, client)
 
-    def streams_of(self, client: str) -> int:
-        return self._streams.get(client, 0)
-
-    def channels_of(self, client: str) -> int:
-        return self._channels.get(client, 0)
-
 
 def _decrement(counts: dict[str, int], key: str) -> None:
     count = counts.get(key, 0) - 1

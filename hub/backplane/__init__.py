@@ -3,10 +3,15 @@
 The hub deals with subscriptions and sockets; a backplane deals only in channels and events.
 Because it assigns ids and keeps history, a ``Last-Event-ID`` issued by one hub process is valid
 on every other one. ``open_backplane`` picks the implementation from the URL scheme of the
-``backplane`` setting (``SCHEMES``), so a new backplane is one module and one line there.
+``backplane`` setting (``hub.backplane.registry``): a new backplane is its module (or a few, one
+job each), a line in ``SCHEMES`` and, if it has settings, its section in ``SECTIONS``
+(``hub.backplane.settings``). The Redis and NATS backplanes share their plumbing
+(``following``: joining channels between two reads; ``lifecycle``: retrying and bounded
+closing; ``link``: health); every backplane keeps its deletions in ``tombstones``.
 
-The core interface is ``Backplane`` (storage and live delivery). Three small optional interfaces
-sit beside it, checked with ``isinstance`` once when the hub starts:
+The core interface is ``Backplane`` (storage and live delivery). Five small optional interfaces
+sit beside it, each met by methods of the class (never by attributes assigned at run time),
+checked with ``isinstance`` once when the hub starts:
 
 - ``Presence``: subscriber counts shared across hub processes (a single process has none);
 - ``Health``: whether the store answers, for /healthz, /readyz and /metrics;
@@ -51,13 +56,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from hub.backplane.registry import SCHEMES, scheme_of
 from hub.events import Draft, Event
 
 if TYPE_CHECKING:
     from hub.config import Config
 
 __all__ = [
-    "SCHEMES",
     "Backplane",
     "BackplaneFull",
     "BackplaneState",
@@ -74,7 +79,6 @@ __all__ = [
     "Reset",
     "Tickets",
     "open_backplane",
-    "scheme_of",
 ]
 
 
@@ -245,27 +249,10 @@ class Deletion(Protocol):
         """Those of ``channels`` deleted (by any process) as far as ``follow`` saw them."""
 
 
-#: URL scheme (or the bare word "memory") -> "module:class". The class is built with the Config.
-SCHEMES: dict[str, str] = {
-    "memory": "hub.backplane.memory:MemoryBackplane",
-    "redis": "hub.backplane.redis:RedisBackplane",
-    "rediss": "hub.backplane.redis:RedisBackplane",
-    "unix": "hub.backplane.redis:RedisBackplane",
-    "nats": "hub.backplane.nats:NatsBackplane",
-    "tls": "hub.backplane.nats:NatsBackplane",
-}
-
-
-def scheme_of(url: str) -> str | None:
-    """The registered scheme of a ``backplane`` setting, or None (config.py names the choices)."""
-    scheme = url if url == "memory" else url.partition("://")[0] if "://" in url else ""
-    return scheme if scheme in SCHEMES else None
-
-
 def open_backplane(config: Config) -> Backplane:
     """Build the backplane the config names; only the chosen implementation is imported."""
     scheme = scheme_of(config.backplane)
-    if scheme is None:  # config.py refuses these first; this guards direct callers
+    if scheme is None:  # hub.config refuses these first; this guards direct callers
         raise ValueError(f"no backplane for {config.backplane!r}")
     module, _, name = SCHEMES[scheme].partition(":")
     factory: Callable[[Config], Backplane] = getattr(importlib.import_module(module), name)

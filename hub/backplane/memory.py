@@ -26,6 +26,7 @@ from hub.backplane import (
     Reset,
 )
 from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
+from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, Event
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class MemoryBackplane:
         # The highest position of any log swept away whole; resumes from before it may have gaps.
         self._forgotten = 0
         self._tickets: dict[str, tuple[float, list[str]]] = {}  # digest -> (expiry, channels)
-        self._gone: dict[str, float] = {}  # deleted channel -> when its tombstone ends
+        self._tombstones = Tombstones(config.history_ttl)  # the deleted channels
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, listener: Listener) -> None:
@@ -89,10 +90,8 @@ class MemoryBackplane:
             seen = self._idempotency.get(idempotency_key)
             if seen is not None:
                 return Published(ids=seen[1], replayed=True)
-        if self._gone:
-            for draft in drafts:
-                if self._gone.get(draft.channel, 0.0) > now:
-                    raise ChannelDeleted(draft.channel)
+        if self._tombstones and (gone := self._tombstones.among([d.channel for d in drafts])):
+            raise ChannelDeleted(gone[0])
         self._make_room(drafts, now)
         events: list[Event] = []
         ids: list[str] = []
@@ -183,8 +182,7 @@ class MemoryBackplane:
         return found[1]
 
     async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
-        now = time.time()
-        if self._gone.get(channel, 0.0) > now:
+        if self._tombstones.among([channel]):
             return None
         log = self._logs.get(channel)
         if (log is None or not log) and not anyway:
@@ -192,16 +190,13 @@ class MemoryBackplane:
         if log is not None:  # gone on purpose: not "forgotten", so resumes need no reset
             self._bytes -= log.bytes
             del self._logs[channel]
-        self._gone[channel] = now + self._history_ttl
+        self._tombstones.mark(channel, time.time())
         if self._listener is not None:
             self._listener.deleted(channel)
         return True
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
-        if not self._gone:  # the common case: nothing was ever deleted
-            return []
-        now = time.time()
-        return [name for name in channels if self._gone.get(name, 0.0) > now]
+        return self._tombstones.among(channels)
 
     def state(self) -> BackplaneState:
         detail = {"channels": len(self._logs), "history_bytes": self._bytes}
@@ -239,7 +234,6 @@ class MemoryBackplane:
                 self._forgotten = max(self._forgotten, log.trimmed)
                 del self._logs[name]
         self._expire_keys(now)
-        self._gone = {name: end for name, end in self._gone.items() if end > now}
         monotonic = time.monotonic()
         self._tickets = {k: v for k, v in self._tickets.items() if v[0] > monotonic}
 

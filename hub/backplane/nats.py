@@ -29,57 +29,42 @@ Why the guarantees hold (the reasoning of ``hub.backplane.redis``, on JetStream)
    record ``P_idem.<hex key>`` listing its channels, from which the first ids are rebuilt.
 6. A publish answered 503 is never delivered later: the connection buffers nothing while NATS is
    away (``pending_size=0``), and a publish that timed out is taken out of the client's outgoing
-   buffer if it is still there, so a reconnect cannot send it.
+   buffer if it is still there, so a reconnect cannot send it (``compat_nats``).
 7. Tickets and deletion (``hub.backplane.nats_private``): a ticket is a message with a
    per-message TTL, spent by deleting its sequence (JetStream does that once); a deletion is a
    tombstone message on the channel's own subject, so point 4's check refuses every later
    publish atomically, and every reader meets it in order with the channel's events.
 
-Modules: this (connection, stream, the protocol), ``nats_link`` (subjects, API calls, health),
-``nats_publish``, ``nats_history`` (pages, resets, catalog), ``nats_reader`` (live delivery),
-``nats_presence`` (cluster counts), ``nats_private`` (tickets, deletion).
+Modules: this (the protocol, over its parts), ``nats_connection`` (connection, stream: what
+every part takes), ``nats_link`` (subjects, API calls, health), ``nats_publish``,
+``nats_history`` (pages, resets, catalog), ``nats_reader`` (live delivery), ``nats_presence``
+(cluster counts), ``nats_private`` (tickets, deletion), ``nats_settings`` (its ``nats_*`` keys),
+``compat_nats`` (point 6's use of nats-py internals). No part imports this module: each takes
+the connection and only the other parts or callbacks it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nats.aio.client import Client
-
 from hub.backplane import BackplaneState, Counts, History, Listener, Published
+from hub.backplane.lifecycle import close_bounded
+from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_history import Pages
-from hub.backplane.nats_link import (
-    MIN_VERSION,
-    UNAVAILABLE,
-    ApiError,
-    Subjects,
-    api,
-    new_link,
-    stream_config,
-)
+from hub.backplane.nats_link import UNAVAILABLE
 from hub.backplane.nats_presence import NatsPresence
-from hub.backplane.nats_private import PrivateChannels, Tombstones
+from hub.backplane.nats_private import PrivateChannels
 from hub.backplane.nats_publish import Publisher
-from hub.backplane.nats_publish import withdraw as _withdraw
 from hub.backplane.nats_reader import Reader
+from hub.backplane.nats_settings import NatsSettings
+from hub.backplane.tombstones import Tombstones
 from hub.config import Config, ConfigError
 from hub.events import Draft
 
 __all__ = ["NatsBackplane"]
-
-log = logging.getLogger("hub.backplane")
-
-#: Channels listed by ``channels()`` at most.
-MAX_LISTED_CHANNELS = 10_000
-CLOSE_STEP_TIMEOUT = 2.0
-CONNECT_TIMEOUT = 3.0
-STREAM_NOT_FOUND = 10059
 
 
 class NatsBackplane:
@@ -92,175 +77,62 @@ class NatsBackplane:
                 "history_size = 0 is not possible with a NATS backplane: live events travel "
                 "through the stream"
             )
-        self._config = config
-        self.stream = config.nats_stream
-        self.subjects = Subjects(config.nats_subject_prefix)
-        self.ttl = config.history_ttl
-        self.instance = uuid.uuid4().hex[:12]
-        self.link = new_link()
-        self.nc: Client | None = None
-        self.base = 0
-        self.tombstones = Tombstones(config.history_ttl)
-        self.publisher = Publisher(self)
-        self._pages = Pages(self)
-        self._reader = Reader(self)
-        self._presence = NatsPresence(self)
-        own = PrivateChannels(self)
-        self.issue_ticket, self.spend_ticket = own.issue, own.spend
-        self.delete_channel, self.deleted = own.delete, own.deleted
+        settings = config.section(NatsSettings)
+        self._conn = Connection(
+            config.backplane,
+            settings,
+            config.history_size,
+            config.history_ttl,
+            reconnected=self._reconnected,
+        )
+        self._instance = uuid.uuid4().hex[:12]
+        tombstones = Tombstones(config.history_ttl)
+        self._pages = Pages(self._conn, tombstones)
+        self._publisher = Publisher(self._conn, tombstones, self._pages.age_floor)
+        self._reader = Reader(self._conn, tombstones, self._publisher.seen)
+        self._presence = NatsPresence(self._conn, self._instance)
+        self._private = PrivateChannels(self._conn, tombstones, self._publisher)
         self._tasks: list[asyncio.Task[None]] = []
-        self.listener: Listener | None = None
 
-    # -- connection and stream ---------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, listener: Listener) -> None:
-        self.listener = listener
+        self._reader.listener = listener
         try:
-            await self._connect()
+            await self._conn.connect()
         except ConfigError:
-            await self._close_connection()
+            await self._conn.close()
             raise
         except UNAVAILABLE as problem:
-            self.link.lost("connection", problem)
+            self._conn.link.lost("connection", problem)
         self._tasks = [
-            asyncio.create_task(self._keep_connected(), name="nats-connect"),
+            asyncio.create_task(self._conn.keep_connected(), name="nats-connect"),
             asyncio.create_task(self._reader.read_forever(), name="nats-reader"),
             asyncio.create_task(self._presence.exchange_forever(), name="nats-counts"),
         ]
 
-    async def _connect(self) -> None:
-        options: dict[str, Any] = {
-            "servers": [url.strip() for url in self._config.backplane.split(",")],
-            "connect_timeout": 2,
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.5,
-            "ping_interval": 5,
-            "max_outstanding_pings": 2,
-            "pending_size": 0,  # nothing is buffered while NATS is away: see point 6
-            "disconnected_cb": self._disconnected,
-            "reconnected_cb": self._reconnected,
-            "error_cb": self._error,
-        }
-        if self._config.nats_creds:
-            options["user_credentials"] = self._config.nats_creds
-        nc = Client()
-        try:
-            # Bounded: with reconnects allowed for ever, a first connect would try for ever.
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await nc.connect(**options)
-        except BaseException:
-            with contextlib.suppress(*UNAVAILABLE):
-                await nc.close()
-            raise
-        version = nc.connected_server_version
-        if (version.major, version.minor) < MIN_VERSION:
-            self.nc = nc
-            raise ConfigError(
-                f"backplane: nats-server {version.major}.{version.minor}.{version.patch} is too "
-                "old; the NATS backplane needs "
-                f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer (atomic batch publish, batched "
-                "direct get, consumers filtered on several subjects)"
-            )
-        self.nc = nc
-        try:
-            await self._ensure_stream()
-        except BaseException:
-            # Not usable without its stream: _keep_connected connects and tries again.
-            await self._close_connection()
-            raise
-        self.link.regained("connection")
-
-    async def _keep_connected(self) -> None:
-        while self.nc is None:
-            await asyncio.sleep(0.5)
-            try:
-                await self._connect()
-            except ConfigError as problem:
-                log.error("%s", problem)
-                await self._close_connection()
-                self.link.lost("connection", str(problem))
-                return
-            except UNAVAILABLE as problem:
-                self.link.lost("connection", problem)
-                await self._close_connection()
-
-    async def _disconnected(self) -> None:
-        self.link.lost("connection", "disconnected")
-
-    async def _reconnected(self) -> None:
-        self.link.regained("connection")
+    def _reconnected(self) -> None:
         self._reader.restart()
 
-    async def _error(self, problem: Exception) -> None:
-        log.debug("NATS client: %s", problem)
-
-    async def _ensure_stream(self) -> None:
-        """Create the stream, or bring its limits to this config (other settings, e.g. replicas
-        set by an operator, are kept)."""
-        nc = self.require()
-        name = self.stream
-        try:
-            info = await api(nc, f"$JS.API.STREAM.INFO.{name}")
-        except ApiError as error:
-            if error.code != STREAM_NOT_FOUND:
-                raise
-            wanted = stream_config(self._config, self.subjects)
-            wanted["metadata"] = {"ssehub_base": str(time.time_ns() // 1000)}
-            try:
-                info = await api(nc, f"$JS.API.STREAM.CREATE.{name}", wanted)
-            except ApiError:  # another process created it first
-                info = await api(nc, f"$JS.API.STREAM.INFO.{name}")
-        current: dict[str, Any] = info["config"]
-        wanted = stream_config(self._config, self.subjects)
-        if any(current.get(k) != v for k, v in wanted.items()):
-            log.info("NATS stream %s: setting its limits to this hub's configuration", name)
-            info = await api(nc, f"$JS.API.STREAM.UPDATE.{name}", current | wanted)
-        self.base = int((info["config"].get("metadata") or {}).get("ssehub_base", 0))
-
-    def require(self) -> Client:
-        nc = self.nc
-        if nc is None or not nc.is_connected:
-            # An OSError, so every caller's UNAVAILABLE handling takes it (the tasks live on).
-            raise ConnectionError("not connected to NATS")
-        return nc
-
-    async def stream_state(self) -> dict[str, Any]:
-        info = await api(self.require(), f"$JS.API.STREAM.INFO.{self.stream}")
-        state: dict[str, Any] = info["state"]
-        return state
-
     async def close(self) -> None:
+        """Stop the tasks, say goodbye to the cluster, close the connection: each step bounded,
+        so a NATS that hangs cannot hold up the hub's shutdown."""
         self._reader.cancel_joins()
-        for task in self._tasks:
-            task.cancel()
+        tasks, self._tasks = self._tasks, []
         steps = [
-            ("stopping the tasks", asyncio.gather(*self._tasks, return_exceptions=True)),
-            ("leaving the cluster", self._presence.leave()),
-            ("closing the connection", self._close_connection()),
+            ("leaving the cluster", self._presence.leave),
+            ("closing the connection", self._conn.close),
         ]
-        self._tasks = []
-        for what, step in steps:
-            try:
-                async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
-                    await step
-            except TimeoutError:
-                log.warning("NATS backplane: %s took over %ss; going on", what, CLOSE_STEP_TIMEOUT)
-
-    async def _close_connection(self) -> None:
-        nc, self.nc = self.nc, None
-        if nc is not None:
-            with contextlib.suppress(*UNAVAILABLE):
-                await nc.close()
+        await close_bounded("NATS", tasks, steps)
 
     # -- the protocol ------------------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
         try:
-            published = await self.publisher.publish(drafts, idempotency_key)
+            published = await self._publisher.publish(drafts, idempotency_key)
         except UNAVAILABLE as problem:
-            raise self.link.unavailable("requests", problem) from None
-        self.link.regained("requests")  # a write that worked: the request path is healthy
+            raise self._conn.link.unavailable("requests", problem) from None
+        self._conn.link.regained("requests")  # a write that worked: the request path is healthy
         return published
 
     async def history(
@@ -269,7 +141,7 @@ class NatsBackplane:
         try:
             return await self._pages.read(channels, after, max_bytes, continued)
         except UNAVAILABLE as problem:
-            raise self.link.unavailable("requests", problem) from None
+            raise self._conn.link.unavailable("requests", problem) from None
 
     async def follow(self, channels: Sequence[str]) -> int:
         return await self._reader.follow(channels)
@@ -277,7 +149,7 @@ class NatsBackplane:
     def unfollow(self, channel: str) -> None:
         self._reader.unfollow(channel)
 
-    # -- presence, catalog, health -----------------------------------------------------------
+    # -- Presence, Health, Catalog -----------------------------------------------------------
 
     def share_counts(self, local: Callable[[], Counts]) -> None:
         self._presence.share(local)
@@ -285,25 +157,31 @@ class NatsBackplane:
     def remote_counts(self) -> Counts:
         return self._presence.remote
 
+    def state(self) -> BackplaneState:
+        detail: dict[str, Any] = {
+            "instance": self._instance,
+            "stream": self._conn.stream,
+            "followed_channels": len(self._reader.cursors),
+            "unsent_bytes": self._conn.unsent(),
+        }
+        return self._conn.link.state(detail)
+
     async def channels(self) -> dict[str, str]:
         try:
             return await self._pages.channels()
         except UNAVAILABLE as problem:
-            raise self.link.unavailable("requests", problem) from None
+            raise self._conn.link.unavailable("requests", problem) from None
 
-    def state(self) -> BackplaneState:
-        detail: dict[str, Any] = {
-            "instance": self.instance,
-            "stream": self.stream,
-            "followed_channels": len(self._reader.cursors),
-        }
-        return self.link.state(detail)
+    # -- Tickets, Deletion (nats_private) ----------------------------------------------------
 
-    async def age_floor(self) -> int:
-        return await self._pages.age_floor()
+    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        await self._private.issue(ticket, channels, ttl)
 
-    def seen(self, channel: str, seq: int) -> None:
-        self.publisher.seen(channel, seq)
+    async def spend_ticket(self, ticket: str) -> list[str] | None:
+        return await self._private.spend(ticket)
 
-    def remove_pending(self, token: bytes) -> None:
-        _withdraw(self.nc, token)
+    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
+        return await self._private.delete(channel, anyway)
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        return self._private.deleted(channels)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.backplane import History, Reset
+from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
     api,
     batch_get,
@@ -16,10 +17,8 @@ from hub.backplane.nats_link import (
     prev_of,
     stamp,
 )
+from hub.backplane.tombstones import Tombstones
 from hub.events import Event, event_id
-
-if TYPE_CHECKING:
-    from hub.backplane.nats import NatsBackplane
 
 __all__ = ["HISTORY_COUNT", "Pages"]
 
@@ -30,8 +29,9 @@ MAX_LISTED_CHANNELS = 10_000
 
 
 class Pages:
-    def __init__(self, backplane: NatsBackplane) -> None:
-        self._bp = backplane
+    def __init__(self, connection: Connection, tombstones: Tombstones) -> None:
+        self._bp = connection
+        self._tombstones = tombstones
 
     async def read(
         self, channels: Sequence[str], after: int | None, max_bytes: int, continued: bool
@@ -40,7 +40,7 @@ class Pages:
         # (a reader still behind them must deliver them: nats_private), but none is served.
         # A tombstone the reader has not met yet is after its frontier: what is before it may
         # still be served, since the live feed brings the deletion after it.
-        gone = self._bp.tombstones.among(channels)
+        gone = self._tombstones.among(channels)
         if gone:
             channels = [c for c in channels if c not in gone]
         state = await self._bp.stream_state()

@@ -1,6 +1,7 @@
 """NATS backplane: subjects of channels, the JetStream API calls, messages as events, health.
 
-Shared by ``nats`` (the class), ``nats_reader`` (live delivery) and ``nats_presence`` (counts).
+Shared by every module of the NATS backplane, so each names subjects, calls the API and tells an
+outage the same way.
 
 Channel names allow ``A-Z a-z 0-9 _ - . : @ /``; in a NATS subject ``.`` separates tokens, and
 the others are best kept out of tokens too. A channel becomes one subject token reversibly, with
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from nats.aio.client import Client
@@ -22,11 +23,8 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from hub import sse
-from hub.backplane.link import Link, describe
+from hub.backplane.link import Link
 from hub.events import Event, event_id
-
-if TYPE_CHECKING:
-    from hub.config import Config
 
 __all__ = [
     "GONE",
@@ -37,14 +35,12 @@ __all__ = [
     "Link",
     "Subjects",
     "api",
-    "describe",
     "is_floor",
     "is_tombstone",
     "message_event",
     "new_link",
     "prev_of",
     "stamp",
-    "stream_config",
 ]
 
 log = logging.getLogger("hub.backplane")
@@ -184,22 +180,3 @@ async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Ms
 def new_link() -> Link:
     """Witnesses as in the Redis backplane: ``requests`` (API calls, publishes) and ``reader``."""
     return Link("nats", "NATS", ApiError)
-
-
-def stream_config(config: Config, subjects: Subjects) -> dict[str, Any]:
-    """The stream settings the guarantees need (an operator's replicas are kept beside them)."""
-    ttl_ns = int(config.history_ttl * 1e9)
-    return {
-        "name": config.nats_stream,
-        "subjects": subjects.streams(),
-        "storage": "file",
-        "retention": "limits",
-        "discard": "old",
-        "max_msgs_per_subject": config.history_size,
-        "max_age": ttl_ns,
-        "duplicate_window": ttl_ns,
-        "allow_direct": True,
-        "allow_atomic": True,
-        # Tickets expire by a per-message TTL (``Nats-TTL``); once on, JetStream keeps it on.
-        "allow_msg_ttl": True,
-    }

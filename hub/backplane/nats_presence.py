@@ -8,33 +8,30 @@ the request path is noticed, and its return, even while nobody publishes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from hub.backplane import Counts
-from hub.backplane.nats_link import UNAVAILABLE, describe
-
-if TYPE_CHECKING:
-    from hub.backplane.nats import NatsBackplane
+from hub.backplane.lifecycle import retry_forever
+from hub.backplane.nats_connection import Connection
+from hub.backplane.nats_link import UNAVAILABLE
 
 __all__ = ["COUNTS_INTERVAL", "NatsPresence"]
-
-log = logging.getLogger("hub.backplane")
 
 COUNTS_INTERVAL = 2.0
 
 
 class NatsPresence:
-    def __init__(self, backplane: NatsBackplane) -> None:
-        self._bp = backplane
+    """``instance``: this process's id among the others."""
+
+    def __init__(self, connection: Connection, instance: str) -> None:
+        self._bp = connection
+        self._instance = instance
         self._local: Callable[[], Counts] = Counts
         self._peers: dict[str, tuple[float, Counts]] = {}
         self._sub: Subscription | None = None
@@ -60,7 +57,7 @@ class NatsPresence:
         try:
             news = orjson.loads(msg.data)
             peer = str(news["i"])
-            if peer == self._bp.instance:
+            if peer == self._instance:
                 return
             if news.get("leave"):
                 self._peers.pop(peer, None)
@@ -71,20 +68,22 @@ class NatsPresence:
         self._peers[peer] = (time.monotonic() + 3 * COUNTS_INTERVAL, counts)
 
     async def exchange_forever(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self._exchange()
-            except UNAVAILABLE as problem:
-                if not failing:
-                    log.warning("NATS counts: %s; retrying", describe(problem))
-                failing = True
-                self._sub = None
-                self._bp.link.lost("requests", problem)
-            else:
-                failing = False
-                self._bp.link.regained("requests")
-            await asyncio.sleep(COUNTS_INTERVAL)
+        """Exchange counts until cancelled; a failure marks the request path lost until a round
+        works again (the round is also that path's probe)."""
+        interval = COUNTS_INTERVAL
+        await retry_forever(
+            self._exchange,
+            name="NATS counts",
+            link=self._bp.link,
+            witness="requests",
+            errors=UNAVAILABLE,
+            backoff=lambda _: interval,
+            every=interval,
+            failed=self._resubscribe,
+        )
+
+    def _resubscribe(self, _: BaseException) -> None:
+        self._sub = None  # the subscription may have gone with the connection
 
     async def _exchange(self) -> None:
         nc = self._bp.require()
@@ -92,7 +91,7 @@ class NatsPresence:
             self._sub = await nc.subscribe(self._bp.subjects.counts, cb=self._received)
         local = self._local()
         channels = {k: v for k, v in local.channels.items() if v}
-        news = {"i": self._bp.instance, "c": channels, "s": local.streams}
+        news = {"i": self._instance, "c": channels, "s": local.streams}
         await nc.publish(self._bp.subjects.counts, orjson.dumps(news))
         await self._bp.stream_state()
 
@@ -100,6 +99,6 @@ class NatsPresence:
         nc = self._bp.nc
         if nc is not None and nc.is_connected:
             with contextlib.suppress(*UNAVAILABLE):
-                news = {"i": self._bp.instance, "leave": True}
+                news = {"i": self._instance, "leave": True}
                 await nc.publish(self._bp.subjects.counts, orjson.dumps(news))
                 await nc.flush(timeout=1)

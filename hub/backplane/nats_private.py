@@ -31,7 +31,7 @@ when its time is over, so it needs no expiry of its own. Why this is atomic enou
   tombstone (it was acknowledged, and is delivered before the deletion, as a publish just
   before Redis's ``DELETE`` script) or refused whole; it is never stored after it.
 - a process that has seen the tombstone refuses publishes to the channel without asking NATS
-  (``Tombstones``, a local map with expiry): the publish path has no round trip more.
+  (``hub.backplane.tombstones``, a local map with expiry): the publish path has no round trip more.
 - every process's reader meets the tombstone in stream-sequence order with the events of the
   channels it follows (its consumer filters on the channel's subject), and tells its listener
   (``Hub.deleted``); a join of new channels reads their last messages after reading its
@@ -53,53 +53,20 @@ import base64
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import GONE, PREV, UNAVAILABLE, ApiError, api, batch_get, stamp
+from hub.backplane.nats_publish import Publisher
+from hub.backplane.tombstones import Tombstones
 
-if TYPE_CHECKING:
-    from hub.backplane.nats import NatsBackplane
-
-__all__ = ["PrivateChannels", "Tombstones"]
+__all__ = ["PrivateChannels"]
 
 WRONG_LAST = 10071
 NO_MESSAGE = 10037
 NOT_FOUND = 10057
-
-
-class Tombstones:
-    """The deleted channels this process knows of, until their tombstones end (``time.time()``).
-
-    Filled by the reader (a tombstone met live, or at a join), the publisher (a channel's last
-    message read after a refused publish) and a delete here. Empty, it costs a publish one test.
-    """
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._until: dict[str, float] = {}
-        self._sweep_at = 0.0
-
-    def __bool__(self) -> bool:
-        return bool(self._until)
-
-    def mark(self, channel: str, stored: float) -> bool:
-        """A tombstone stored at ``stored`` (seconds since the epoch): whether it stands."""
-        until = stored + self._ttl
-        if until <= time.time():
-            return False
-        self._until[channel] = max(until, self._until.get(channel, 0.0))
-        return True
-
-    def among(self, channels: Sequence[str]) -> list[str]:
-        if not self._until:
-            return []
-        now = time.time()
-        if now >= self._sweep_at:  # at most once a second: this runs for every subscribe
-            self._until = {name: end for name, end in self._until.items() if end > now}
-            self._sweep_at = now + 1.0
-        return [name for name in channels if self._until.get(name, 0.0) > now]
 
 
 class Stored:
@@ -120,8 +87,15 @@ class Stored:
 
 
 class PrivateChannels:
-    def __init__(self, backplane: NatsBackplane) -> None:
-        self._bp = backplane
+    """Tickets and tombstones go through the ``publisher`` (its requests are withdrawn when they
+    time out; it learns of each tombstone stored here)."""
+
+    def __init__(
+        self, connection: Connection, tombstones: Tombstones, publisher: Publisher
+    ) -> None:
+        self._bp = connection
+        self._tombstones = tombstones
+        self._publisher = publisher
 
     # -- tickets -----------------------------------------------------------------------------
 
@@ -129,7 +103,7 @@ class PrivateChannels:
         body = orjson.dumps({"c": list(channels), "d": time.time() + ttl})
         headers = {"Nats-TTL": str(max(1, math.ceil(ttl)))}
         try:
-            await self._bp.publisher.send(self._bp.subjects.ticket(ticket), body, headers)
+            await self._publisher.send(self._bp.subjects.ticket(ticket), body, headers)
         except UNAVAILABLE as problem:
             raise self._bp.link.unavailable("requests", problem) from None
 
@@ -169,7 +143,7 @@ class PrivateChannels:
         bp = self._bp
         subject = bp.subjects.of(channel)
         last = await self._last(subject)
-        if last is not None and GONE in last.headers and bp.tombstones.mark(channel, last.time):
+        if last is not None and GONE in last.headers and self._tombstones.mark(channel, last.time):
             return None
         if last is None and not anyway:
             return False
@@ -177,7 +151,7 @@ class PrivateChannels:
         claim = {GONE: "1", PREV: "0", expect: str(last.seq if last is not None else 0)}
         beaten = False
         try:
-            tombstone = int((await bp.publisher.send(subject, b"", claim))["seq"])
+            tombstone = int((await self._publisher.send(subject, b"", claim))["seq"])
         except ApiError as error:
             if error.code != WRONG_LAST:
                 raise
@@ -185,15 +159,15 @@ class PrivateChannels:
             # for ever on a busy channel; it holds history now, so the tombstone goes in as it
             # is, and the message just before it says whether another deletion came first.
             del claim[expect]
-            tombstone = int((await bp.publisher.send(subject, b"", claim))["seq"])
+            tombstone = int((await self._publisher.send(subject, b"", claim))["seq"])
             request = {"multi_last": [subject], "up_to_seq": tombstone - 1}
             for msg in await batch_get(bp.require(), bp.stream, request):
                 headers = msg.headers or {}
-                beaten = GONE in headers and bp.tombstones.mark(
+                beaten = GONE in headers and self._tombstones.mark(
                     channel, stamp(headers["Nats-Time-Stamp"])
                 )
-        bp.tombstones.mark(channel, time.time())
-        bp.publisher.last[channel] = tombstone
+        self._tombstones.mark(channel, time.time())
+        self._publisher.stored(channel, tombstone)
         return None if beaten else True
 
     async def _last(self, subject: str) -> Stored | None:
@@ -211,4 +185,4 @@ class PrivateChannels:
         return Stored(found["message"])
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
-        return self._bp.tombstones.among(channels)
+        return self._tombstones.among(channels)

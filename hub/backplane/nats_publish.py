@@ -15,25 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from nats.aio.client import Client
 
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted, Published
+from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import API_TIMEOUT, GONE, PREV, ApiError, batch_get, stamp
+from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
-if TYPE_CHECKING:
-    from hub.backplane.nats import NatsBackplane
-
-__all__ = ["Publisher", "withdraw"]
-
-log = logging.getLogger("hub.backplane")
+__all__ = ["Publisher"]
 
 WRONG_LAST = 10071
 DUPLICATE_IN_BATCH = 10201
@@ -47,9 +42,19 @@ MAX_ATOMIC_BATCH = 1000
 
 
 class Publisher:
-    def __init__(self, backplane: NatsBackplane) -> None:
-        self._bp = backplane
-        self.last: dict[str, int] = {}  # channel -> its newest sequence, as last seen
+    """``age_floor``: the highest sequence that may be older than ``history_ttl``
+    (``nats_history``), named by the first message of a channel that holds nothing."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        tombstones: Tombstones,
+        age_floor: Callable[[], Awaitable[int]],
+    ) -> None:
+        self._bp = connection
+        self._tombstones = tombstones
+        self._age_floor = age_floor
+        self._last: dict[str, int] = {}  # channel -> its newest sequence, as last seen
         self._locks: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
@@ -58,7 +63,7 @@ class Publisher:
         if len(self._locks) > MAX_CACHED:
             for name in [n for n, lock in self._locks.items() if not lock.locked()]:
                 del self._locks[name]
-                self.last.pop(name, None)
+                self._last.pop(name, None)
         locks = [self._locks.setdefault(name, asyncio.Lock()) for name in names]
         for lock in locks:
             await lock.acquire()
@@ -76,17 +81,17 @@ class Publisher:
                 f"batch limit), {MAX_ATOMIC_BATCH - 1} events with an Idempotency-Key; this one "
                 f"has {len(drafts)}: split it or lower max_batch"
             )
-        tombstones = self._bp.tombstones
+        tombstones = self._tombstones
         async with self._locked(channels):
             for _ in range(ATTEMPTS):
-                unknown = sorted({c for c in channels if c not in self.last})
+                unknown = sorted({c for c in channels if c not in self._last})
                 if unknown:
                     await self._refresh(unknown)
                 if tombstones and (gone := tombstones.among(channels)):
                     raise ChannelDeleted(gone[0])
                 floor = None
-                if any(self.last[c] == 0 for c in channels):
-                    floor = await self._bp.age_floor()
+                if any(self._last[c] == 0 for c in channels):
+                    floor = await self._age_floor()
                 try:
                     if len(drafts) == 1 and key is None:
                         seqs = await self._single(drafts[0], floor)
@@ -95,13 +100,13 @@ class Publisher:
                 except ApiError as error:
                     if error.code == WRONG_LAST:
                         for channel in set(channels):
-                            self.last.pop(channel, None)
+                            self._last.pop(channel, None)
                         continue
                     if error.code == DUPLICATE_IN_BATCH and key is not None:
                         return await self._replay(key, len(drafts))
                     raise
                 for channel, seq in zip(channels, seqs, strict=True):
-                    self.last[channel] = seq
+                    self._last[channel] = seq
                 ids = [event_id(self._bp.base + s, c) for s, c in zip(seqs, channels, strict=True)]
                 return Published(ids=ids)
         raise BackplaneUnavailable(
@@ -111,26 +116,30 @@ class Publisher:
 
     def seen(self, channel: str, seq: int) -> None:
         """The reader saw a newer message of a channel: the cache follows it."""
-        if channel in self.last and seq > self.last[channel]:
-            self.last[channel] = seq
+        if channel in self._last and seq > self._last[channel]:
+            self._last[channel] = seq
+
+    def stored(self, channel: str, seq: int) -> None:
+        """This process stored the channel's newest message (a tombstone: ``nats_private``)."""
+        self._last[channel] = seq
 
     async def _refresh(self, channels: list[str]) -> None:
         nc = self._bp.require()
         subjects = self._bp.subjects
         for channel in channels:
-            self.last[channel] = 0
+            self._last[channel] = 0
         for at in range(0, len(channels), 100):
             chunk = [subjects.of(c) for c in channels[at : at + 100]]
             for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
                 headers = msg.headers or {}
                 name = subjects.channel(headers["Nats-Subject"])
                 if name is not None:
-                    self.last[name] = int(headers["Nats-Sequence"])
+                    self._last[name] = int(headers["Nats-Sequence"])
                     if GONE in headers:
-                        self._bp.tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                        self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
 
     def _headers(self, channel: str, floor: int | None) -> dict[str, str]:
-        last = self.last[channel]
+        last = self._last[channel]
         prev = str(last) if last else f"~{floor or 0}"
         return {PREV: prev, "Nats-Expected-Last-Subject-Sequence": str(last)}
 
@@ -142,7 +151,7 @@ class Publisher:
         try:
             reply = await nc.request(subject, body, timeout=API_TIMEOUT, headers=headers)
         except BaseException:
-            self._bp.remove_pending(token.encode())
+            self._bp.withdraw(token.encode())
             raise
         answer: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
         error = answer.get("error")
@@ -186,7 +195,7 @@ class Publisher:
                 await nc.publish(subject, body, reply=inbox if commit else "", headers=headers)
             reply = await sub.next_msg(timeout=API_TIMEOUT)
         except BaseException:
-            self._bp.remove_pending(token)
+            self._bp.withdraw(token)
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -213,15 +222,3 @@ class Publisher:
         first = record - len(channels)
         ids = [event_id(self._bp.base + first + i, c) for i, c in enumerate(channels)]
         return Published(ids=ids, replayed=True)
-
-
-def withdraw(nc: Client | None, token: bytes) -> None:
-    """Take the commands carrying ``token`` out of the client's outgoing buffer (point 6)."""
-    if nc is None:
-        return
-    pending: list[bytes] = nc._pending
-    kept = [command for command in pending if token not in command]
-    if len(kept) != len(pending):
-        nc._pending = kept
-        nc._pending_data_size = sum(len(command) for command in kept)
-        log.warning("NATS: a publish that timed out was withdrawn before it was sent")

@@ -28,28 +28,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from hub.backplane import Listener
+from hub.backplane.following import Following
+from hub.backplane.lifecycle import retry_forever
+from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
     UNAVAILABLE,
     api,
     batch_get,
-    describe,
     is_floor,
     is_tombstone,
     message_event,
     prev_of,
     stamp,
 )
+from hub.backplane.tombstones import Tombstones
 from hub.events import Event
-
-if TYPE_CHECKING:
-    from hub.backplane.nats import NatsBackplane
 
 __all__ = ["Reader"]
 
@@ -63,11 +64,20 @@ MAX_FILTERED = 256
 
 
 class Reader:
-    def __init__(self, backplane: NatsBackplane) -> None:
-        self._bp = backplane
-        self.cursors: dict[str, int] = {}  # followed channel -> sequence delivered up to
-        self._joining: dict[str, asyncio.Future[int]] = {}
-        self._wake = asyncio.Event()
+    """``seen(channel, sequence)``: told of every message read (the publisher's cache of each
+    channel's last sequence follows it)."""
+
+    def __init__(
+        self, connection: Connection, tombstones: Tombstones, seen: Callable[[str, int], None]
+    ) -> None:
+        self._bp = connection
+        self._tombstones = tombstones
+        self._seen = seen
+        self.listener: Listener | None = None
+        self._following = Following()
+        # followed channel -> the stream sequence delivered up to
+        self.cursors = self._following.cursors
+        self._wake = self._following.wake
         self._delivered = 0  # G: the last sequence the consumer delivered
         self._consumer: str | None = None
         self._sub: Subscription | None = None
@@ -77,15 +87,7 @@ class Reader:
         self._suspect: set[str] = set()  # followed while reading failed: may have missed some
 
     async def follow(self, channels: Sequence[str]) -> int:
-        loop = asyncio.get_running_loop()
-        waits = []
-        for channel in channels:
-            if channel in self.cursors:
-                continue
-            joining = self._joining.get(channel)
-            if joining is None:
-                joining = self._joining[channel] = loop.create_future()
-            waits.append(joining)
+        waits, _ = self._following.ask(channels)
         if not waits:
             return 0
         try:
@@ -93,15 +95,11 @@ class Reader:
         except UNAVAILABLE as problem:
             raise self._bp.link.unavailable("connection", problem) from None
         self._wake.set()
-        # Shielded: one subscriber leaving must not cancel a join others wait for.
-        return max([await asyncio.shield(joining) for joining in waits])
+        return await self._following.frontier(waits)
 
     def unfollow(self, channel: str) -> None:
-        self.cursors.pop(channel, None)
+        self._following.unfollow(channel)
         self._suspect.discard(channel)
-        joining = self._joining.pop(channel, None)
-        if joining is not None and not joining.done():
-            joining.cancel()
 
     def restart(self) -> None:
         """After a reconnect: a pull request of the old connection may never be answered, so
@@ -111,50 +109,47 @@ class Reader:
         self._wake.set()
 
     def cancel_joins(self) -> None:
-        for joining in self._joining.values():
-            joining.cancel()
+        self._following.cancel()
 
     async def read_forever(self) -> None:
-        failures = 0
-        while True:
-            self._wake.clear()
-            try:
-                if self._joining:
-                    await self._join()
-                if not self.cursors:
-                    self._bp.link.regained("reader")
-                    await self._wake.wait()
-                    continue
-                if self._stale:
-                    await self._create()
-                messages = await self._pull()
-            except UNAVAILABLE as problem:
-                if failures == 0:
-                    log.warning("NATS reader: %s; retrying", describe(problem))
-                self._bp.link.lost("reader", problem)
-                failures += 1
-                self._suspect |= set(self.cursors)
-                self._stale = True
-                for joining in self._joining.values():  # the followers get a 503
-                    if not joining.done():
-                        joining.set_exception(self._bp.link.unavailable("reader", problem))
-                self._joining.clear()
-                await asyncio.sleep(min(1.0, 0.05 * 2**failures))
-                continue
-            failures = 0
+        """Read until cancelled; a failure is retried from where delivery stopped."""
+        await retry_forever(
+            self._round,
+            name="NATS reader",
+            link=self._bp.link,
+            witness="reader",
+            errors=UNAVAILABLE,
+            backoff=lambda failures: min(1.0, 0.05 * 2**failures),
+            failed=self._failed,
+        )
+
+    async def _round(self) -> None:
+        self._wake.clear()
+        if self._following.asked:
+            await self._join()
+        if not self.cursors:
             self._bp.link.regained("reader")
-            self._dispatch(messages)
+            await self._wake.wait()
+            return
+        if self._stale:
+            await self._create()
+        self._dispatch(await self._pull())
+
+    def _failed(self, problem: BaseException) -> None:
+        """Read again through a new consumer, from where delivery stopped; the channels may
+        have missed messages meanwhile; the followers waiting for a join get a 503."""
+        self._suspect |= set(self.cursors)
+        self._stale = True
+        self._following.fail(self._bp.link.unavailable("reader", problem))
 
     async def _join(self) -> None:
+        channels = self._following.joining()
         last = int((await self._bp.stream_state())["last_seq"])
-        await self._find_tombstones(list(self._joining))
+        await self._find_tombstones(channels)
         if not self.cursors:
             self._delivered = last
-        for channel in list(self._joining):
-            joining = self._joining.pop(channel)
-            self.cursors[channel] = last
-            if not joining.done():
-                joining.set_result(self._bp.base + last)
+        for channel in channels:
+            self._following.joined(channel, last, self._bp.base + last)
         self._stale = True
 
     async def _find_tombstones(self, channels: list[str]) -> None:
@@ -175,7 +170,7 @@ class Reader:
                 if is_tombstone(headers):
                     channel = subjects.channel(headers["Nats-Subject"])
                     if channel is not None:
-                        self._bp.tombstones.mark(channel, stamp(headers["Nats-Time-Stamp"]))
+                        self._tombstones.mark(channel, stamp(headers["Nats-Time-Stamp"]))
 
     async def _create(self) -> None:
         nc = self._bp.require()
@@ -268,14 +263,14 @@ class Reader:
             if channel is None or cursor is None or seq <= cursor:
                 continue
             if is_tombstone(msg.headers):
-                self._bp.tombstones.mark(channel, meta.timestamp.timestamp())
+                self._tombstones.mark(channel, meta.timestamp.timestamp())
                 self.cursors[channel] = seq
                 self._suspect.discard(channel)
-                if self._bp.listener is not None:
+                if self.listener is not None:
                     if events:  # those stored before it come first
-                        self._bp.listener.deliver(events)
+                        self.listener.deliver(events)
                         events = []
-                    self._bp.listener.deleted(channel)
+                    self.listener.deleted(channel)
                 continue
             # An age floor above the cursor is a gap only if this process may have missed
             # messages (it was cut off since): connected, it reads each message long before
@@ -284,13 +279,13 @@ class Reader:
             if gap and is_floor(msg.headers):
                 gap = channel in self._suspect
             self._suspect.discard(channel)
-            if gap and self._bp.listener is not None:
+            if gap and self.listener is not None:
                 log.warning("history of %s was trimmed before it could be read", channel)
-                self._bp.listener.lost(channel)
+                self.listener.lost(channel)
             self.cursors[channel] = seq
-            self._bp.seen(channel, seq)
+            self._seen(channel, seq)
             events.append(
                 message_event(channel, self._bp.base + seq, msg.data, meta.timestamp.timestamp())
             )
-        if events and self._bp.listener is not None:
-            self._bp.listener.deliver(events)
+        if events and self.listener is not None:
+            self.listener.deliver(events)

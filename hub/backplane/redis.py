@@ -15,9 +15,10 @@ Layout (``P`` is ``redis_prefix``):
   kept; ``P notify:trimmed``: the oldest id kept after the last trim of it;
 - ``P wake:<id>``: a stream each process's reader also waits on, so a follow can wake it.
 
-Modules: this (lifecycle, publish, history, channels, state), ``redis_scripts`` (the Lua),
-``redis_reader`` (follow, XREAD loop), ``redis_presence`` (cluster counts), ``redis_private``
-(tickets, deletion), ``redis_keys`` (key layout, entries, link health).
+Modules: this (connections, lifecycle, publish, the protocol over its parts), ``redis_scripts``
+(the Lua), ``redis_history`` (pages, resets, catalog), ``redis_reader`` (follow, XREAD loop),
+``redis_presence`` (cluster counts), ``redis_private`` (tickets, deletion), ``redis_keys`` (key
+layout, entries, link health), ``redis_settings`` (its ``redis_*`` keys).
 
 Why one ``Last-Event-ID`` resumes a multi-channel stream exactly, though several processes
 publish:
@@ -61,7 +62,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -77,34 +77,29 @@ from hub.backplane import (
     History,
     Listener,
     Published,
-    Reset,
     redis_scripts,
 )
-from hub.backplane.redis_keys import UNAVAILABLE, Keys, entry_event, new_link, position
+from hub.backplane.lifecycle import close_bounded
+from hub.backplane.redis_history import Pages
+from hub.backplane.redis_keys import UNAVAILABLE, Keys, new_link
 from hub.backplane.redis_presence import Presence
 from hub.backplane.redis_private import PrivateChannels
 from hub.backplane.redis_reader import BLOCK_MS, Reader
-from hub.backplane.redis_scripts import HISTORY, PUBLISH
+from hub.backplane.redis_scripts import PUBLISH
+from hub.backplane.redis_settings import RedisSettings
+from hub.backplane.tombstones import Tombstones
 from hub.config import Config, ConfigError
-from hub.events import Draft, Event, event_id
+from hub.events import Draft, event_id
 
 __all__ = ["RedisBackplane"]
-
-log = logging.getLogger("hub.backplane")
 
 #: Connections for publishes, history reads and joins (the reader has one of its own), and how
 #: long a request may wait for one before it counts as Redis being unavailable.
 MAX_CONNECTIONS = 64
 POOL_WAIT = 5.0
-#: Seconds each step of closing may take before it is given up.
-CLOSE_STEP_TIMEOUT = 2.0
 #: How long a random (per-request) idempotency key is kept: longer than the library's retries of
 #: one publish take (3 s timeouts, 2 retries), short because there is one per publish.
 OPERATION_KEY_TTL_MS = 30_000
-#: Entries a history page reads per channel at most (the ``COUNT`` of its XRANGEs).
-HISTORY_COUNT = 500
-#: Channels listed by ``channels()`` at most (a bounded SCAN: an introspection aid, not an index).
-MAX_LISTED_CHANNELS = 10_000
 
 
 class RedisBackplane:
@@ -116,7 +111,7 @@ class RedisBackplane:
                 "history_size = 0 is not possible with a Redis backplane: live events travel "
                 "through each channel's history stream"
             )
-        self._keys = Keys(config.redis_prefix)
+        self._keys = Keys(config.section(RedisSettings).prefix)
         self._history_size = config.history_size
         self._ttl_ms = int(config.history_ttl * 1000)
         self._instance = uuid.uuid4().hex[:12]
@@ -147,16 +142,23 @@ class RedisBackplane:
             **common,
         )
         self._publish_script = self._redis.register_script(PUBLISH)
-        self._history_script = self._redis.register_script(HISTORY)
         self._link = new_link()
         self._wake_key = self._keys.key(f"wake:{self._instance}")
+        tombstones = Tombstones(config.history_ttl)
         self._reader = Reader(
-            self._reader_connection, self._redis, self._keys, self._link, backoff, self._wake_key
+            self._reader_connection,
+            self._redis,
+            self._keys,
+            self._link,
+            backoff,
+            self._wake_key,
+            tombstones,
         )
+        self._pages = Pages(self._redis, self._keys, self._link, self._ttl_ms)
         self._presence = Presence(self._redis, self._keys, self._link, self._instance)
-        own = PrivateChannels(self._redis, self._keys, self._link, self._reader, self._ttl_ms)
-        self.issue_ticket, self.spend_ticket = own.issue, own.spend
-        self.delete_channel, self.deleted = own.delete, own.deleted
+        self._private = PrivateChannels(
+            self._redis, self._keys, self._link, tombstones, self._ttl_ms
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -177,27 +179,16 @@ class RedisBackplane:
         """Stop the tasks, say goodbye to the cluster, close connections: each step bounded, so
         a Redis that hangs cannot hold up the hub's shutdown."""
         self._reader.cancel_joins()
-        for task in self._tasks:
-            task.cancel()
-        steps = [
-            ("stopping the reader", asyncio.gather(*self._tasks, return_exceptions=True)),
-            ("leaving the cluster", self._leave()),
-            ("closing connections", self._close_connections()),
-        ]
-        self._tasks = []
-        for what, step in steps:
-            try:
-                async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
-                    await step
-            except TimeoutError:
-                log.warning("Redis backplane: %s took over %ss; going on", what, CLOSE_STEP_TIMEOUT)
+        tasks, self._tasks = self._tasks, []
+        steps = [("leaving the cluster", self._leave), ("closing connections", self._close)]
+        await close_bounded("Redis", tasks, steps)
 
     async def _leave(self) -> None:
         await self._presence.leave()
         with contextlib.suppress(*UNAVAILABLE):
             await self._redis.delete(self._wake_key)
 
-    async def _close_connections(self) -> None:
+    async def _close(self) -> None:
         await self._reader_connection.aclose()
         await self._redis.aclose()
 
@@ -233,35 +224,7 @@ class RedisBackplane:
     async def history(
         self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
     ) -> History:
-        """A page from one script (one snapshot); the reset, if any, only from ``after``."""
-        reply = await self._page(channels, after or 0, max_bytes)
-        last, origin, cutoff_us, more, info, page = reply
-        events = _events(channels, page)
-        if after is None or continued:
-            return History(events, more=bool(more))
-        trimmed = max((int(t) for t in info[::2]), default=0)
-        missing = not all(info[1::2])
-        unknown = after > int(last) or after < int(origin)
-        # A channel whose stream expired whole kept no marker: an id older than the history's
-        # time limit may have missed its events.
-        expired = trimmed > after or (missing and after < int(cutoff_us))
-        if not (unknown or expired):
-            return History(events, more=bool(more))
-        # Not exact: the client is told so, then gets everything retained, from the oldest.
-        *_, more, _, page = await self._page(channels, 0, max_bytes)
-        events = _events(channels, page)
-        oldest = events[0].id if events else None
-        reset = Reset("unknown-id" if unknown else "expired", oldest)
-        return History(events, reset, bool(more))
-
-    async def _page(self, channels: Sequence[str], after: int, max_bytes: int) -> Any:
-        keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of(channels)]
-        args = [after, HISTORY_COUNT, max_bytes, self._ttl_ms]
-        args += [len(f"id: :{channel}\n".encode()) for channel in channels]
-        try:
-            return await self._history_script(keys=keys, args=args)
-        except UNAVAILABLE as problem:
-            raise self._link.unavailable("pool", problem) from None
+        return await self._pages.read(channels, after, max_bytes, continued=continued)
 
     async def follow(self, channels: Sequence[str]) -> int:
         return await self._reader.follow(channels)
@@ -269,34 +232,13 @@ class RedisBackplane:
     def unfollow(self, channel: str) -> None:
         self._reader.unfollow(channel)
 
-    # -- presence, catalog, health -----------------------------------------------------------
+    # -- Presence, Health, Catalog -----------------------------------------------------------
 
     def share_counts(self, local: Callable[[], Counts]) -> None:
         self._presence.share(local)
 
     def remote_counts(self) -> Counts:
         return self._presence.remote
-
-    async def channels(self) -> dict[str, str]:
-        """Channels with history: found by a bounded SCAN (an introspection aid, not an index)."""
-        found: dict[str, str] = {}
-        marker = self._keys.stream("")
-        try:
-            keys = []
-            async for key in self._redis.scan_iter(match=f"{marker}*", count=1000):
-                keys.append(key.decode())
-                if len(keys) >= MAX_LISTED_CHANNELS:
-                    break
-            async with self._redis.pipeline(transaction=False) as pipe:
-                _queued = [pipe.xrevrange(key, count=1) for key in keys]
-                newest = await pipe.execute()
-        except UNAVAILABLE as problem:
-            raise self._link.unavailable("pool", problem) from None
-        for key, entries in zip(keys, newest, strict=True):
-            if entries and b"x" not in entries[0][1]:  # not a deleted channel's marker
-                channel = key[len(marker) :]
-                found[channel] = event_id(position(entries[0][0]), channel)
-        return found
 
     def state(self) -> BackplaneState:
         detail: dict[str, Any] = {
@@ -305,12 +247,19 @@ class RedisBackplane:
         }
         return self._link.state(detail)
 
+    async def channels(self) -> dict[str, str]:
+        return await self._pages.channels()
 
-def _events(channels: Sequence[str], page: list[Any]) -> list[Event]:
-    """A history reply's page: flat (channel index, entry id, body, store ms) per event."""
-    return [
-        entry_event(channels[int(index) - 1], position(entry_id), {b"b": body, b"t": stored})
-        for index, entry_id, body, stored in zip(
-            page[::4], page[1::4], page[2::4], page[3::4], strict=True
-        )
-    ]
+    # -- Tickets, Deletion (redis_private) ---------------------------------------------------
+
+    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
+        await self._private.issue(ticket, channels, ttl)
+
+    async def spend_ticket(self, ticket: str) -> list[str] | None:
+        return await self._private.spend(ticket)
+
+    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
+        return await self._private.delete(channel, anyway)
+
+    def deleted(self, channels: Sequence[str]) -> list[str]:
+        return self._private.deleted(channels)

@@ -1,7 +1,8 @@
 """Redis backplane: the key layout, stream entries as events, and the link's health.
 
-Shared by the modules of the Redis backplane (``redis``, ``redis_reader``, ``redis_presence``),
-so each names keys and tells an outage the same way (``new_link``: a ``hub.backplane.link``).
+Shared by the modules of the Redis backplane (``redis``, ``redis_history``, ``redis_reader``,
+``redis_presence``, ``redis_private``), so each names keys and tells an outage the same way
+(``new_link``: a ``hub.backplane.link``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError, ResponseError
 
 from hub import sse
-from hub.backplane.link import Link, describe
+from hub.backplane.link import Link
 from hub.events import Event, event_id
 
-__all__ = [
-    "UNAVAILABLE", "Keys", "Link", "describe", "entry_event", "new_link", "pairs", "position",
-]  # fmt: skip
+__all__ = ["UNAVAILABLE", "Keys", "Link", "entry_event", "new_link", "position"]
 
 log = logging.getLogger("hub.backplane")
 
@@ -68,11 +67,6 @@ class Keys:
 def position(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.split("-", 1)[0])
-
-
-def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    """A Lua reply's flat [field, value, ...] list as the dict redis-py gives elsewhere."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def entry_event(channel: str, at: int, fields: dict[bytes, bytes]) -> Event:

@@ -8,19 +8,16 @@ notices a Redis that answers writes with errors, and notices when it stops.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
 from hub.backplane import Counts
-from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link, describe
+from hub.backplane.lifecycle import retry_forever
+from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
 
 __all__ = ["COUNTS_INTERVAL", "STREAMS_FIELD", "Presence"]
-
-log = logging.getLogger("hub.backplane")
 
 #: Seconds between refreshes of the cluster-wide subscriber counts.
 COUNTS_INTERVAL = 2.0
@@ -47,19 +44,16 @@ class Presence:
     async def exchange_forever(self) -> None:
         """Exchange counts until cancelled; a failure (error replies too) is logged, marks the
         link lost, and the next round tries again."""
-        failing = False
-        while True:
-            try:
-                await self._exchange()
-            except UNAVAILABLE as problem:
-                if not failing:
-                    log.warning("Redis counts: %s; retrying", describe(problem))
-                failing = True
-                self._link.lost("pool", problem)
-            else:
-                failing = False
-                self._link.regained("pool")
-            await asyncio.sleep(COUNTS_INTERVAL)
+        interval = COUNTS_INTERVAL
+        await retry_forever(
+            self._exchange,
+            name="Redis counts",
+            link=self._link,
+            witness="pool",
+            errors=UNAVAILABLE,
+            backoff=lambda _: interval,
+            every=interval,
+        )
 
     async def leave(self) -> None:
         with contextlib.suppress(*UNAVAILABLE):

@@ -22,22 +22,21 @@ import redis.asyncio as aioredis
 
 from hub.backplane import redis_scripts
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
-from hub.backplane.redis_reader import Reader
 from hub.backplane.redis_scripts import DELETE
+from hub.backplane.tombstones import Tombstones
 
 __all__ = ["PrivateChannels"]
 
 
 class PrivateChannels:
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, link: Link, reader: Reader, ttl_ms: int
+        self, redis: aioredis.Redis, keys: Keys, link: Link, tombstones: Tombstones, ttl_ms: int
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._link = link
-        self._reader = reader
+        self._tombstones = tombstones  # the reader's too: it notes the deletions it meets
         self._ttl_ms = ttl_ms
-        reader.tombstone_seconds = ttl_ms / 1000
         self._delete_script = redis.register_script(DELETE)
 
     async def issue(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
@@ -69,12 +68,8 @@ class PrivateChannels:
         if done == -1:
             return None
         if done == 1:  # known here at once; the reader tells the listeners, here and elsewhere
-            self._reader.gone[channel] = time.time() + self._ttl_ms / 1000
+            self._tombstones.mark(channel, time.time())
         return bool(done)
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
-        gone = self._reader.gone
-        if not gone:
-            return []
-        now = time.time()
-        return [name for name in channels if gone.get(name, 0.0) > now]
+        return self._tombstones.among(channels)

@@ -10,7 +10,6 @@ design read every followed stream on every event, which cost 7x at 1,000 channel
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -20,7 +19,10 @@ import redis.asyncio as aioredis
 from redis.backoff import AbstractBackoff
 
 from hub.backplane import Listener, redis_scripts
-from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link, describe, entry_event, position
+from hub.backplane.following import Following
+from hub.backplane.lifecycle import retry_forever
+from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link, entry_event, position
+from hub.backplane.tombstones import Tombstones
 from hub.events import Event
 
 __all__ = ["BLOCK_MS", "READ_COUNT", "Reader"]
@@ -37,7 +39,8 @@ Read = list[tuple[str, list[tuple[int, dict[bytes, bytes]]]]]
 
 
 class Reader:
-    """The cursors of the followed channels and the task that reads them."""
+    """The cursors of the followed channels and the task that reads them. ``tombstones``: the
+    deletions met (or found at a join) are noted there, for ``Deletion.deleted``."""
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class Reader:
         link: Link,
         backoff: AbstractBackoff,
         wake_key: str,
+        tombstones: Tombstones,
     ) -> None:
         self._reader = reader  # a connection of its own: it blocks up to BLOCK_MS at a time
         self._requests = requests
@@ -54,14 +58,11 @@ class Reader:
         self._link = link
         self._backoff = backoff
         self._wake_key = wake_key
+        self._tombstones = tombstones
         self.listener: Listener | None = None
-        self.cursors: dict[str, int] = {}  # followed channel -> newest position delivered
-        # deleted channels this process knows of -> when their tombstone ends (time.time())
-        self.gone: dict[str, float] = {}
-        # channels waiting for the reader to join them -> their followers' frontier
-        self._joining: dict[str, asyncio.Future[int]] = {}
-        self._wake = asyncio.Event()
-        self.tombstone_seconds = 0.0  # history_ttl, set by the backplane
+        self._following = Following()
+        self.cursors = self._following.cursors  # followed channel -> newest position delivered
+        self._wake = self._following.wake
         self._notify, self._notify_trimmed = keys.notify()
         self._notify_name = self._notify.encode()
         # Every position at or below the notify cursor was delivered (followed channels) or is
@@ -69,6 +70,7 @@ class Reader:
         self._notified = 0
         self._woken: bytes | str = "0-0"  # the newest wake entry seen
         self._behind = False  # read the followed streams themselves (``_sweep``) next
+        self._recovering = False  # after a failure: look for gaps first
 
     async def follow(self, channels: Sequence[str]) -> int:
         """Have the reader join the channels it does not read yet; returns the frontier.
@@ -76,17 +78,7 @@ class Reader:
         The reader itself sets the new cursors, between two XREADs, so every XREAD covers every
         followed channel: that is what keeps deliveries in position order across channels.
         """
-        loop = asyncio.get_running_loop()
-        waits = []
-        asked = False  # whether this call asks for a join nobody asked for yet
-        for channel in channels:
-            if channel in self.cursors:
-                continue
-            joining = self._joining.get(channel)
-            if joining is None:
-                joining = self._joining[channel] = loop.create_future()
-                asked = True
-            waits.append(joining)
+        waits, asked = self._following.ask(channels)
         if not waits:
             return 0
         if asked:
@@ -96,23 +88,17 @@ class Reader:
                 await self._requests.xadd(self._wake_key, {"w": "1"}, maxlen=1)
             except UNAVAILABLE as problem:
                 raise self._link.unavailable("pool", problem) from None
-        # Shielded: one subscriber leaving must not cancel a join others wait for.
-        frontiers = [await asyncio.shield(joining) for joining in waits]
-        return max(frontiers)
+        return await self._following.frontier(waits)
 
     def unfollow(self, channel: str) -> None:
-        self.cursors.pop(channel, None)
-        joining = self._joining.pop(channel, None)
-        if joining is not None and not joining.done():
-            joining.cancel()
+        self._following.unfollow(channel)
 
     def cancel_joins(self) -> None:
-        for joining in self._joining.values():
-            joining.cancel()
+        self._following.cancel()
 
     async def _join(self) -> None:
         """Set the cursors of newly followed channels to their newest entries (reader only)."""
-        channels = list(self._joining)
+        channels = self._following.joining()
         async with self._reader.pipeline(transaction=True) as pipe:
             # One transaction: the newest entries and the sequence are from the same instant,
             # so "everything after the frontier" is exactly "everything after the cursors".
@@ -127,48 +113,43 @@ class Reader:
         now = time.time()
         for channel, left_ms in zip(channels, tombstones, strict=True):
             if left_ms > 0:  # deleted before this join: the subscribe is told at once
-                self.gone[channel] = now + left_ms / 1000
+                self._tombstones.mark_until(channel, now + left_ms / 1000)
         for channel, entries in zip(channels, newest, strict=True):
-            joining = self._joining.pop(channel, None)
-            if joining is None:  # unfollowed meanwhile: nobody waits
-                continue
-            self.cursors[channel] = position(entries[0][0]) if entries else 0
-            if not joining.done():
-                joining.set_result(frontier)
+            self._following.joined(channel, position(entries[0][0]) if entries else 0, frontier)
 
     async def read_forever(self) -> None:
         """Read until cancelled. Any failure, a lost connection or an error reply alike, is
         logged, marks the link lost and is retried after a backoff: the cursors are kept, so
         reading resumes exactly where it stopped once Redis answers normally again."""
-        failures = 0
-        recovering = False
-        while True:
-            self._wake.clear()
-            try:
-                if self._joining:
-                    await self._join()
-                if not self.cursors:
-                    self._link.regained("reader")
-                    await self._wake.wait()
-                    continue
-                if recovering:
-                    await self._check_gaps()
-                    recovering = False
-                    self._behind = True  # the notify stream may have expired meanwhile
-                if self._behind:
-                    self._behind = await self._sweep()
-                else:
-                    await self._read()
-            except UNAVAILABLE as problem:
-                if failures == 0:
-                    log.warning("Redis reader: %s; retrying", describe(problem))
-                self._link.lost("reader", problem)
-                failures += 1
-                recovering = True
-                await asyncio.sleep(self._backoff.compute(failures))
-                continue
-            failures = 0
+        await retry_forever(
+            self._round,
+            name="Redis reader",
+            link=self._link,
+            witness="reader",
+            errors=UNAVAILABLE,
+            backoff=self._backoff.compute,
+            failed=self._failed,
+        )
+
+    def _failed(self, _: BaseException) -> None:
+        self._recovering = True
+
+    async def _round(self) -> None:
+        self._wake.clear()
+        if self._following.asked:
+            await self._join()
+        if not self.cursors:
             self._link.regained("reader")
+            await self._wake.wait()
+            return
+        if self._recovering:
+            await self._check_gaps()
+            self._recovering = False
+            self._behind = True  # the notify stream may have expired meanwhile
+        if self._behind:
+            self._behind = await self._sweep()
+        else:
+            await self._read()
 
     async def _read(self) -> None:
         """Wait for notify entries past the notify cursor, then read the followed channels they
@@ -260,7 +241,7 @@ class Reader:
             if before:
                 self.listener.deliver(before)
                 events = events[len(before) :]
-            self.gone[channel] = time.time() + self.tombstone_seconds
+            self._tombstones.mark(channel, time.time())
             self.listener.deleted(channel)
         if events:
             self.listener.deliver(events)

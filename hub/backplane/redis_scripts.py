@@ -1,8 +1,9 @@
-"""Redis backplane: the two Lua scripts, publish and history.
+"""Redis backplane: the three Lua scripts: publish, history and delete.
 
 Each runs atomically inside Redis, which is what the backplane's guarantees rest on: a publish
-takes its positions and stores its events in one step, and a history page is read from one
-snapshot of all its channels (see ``hub.backplane.redis``).
+takes its positions and stores its events in one step, a history page is read from one
+snapshot of all its channels (see ``hub.backplane.redis``), and a deletion leaves its tombstone
+and its marker entry in one step with the channel's events (``hub.backplane.redis_private``).
 """
 
 from __future__ import annotations

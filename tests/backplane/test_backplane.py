@@ -53,7 +53,7 @@ async def rig(
     kind = request.param
     if kind == "redis":
         # A short COUNT, so that history pages get cut and the lowest-cut rule matters.
-        monkeypatch.setattr("hub.backplane.redis.HISTORY_COUNT", 3)
+        monkeypatch.setattr("hub.backplane.redis_history.HISTORY_COUNT", 3)
     if kind == "nats":
         monkeypatch.setattr("hub.backplane.nats_history.HISTORY_COUNT", 3)
         tag = uuid.uuid4().hex[:12]

@@ -21,6 +21,7 @@ from hub.backplane import (
     open_backplane,
 )
 from hub.backplane.nats_link import Subjects
+from hub.backplane.nats_settings import NatsSettings
 from hub.config import ConfigError, load
 from tests.support.backplane_rig import Rig, draft, nats_settings
 from tests.support.tcp_proxy import TcpProxy
@@ -66,10 +67,11 @@ def test_settings_and_their_errors(tmp_path: Any) -> None:
     creds.write_text("x")
     env = {"HUB_NATS_STREAM": "events", "HUB_NATS_SUBJECT_PREFIX": "app.sse",
            "HUB_NATS_CREDS": str(creds)}  # fmt: skip
-    config = load(path=os.devnull, env=env)
-    assert (config.nats_stream, config.nats_subject_prefix) == ("events", "app.sse")
-    assert load(path=os.devnull, env={}).nats_stream == "ssehub"
-    assert load(path=os.devnull, env={}).nats_subject_prefix == "ssehub.ch"
+    settings = load(path=os.devnull, env=env).section(NatsSettings)
+    assert (settings.stream, settings.subject_prefix) == ("events", "app.sse")
+    assert settings.creds == str(creds)
+    defaults = load(path=os.devnull, env={}).section(NatsSettings)
+    assert (defaults.stream, defaults.subject_prefix, defaults.creds) == ("ssehub", "ssehub.ch", "")
     for key, bad, message in [
         ("HUB_NATS_STREAM", "a.b", "nats_stream = 'a.b': expected a JetStream stream name"),
         ("HUB_NATS_SUBJECT_PREFIX", "a.>", "nats_subject_prefix = 'a.>': expected NATS subject"),

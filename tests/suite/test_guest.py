@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as redis
 
+from hub.backplane.redis_settings import RedisSettings
 from tests.conftest import REDIS_URL, RUN_PREFIX, MakeHub, delete_prefix, redis_prefix
 
 pytestmark = pytest.mark.redis
@@ -42,5 +43,5 @@ async def test_delete_prefix_refuses_what_is_not_this_runs() -> None:
 async def test_make_hub_prefix_is_this_runs(make_hub: MakeHub, backplane: str) -> None:
     """make_hub's hubs write under RUN_PREFIX (what the end-of-run check looks at)."""
     hub = await make_hub()
-    assert hub.config.redis_prefix.startswith(RUN_PREFIX)
+    assert hub.config.section(RedisSettings).prefix.startswith(RUN_PREFIX)
     await hub.publish("guest", "x")

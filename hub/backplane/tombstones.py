@@ -1,0 +1,48 @@
+"""The deleted channels a process knows of, until their tombstones end (``time.time()``).
+
+Shared by the Redis and NATS backplanes (``Deletion.deleted`` answers from it, and the NATS
+publisher refuses a known deleted channel without a round trip). Filled by the reader (a
+deletion met live, or found at a join), by a delete on this process and, on NATS, by the
+publisher (a channel's last message read after a refused publish). Bounded: ended tombstones
+are swept, at most once a second, by the lookups. Empty, it costs a lookup one test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+__all__ = ["Tombstones"]
+
+
+class Tombstones:
+    """``ttl``: how long a tombstone stands after it was stored (``history_ttl``)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._until: dict[str, float] = {}
+        self._sweep_at = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def mark(self, channel: str, stored: float) -> bool:
+        """A tombstone stored at ``stored`` (seconds since the epoch): whether it stands."""
+        return self.mark_until(channel, stored + self._ttl)
+
+    def mark_until(self, channel: str, until: float) -> bool:
+        """A tombstone that ends at ``until``: whether it stands."""
+        if until <= time.time():
+            return False
+        self._until[channel] = max(until, self._until.get(channel, 0.0))
+        return True
+
+    def among(self, channels: Sequence[str]) -> list[str]:
+        """Those of ``channels`` whose tombstone stands."""
+        if not self._until:
+            return []
+        now = time.time()
+        if now >= self._sweep_at:  # at most once a second: this runs for every subscribe
+            self._until = {name: end for name, end in self._until.items() if end > now}
+            self._sweep_at = now + 1.0
+        return [name for name in channels if self._until.get(name, 0.0) > now]
