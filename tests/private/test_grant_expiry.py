@@ -17,7 +17,7 @@ from hub.grants import LEEWAY
 from tests.conftest import HubServer
 from tests.private.test_private import AUTH, bearer, grant, private, refusal
 
-__all__ = ["private"]  # the fixture, shared with tests/test_private.py
+__all__ = ["private"]  # the fixture, shared with tests/private/test_private.py
 
 PATH = "/channels/user/42/events"
 

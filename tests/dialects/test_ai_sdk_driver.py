@@ -24,9 +24,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.processes import dies_with_us
+from tests.support.processes import dies_with_us
 
-JS = Path(__file__).parent / "js-dialects"
+JS = Path(__file__).parents[1] / "js-dialects"
 DRIVER = JS / "ai-resume.mjs"
 HEADERS = {
     "Content-Type": "text/event-stream",

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import HubServer, MakeHub
-from tests.processes import dies_with_us
+from tests.support.processes import dies_with_us
 
-JS = Path(__file__).parent / "js-dialects"
+JS = Path(__file__).parents[1] / "js-dialects"
 VITEST = JS / "node_modules" / ".bin" / "vitest"
 RECORD = JS / "durable-reference.json"
 FORK_PREFIX = "Fork - "
