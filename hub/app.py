@@ -19,13 +19,14 @@ from hub.api.publish_stream import add_publish_stream_routes
 from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, add_subscribe_routes
 from hub.backplane import open_backplane
+from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
 from hub.metrics import Metrics
 from hub.protocol import handler_args
-from hub.ticker import clock_source
+from hub.ticker import clock_sources
 from hub.web import add_web_routes
 
 __all__ = ["HUB", "METRICS", "create_app"]
@@ -34,7 +35,9 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.Application:
+    """The hub's application; ``clock_time``: what its clocks read (a test's own time source
+    lets it cross a DST transition on a date of its choosing; everything else stays real)."""
     # No middlewares: a middleware frame would live as long as each event stream.
     app = web.Application(
         client_max_size=config.max_body_bytes,
@@ -42,7 +45,7 @@ def create_app(config: Config) -> web.Application:
     )
     redact_access_log()  # whoever runs the app: no ticket in an access log line
     metrics = Metrics()
-    hub = Hub(config, open_backplane(config), metrics, clock_source)
+    hub = Hub(config, open_backplane(config), metrics, clock_sources(clock_time))
     app[HUB] = hub
     app[METRICS] = metrics
     gate = Gate(config, tickets_of(hub.backplane))  # subscribe authorization: hub.grants
