@@ -186,7 +186,7 @@ class Clock:
         self._told: Labels = ("", "")
         # the newest frame made and its second: subscribers joining in the same second as a
         # tick or as each other (a reconnecting herd) share its bytes
-        self._made: tuple[int, bytes] = (-1, b"")
+        self._made: tuple[int, bytes, Labels] = (-1, b"", ("", ""))
 
     @property
     def running(self) -> bool:
@@ -204,16 +204,18 @@ class Clock:
         now = self._time.now(now)
         if self.running and now >= self._due:
             now = self._due - 1
-        return self._frame(int(now))  # floor for any time after 1970: whole seconds from here
+        return self._frame(int(now))[0]  # floor for any time after 1970: whole seconds on
 
-    def _frame(self, second: int) -> bytes:
+    def _frame(self, second: int) -> tuple[bytes, Labels]:
+        """The tick of ``second`` and the zone's labels then."""
         if self._made[0] != second:
-            self._made = (second, self._encode(second))
-        return self._made[1]
+            moment = datetime.fromtimestamp(second, self._zone)
+            labels = labels_of(moment)
+            self._made = (second, self._encode(second, moment, labels), labels)
+        return self._made[1], self._made[2]
 
-    def _encode(self, second: int) -> bytes:
-        moment = datetime.fromtimestamp(second, self._zone)
-        offset, abbreviation = labels_of(moment)
+    def _encode(self, second: int, moment: datetime, labels: Labels) -> bytes:
+        offset, abbreviation = labels
         data = {
             "id": second // self.interval,
             "dateTime": format_date_time(moment),
@@ -263,8 +265,7 @@ class Clock:
             # and an early wake-up cannot produce the same tick twice.
             await self._time.sleep_until(self._due)
             due = int(self._due)
-            tick = self._frame(due)
-            labels = labels_of(datetime.fromtimestamp(due, self._zone))
+            tick, labels = self._frame(due)
             if labels != self._told:
                 at = transition_in(self._zone, self._told_at, due)
                 self._emit(self.channel, self._offset_frame(at))
