@@ -13,6 +13,8 @@ so each step yields exactly the frames of the instants it crossed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from hub.ticker import Clock
 from tests.clocks.test_clocks import tick_of
 from tests.conftest import HubServer, MakeHub
 from tests.support.clock_time import SetTime, utc
@@ -192,6 +195,67 @@ async def test_joining_after_the_transition_gets_no_offset_event(make_hub: MakeH
     for stream in (early, late):
         tick = tick_of(await stream.next(timeout=5), LONDON, channel, now=clock.time)
         assert tick["iso"] == "2027-03-28T02:00:01+01:00"  # a tick, not an offset frame
+
+
+@pytest.mark.any_backplane
+async def test_a_clock_off_the_transition_announces_it_at_its_instant(make_hub: MakeHub) -> None:
+    """A 7-second clock's ticks do not land on 01:00:00 UTC: the notice comes at that instant
+    on its own, before the first BST tick; a subscriber who joins after it starts in BST and
+    gets no notice; both then get the same BST tick."""
+    clock = SetTime(SPRING - 1)
+    hub = await make_hub(clock_time=clock)
+    channel = f"time/{LONDON}/7"
+    early = await hub.subscribe(f"/channels/{channel}/events")
+    first = tick_of(await early.next(timeout=5), LONDON, channel, now=clock.time)
+    assert first["abbreviation"] == "GMT"
+    assert SPRING % 7 != 0, "the transition must fall between ticks"
+    clock.set(SPRING)
+    change = offset_of(await early.next(timeout=5), channel)
+    assert (change["abbreviation"], change["at"]) == ("BST", "2027-03-28T02:00:00+01:00")
+
+    late = await hub.subscribe(f"/channels/{channel}/events")
+    joined = tick_of(await late.next(timeout=5), LONDON, channel, now=clock.time)
+    assert (joined["iso"], joined["abbreviation"]) == ("2027-03-28T02:00:00+01:00", "BST")
+    assert joined["id"] == first["id"], "no tick instant went by: the id of the last one"
+    clock.set((SPRING // 7 + 1) * 7)
+    ticks = [
+        tick_of(await s.next(timeout=5), LONDON, channel, now=clock.time) for s in (early, late)
+    ]
+    assert ticks[0] == ticks[1] and ticks[0]["id"] == first["id"] + 1
+    assert ticks[0]["abbreviation"] == "BST"
+
+
+async def test_first_frame_while_a_notice_is_late() -> None:
+    """A subscriber who joins past a transition the ticker has not announced yet (it wakes a
+    moment late) gets the time just before it, then the notice: never the new offset first.
+
+    Driven through ``Clock`` itself: over HTTP the ticker always runs before a subscribe does.
+    """
+    emitted: asyncio.Queue[bytes] = asyncio.Queue()
+    time_source = SetTime(SPRING - 1)
+    clock = Clock(
+        f"time/{LONDON}/7", lambda _channel, frame: emitted.put_nowait(frame), time_source
+    )
+    clock.start()
+    try:
+        await asyncio.sleep(0)  # the ticker waits for the transition
+        time_source.set(SPRING + 1)  # past it, before the ticker could run
+        joined = orjson.loads(_data(clock.frame(0.0)))
+        notice = (await asyncio.wait_for(emitted.get(), 2)).decode()
+        after = orjson.loads(_data(clock.frame(0.0)))
+    finally:
+        task = clock.stop()
+    assert task is not None
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert (joined["iso"], joined["abbreviation"]) == ("2027-03-28T00:59:59+00:00", "GMT")
+    assert notice.startswith("event: offset\n")
+    assert (after["iso"], after["abbreviation"]) == ("2027-03-28T02:00:01+01:00", "BST")
+
+
+def _data(frame: bytes) -> str:
+    (line,) = [line for line in frame.decode().split("\n") if line.startswith("data: ")]
+    return line.removeprefix("data: ")
 
 
 @pytest.mark.parametrize(
