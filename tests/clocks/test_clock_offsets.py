@@ -2,8 +2,9 @@
 
 Every tick carries the zone's UTC offset (``+01:00``) and abbreviation (``BST``) beside ``iso``.
 When they change (a DST transition), the channel sends ``event: offset`` with
-``{"timezone", "offset", "abbreviation", "at", "channel"}`` before its first tick in the new
-offset: once, from the channel's one ticker, to every subscriber alike.
+``{"timezone", "offset", "abbreviation", "at", "channel"}`` at the transition's instant, before
+its first tick in the new offset: once, from the channel's one ticker, to every subscriber alike;
+whoever joins after the instant starts in the new offset and gets none.
 
 Transitions come on their own dates, so these hubs' clocks read a time the test sets
 (tests/support/clock_time.py, given to ``create_app``): the hub, its ticker and the sockets are
