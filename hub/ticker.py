@@ -8,6 +8,11 @@ stops and starts again carries on counting rather than starting over. Each tick 
 ``channel`` and ``interval``, so one stream can carry clocks that differ only in interval. Ticks
 are ephemeral: no ``id:`` line and no history, so they never disturb a ``Last-Event-ID`` resume
 of other channels on the same stream.
+
+Each tick also carries the zone's ``offset`` and ``abbreviation`` at its instant, and the ticker
+announces a change of them (a DST transition) with an ``event: offset`` frame before its first
+tick in the new offset: once per channel, from its one ticker, like the ticks. The time a clock
+tells comes from a ``TimeSource`` (hub/clock_time.py): the system clock, or a test's.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from typing import Any
 import orjson
 
 from hub import sse
+from hub.clock_time import SYSTEM_TIME, Labels, TimeSource, labels_of, transition_in
 from hub.events import CHANNEL_RE, InvalidInput
 
 __all__ = [
     "CLOCK_EVENT",
     "CLOCK_PREFIX",
+    "OFFSET_EVENT",
     "Clock",
     "clock_channel",
-    "clock_source",
+    "clock_sources",
     "format_date_time",
     "is_clock",
     "parse_clock",
@@ -41,8 +48,11 @@ __all__ = [
 
 CLOCK_PREFIX = "time/"
 CLOCK_EVENT = "UPDATE"
+OFFSET_EVENT = "offset"
 MIN_INTERVAL = 1
 MAX_INTERVAL = 3600
+#: how a ticker hands a frame to the hub, which fans it out to the channel's subscribers
+Emit = Callable[[str, bytes], None]
 
 
 @functools.cache
@@ -144,38 +154,66 @@ def format_date_time(moment: datetime) -> str:
 
 
 class Clock:
-    """The ticker of one clock channel; ``emit`` fans a ready-made frame out to its subscribers."""
+    """The ticker of one clock channel; ``emit`` fans a ready-made frame out to its subscribers.
 
-    def __init__(self, channel: str, emit: Callable[[str, bytes], None]) -> None:
+    Each tick carries the zone's ``offset`` and ``abbreviation`` beside ``iso``. When they change
+    (a DST transition), the ticker sends an ``event: offset`` frame at the transition's instant,
+    before its first tick in the new offset (with that tick when it falls on the instant), so a
+    client learns of the change before the first tick that tells it. Only the ticker sends one:
+    a subscriber who joins after the instant gets the new labels in its first frame, which is all
+    it needs, and one who joins before it gets the old labels and then the notice.
+    """
+
+    def __init__(self, channel: str, emit: Emit, time_source: TimeSource = SYSTEM_TIME) -> None:
         self.channel = channel
         self.timezone, self.interval = parse_clock(channel)
         self._zone = zoneinfo.ZoneInfo(self.timezone)
         self._emit = emit
+        self._time = time_source
         #: ticks this ticker has emitted since it was created (not their ids: those count from
         #: the epoch, see ``frame``)
         self.ticks = 0
-        self._due = 0.0  # the next tick instant the running ticker will emit
+        self._due = 0  # the next tick instant the running ticker will emit
+        # the next instant the running ticker will emit anything: ``_due``, or a transition's
+        # instant before it when an offset notice is pending
+        self._wake = 0
         self._task: asyncio.Task[None] | None = None
+        # the labels the ticker last told (at start: those of the time then), and when: what
+        # the next tick's are compared with to see a transition
+        self._told_at = 0
+        self._told: Labels = ("", "")
+        # the newest frame made and its second: subscribers joining in the same second as a
+        # tick or as each other (a reconnecting herd) share its bytes
+        self._made: tuple[int, bytes, Labels] = (-1, b"", ("", ""))
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def frame(self, now: float) -> bytes:
-        """The tick for the current time ``now``: a new subscriber's first frame.
+        """The tick for the current time (the system clock reads ``now``): a new subscriber's
+        first frame.
 
-        Its ``id`` is that of the last tick instant at or before ``now``. One exception keeps a
-        subscriber from getting the same id twice: when the ticker is a moment late for a tick
-        that is due (``now`` is past it, but it has not been emitted), the frame tells the time
-        just before that tick, so the late tick itself comes next with the next id.
+        Its ``id`` is that of the last tick instant at or before now. One exception keeps a
+        subscriber from getting the same id twice, or the new offset before its notice: when
+        the ticker is a moment late for what is due (now is past a tick or a transition it has
+        not emitted yet), the frame tells the time just before that, and what is due comes next.
         """
-        if self.running and now >= self._due:
-            now = self._due - 1
-        return self._frame(now)
+        now = self._time.now(now)
+        if self.running and now >= self._wake:
+            now = self._wake - 1
+        return self._frame(int(now))[0]  # floor for any time after 1970: whole seconds on
 
-    def _frame(self, now: float) -> bytes:
-        second = int(now)  # floor for any time after 1970; exact integer arithmetic from here
-        moment = datetime.fromtimestamp(second, self._zone)
+    def _frame(self, second: int) -> tuple[bytes, Labels]:
+        """The tick of ``second`` and the zone's labels then."""
+        if self._made[0] != second:
+            moment = datetime.fromtimestamp(second, self._zone)
+            labels = labels_of(moment)
+            self._made = (second, self._encode(second, moment, labels), labels)
+        return self._made[1], self._made[2]
+
+    def _encode(self, second: int, moment: datetime, labels: Labels) -> bytes:
+        offset, abbreviation = labels
         data = {
             "id": second // self.interval,
             "dateTime": format_date_time(moment),
@@ -183,12 +221,30 @@ class Clock:
             "timezone": self.timezone,
             "channel": self.channel,
             "interval": self.interval,
+            "offset": offset,
+            "abbreviation": abbreviation,
         }
-        return sse.encode(CLOCK_EVENT, orjson.dumps(data).decode())
+        return sse.encode_line(CLOCK_EVENT, orjson.dumps(data))
+
+    def _announce(self, at: int, labels: Labels) -> None:
+        """Send the offset notice of a transition at ``at`` to ``labels``."""
+        offset, abbreviation = labels
+        data = {
+            "timezone": self.timezone,
+            "offset": offset,
+            "abbreviation": abbreviation,
+            "at": datetime.fromtimestamp(at, self._zone).isoformat(),
+            "channel": self.channel,  # routes it on a stream of several clocks, as a tick's does
+        }
+        self._told_at, self._told = at, labels
+        self._emit(self.channel, sse.encode_line(OFFSET_EVENT, orjson.dumps(data)))
 
     def start(self) -> None:
         if not self.running:
-            self._due = self._next_due(time.time())
+            now = int(self._time.now(time.time()))
+            self._due = self._wake = self._next_due(now)
+            self._told_at = now
+            self._told = labels_of(datetime.fromtimestamp(now, self._zone))
             self._task = asyncio.create_task(self._run(), name=f"clock {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
@@ -198,26 +254,43 @@ class Clock:
             task.cancel()
         return task
 
-    def _next_due(self, now: float) -> float:
+    def _next_due(self, now: float) -> int:
         """The first tick instant strictly after ``now``."""
-        return float((int(now) // self.interval + 1) * self.interval)
+        return (int(now) // self.interval + 1) * self.interval
 
     async def _run(self) -> None:
         while True:
+            due = self._due
+            tick, labels = self._frame(due)  # made ahead: its labels say what is coming
+            if labels != self._told:
+                at = transition_in(self._zone, self._told_at, due)
+                if at < due:  # a clock whose ticks do not land on the transition
+                    self._wake = at
+                    await self._time.sleep_until(at)
+                    self._announce(at, labels)
+                    self._wake = due
             # Sleeping toward a fixed instant (not "interval from now") keeps ticks from drifting,
             # and an early wake-up cannot produce the same tick twice.
-            await asyncio.sleep(max(0.0, self._due - time.time()))
-            due = self._due
+            await self._time.sleep_until(due)
+            if labels != self._told:
+                self._announce(due, labels)  # the transition is this tick's instant
             self.ticks += 1
-            self._emit(self.channel, self._frame(due))
-            # No await between emitting the tick and moving on: ``frame`` relies on ``_due``
-            # naming a tick that has not been emitted.
-            now = time.time()
+            self._emit(self.channel, tick)
+            # No await between emitting and moving on: ``frame`` relies on ``_wake`` naming
+            # what has not been emitted.
+            now = self._time.now(time.time())
             # After a stall (the process was stopped, the loop was blocked) skip the missed
             # ticks: their ids are skipped too, so ids still only grow.
             self._due = due + self.interval if due + self.interval > now else self._next_due(now)
+            self._wake = self._due
 
 
-def clock_source(channel: str, emit: Callable[[str, bytes], None]) -> Clock | None:
-    """The hub's source factory: a ticker for a clock channel, None for any other channel."""
-    return Clock(channel, emit) if is_clock(channel) else None
+def clock_sources(time_source: TimeSource) -> Callable[[str, Emit], Clock | None]:
+    """The hub's source factory (``Hub(..., sources)``): a ticker reading ``time_source`` for a
+    clock channel, None for any other channel. ``create_app`` passes the system clock, or the
+    time source a test gave it."""
+
+    def source(channel: str, emit: Emit) -> Clock | None:
+        return Clock(channel, emit, time_source) if is_clock(channel) else None
+
+    return source

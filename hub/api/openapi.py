@@ -152,6 +152,10 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "subscribeClock",
             "summary": "A clock channel by the original design's URL",
+            "description": "The clock time/<city>/<sec>: event: UPDATE ticks {id, dateTime, iso, "
+            "timezone, channel, interval, offset, abbreviation}, the first at once; at a DST "
+            "transition, event: offset {timezone, offset, abbreviation, at, channel} before the "
+            "first tick in the new offset (docs/concepts/clocks.md)",
             "parameters": [
                 _param("city", "query", _STRING, required=True, description="IANA timezone"),
                 _param("sec", "query", _STRING, description="Interval, 1-3600 s"),

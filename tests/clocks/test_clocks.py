@@ -31,12 +31,21 @@ DATE_TIME_RE = re.compile(
 )
 
 
-def tick_of(message: Message, timezone: str, channel: str | None = None) -> dict[str, Any]:
-    """Check one clock frame against the contract (of ``channel`` if given); returns its data."""
+OFFSET_RE = re.compile(r"[+-](?:0[0-9]|1[0-4]):[0-5][0-9]")
+
+
+def tick_of(
+    message: Message, timezone: str, channel: str | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """Check one clock frame against the contract (of ``channel`` if given); returns its data.
+    ``now``: the time it should tell (the system clock's unless the hub's clocks read another)."""
     assert message.event == "UPDATE"
     assert not message.has_id, "clock ticks carry no id: line"
     data = orjson.loads(message.data)
-    assert set(data) == {"id", "dateTime", "iso", "timezone", "channel", "interval"}
+    assert set(data) == {
+        *("id", "dateTime", "iso", "timezone", "channel", "interval"),
+        *("offset", "abbreviation"),  # since issue 23: clocks that know DST
+    }
     assert data["timezone"] == timezone
     interval = data["interval"]
     assert isinstance(interval, int) and not isinstance(interval, bool)
@@ -55,7 +64,12 @@ def tick_of(message: Message, timezone: str, channel: str | None = None) -> dict
     assert data["dateTime"] == (
         f"{local.day}/{local.month}/{local.year} {local.hour}:{local.minute}:{local.second}"
     )
-    assert abs(moment.timestamp() - time.time()) < 3, "the tick tells the current time"
+    # the zone's offset as iso ends with it, and its abbreviation at that instant (tzdata's
+    # "+0545" where the zone has none of its own)
+    assert OFFSET_RE.fullmatch(data["offset"]) and data["iso"].endswith(data["offset"]), data
+    assert data["abbreviation"] == local.tzname(), data
+    told = time.time() if now is None else now
+    assert abs(moment.timestamp() - told) < 3, "the tick tells the current time"
     return dict(data)
 
 

@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hub.app import HUB, create_app
+from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config, load
 from hub.hub import Hub
 from tests.support.backplane_rig import delete_stream, nats_settings
@@ -173,10 +174,16 @@ MakeHub = Callable[..., Awaitable[HubServer]]
 AiohttpServer = Callable[..., Awaitable[TestServer]]
 
 
-async def start_in_process(hubs: Hubs, aiohttp_server: AiohttpServer, **settings: Any) -> HubServer:
-    """A hub in this process with ``settings`` (no config file: defaults plus these)."""
+async def start_in_process(
+    hubs: Hubs,
+    aiohttp_server: AiohttpServer,
+    clock_time: TimeSource = SYSTEM_TIME,
+    **settings: Any,
+) -> HubServer:
+    """A hub in this process with ``settings`` (no config file: defaults plus these), whose
+    clocks read ``clock_time`` (tests/support/clock_time.py: a time the test sets)."""
     config = load(path=os.devnull, env={}, overrides=hubs.settings(settings))
-    server = await aiohttp_server(create_app(config))
+    server = await aiohttp_server(create_app(config, clock_time=clock_time))
     return HubServer(server, aiohttp.ClientSession(), config)
 
 

@@ -106,6 +106,14 @@ async def test_two_cities_tick_with_their_own_intervals_over_one_connection(
     )
     for iso, text in shown:  # the face shows the zone's wall time, H:M:S with the seconds
         assert text == datetime.fromisoformat(iso).strftime("%H:%M:%S")
+    labels = await page.eval_on_selector_all(
+        ".clock",
+        """cards => cards.map(c => [
+             c.dataset.timezone, c.dataset.iso, c.querySelector('.nowrap').textContent])""",
+    )
+    for timezone, iso, label in labels:  # the abbreviation and offset: "IST UTC+05:30"
+        moment = datetime.fromisoformat(iso)
+        assert label == f"{moment.astimezone(ZoneInfo(timezone)).tzname()} UTC{iso[19:]}"
 
     counts = await subscribers_of(session, hub)
     assert counts["time/Asia/Kolkata/1"] == 1 and counts["time/America/New_York/2"] == 1

@@ -100,3 +100,4 @@ async def test_httpx_sse_reads_a_clock(hub: HubServer) -> None:
     assert tick.id == ""
     assert tick.json()["timezone"] == "Asia/Calcutta"
     assert tick.json()["iso"].endswith("+05:30")
+    assert (tick.json()["offset"], tick.json()["abbreviation"]) == ("+05:30", "IST")

@@ -23,6 +23,7 @@ const MIN_INTERVAL = 1;
 const MAX_INTERVAL = 3600;
 const ZONES_TIMEOUT_MS = 5000;
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/;
+const ABBREVIATION_RE = /^[A-Za-z]{2,6}$/;
 const DATE_TIME_RE = /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{1,2}):(\d{1,2})$/;
 
 export function clockChannel(timezone, interval) {
@@ -67,15 +68,22 @@ export function cityName(timezone) {
   return timezone.split("/").pop().replaceAll("_", " ");
 }
 
-/** The wall time in a tick: hours, minutes, seconds, date and UTC offset, as the hub sent them. */
+/**
+ * The wall time in a tick: hours, minutes, seconds, date and UTC offset, as the hub sent them;
+ * the offset led by the zone's abbreviation ("BST UTC+01:00") when it has letters of its own
+ * (tzdata writes "+0545" for Kathmandu: the offset again).
+ */
 export function readTick(data) {
   const iso = ISO_RE.exec(data.iso ?? "");
   if (iso !== null) {
     const [, year, month, day, hour, minute, second, offset] = iso;
+    const utc = offset === undefined || offset === "Z" ? "UTC" : `UTC${offset}`;
+    const named = typeof data.abbreviation === "string" && ABBREVIATION_RE.test(data.abbreviation)
+      && data.abbreviation !== "UTC";
     return {
       time: `${hour}:${minute}:${second}`,
       year: Number(year), month: Number(month), day: Number(day),
-      offset: offset === undefined || offset === "Z" ? "UTC" : `UTC${offset}`,
+      offset: named ? `${data.abbreviation} ${utc}` : utc,
     };
   }
   const loose = DATE_TIME_RE.exec(data.dateTime ?? "");

@@ -25,8 +25,9 @@
 // an id when lastEventId changed: ids on a stream strictly increase, so a repeat means none.
 // That alone is not enough: a frame of a type the page does not listen for (a service's
 // `event: x`) moves lastEventId unseen, and the next tick would then look like an event with
-// that id. So a tick is known by its own data first: an UPDATE naming a clock channel (time/...,
-// which only the hub's ticker writes) is a tick, whatever lastEventId says. A tick names its
+// that id. So a tick is known by its own data first: an UPDATE (or a clock's `offset` notice at a
+// DST change) naming a clock channel (time/..., which only the hub's ticker writes) is a tick,
+// whatever lastEventId says. A tick names its
 // channel in its data, so it reaches that channel's watchers and no others (two clocks of one
 // time zone at different intervals are two channels).
 
@@ -42,9 +43,12 @@ const START = "start"; // a connection's progress before its replay (replay=...)
 const RETRY_MAX_MS = 30000;
 const RETIRE_MS = 1000; // how long an old stream keeps delivering after a replay= stream opened
 
-/** A clock tick: UPDATE with data naming a clock channel (the hub refuses publishes there). */
+/**
+ * A clock's frame: a tick (UPDATE) or a DST notice (offset, when the console listens for it),
+ * with data naming a clock channel (the hub refuses publishes there).
+ */
 function isTick(event) {
-  if (event.type !== "UPDATE" || !event.data.startsWith("{")) return false;
+  if ((event.type !== "UPDATE" && event.type !== "offset") || !event.data.startsWith("{")) return false;
   try {
     const channel = JSON.parse(event.data).channel;
     return typeof channel === "string" && channel.startsWith("time/");
