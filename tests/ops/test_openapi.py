@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hub.api.openapi import OPENAPI, STREAM_OPERATIONS
@@ -158,6 +158,10 @@ def test_stream_routes_answer_a_stream_or_a_json_error(backplane: str, backplane
             last_event_id=st.one_of(st.none(), _header_values),
         )
         def check(route: str, name: str, query: dict[str, str], last_event_id: str | None) -> None:
+            # "." and ".." are dot segments: clients remove them from a path (RFC 3986, 5.2.4),
+            # so /channels/./events is /channels/events, another route (those channels are
+            # reached as /events?channel=.)
+            assume(route != "/channels/{}/events" or name not in (".", ".."))
             path = route.format(urllib.parse.quote(name, safe=""))
             headers = {"Accept": "text/event-stream"}
             if last_event_id is not None and last_event_id.strip(" \t") == last_event_id:
