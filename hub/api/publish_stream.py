@@ -253,7 +253,7 @@ def _check_request(request: web.Request) -> None:
 
 def add_publish_stream_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
     config = hub.config
-    running: set[_Stream] = set()  # ended at shutdown, as subscriptions are
+    running: set[_Stream] = set()  # ended at shutdown, as subscribers' streams are
     stopping = False
 
     async def publish_stream(request: web.Request) -> web.StreamResponse:
