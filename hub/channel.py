@@ -1,4 +1,4 @@
-"""A channel: the subscriptions of one name, and where its events come from.
+"""A channel: the streams of one name, and where its events come from.
 
 A channel is either a *feed* (its events come from the backplane, with positions and history)
 or *ephemeral*: it has a source of its own on this process, such as a clock's ticker, which

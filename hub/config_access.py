@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hub.config_checks import text as _text
+from hub.config_checks import texts as _texts
+
 __all__ = [
     "PublishToken",
     "check_cookie_name",
@@ -15,18 +18,6 @@ __all__ = [
     "check_pem_file",
     "check_tokens",
 ]
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ValueError("expected a list of strings")
-    return tuple(value)
 
 
 class PublishToken(str):

@@ -87,11 +87,8 @@ class Hub:
         self._tasks.spawn(beat, "heartbeat")
 
     async def end_streams(self) -> None:
-        """First step of a shutdown: refuse new streams, write what is pending, end every stream.
-
-        Each stream ends with a clean end of the HTTP response, so browsers reconnect (to another
-        replica) and resume with ``Last-Event-ID``.
-        """
+        """First step of a shutdown: refuse new streams, write what is pending, end every stream
+        with a clean end of its response, so browsers reconnect (to another replica) and resume."""
         self._closing = True
         self._writer.flush()
         for stream in list(self._streams):
@@ -176,11 +173,8 @@ class Hub:
     def _ephemeral_frames(self, stream: Stream, now: float) -> list[bytes]:
         """What a new stream of ephemeral channels gets at once (a clock: the time now)."""
         tick = stream.view.format.tick
-        frames = []
-        for name in stream.channels:
-            source = self._channels[name].source
-            if source is not None:
-                frames.append(tick(source.frame(now)))
+        sources = (self._channels[name].source for name in stream.channels)
+        frames = [tick(source.frame(now)) for source in sources if source is not None]
         self._metrics.events_delivered += len(frames)
         return frames
 

@@ -152,6 +152,7 @@ class Refusals:
                 self._overflowed(key[0], untold)
 
     def tracked(self) -> int:
+        """How many (address, setting) pairs are remembered: what ``MAX_TRACKED`` bounds."""
         return len(self._pairs)
 
     @staticmethod

@@ -171,7 +171,7 @@ async def _publish(
     if published.replayed:
         headers["Idempotent-Replayed"] = "true"
     # The channel from the id, not the draft: a replayed key's ids are the first publish's,
-    # whatever this retry's body holds (README: "whatever its body").
+    # whatever this retry's body holds (docs/publishing.md: "whatever its body").
     channels = (ident.partition(":")[2] for ident in published.ids)
     receipts = [
         {"id": ident, "channel": name, "subscribers": hub.census.subscriber_count(name)}

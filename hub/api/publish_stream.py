@@ -27,7 +27,8 @@ a fixed amount of memory:
 - the answers are written with drain: a client that does not read them fills the socket
   buffers, the write waits, and reading stops as above;
 - a line is kept whole up to ``max_line_bytes`` (room for a ``max_event_bytes`` event written
-  with escapes and spaces); a longer one is answered 413 and read past, not kept.
+  with escapes and spaces); a longer one is answered 413 and read past, not kept
+  (``hub.api.ndjson_lines``, the line splitter).
 
 The publish rate (``publish_rate``, the same bucket as the other publish routes) is kept by
 waiting, not refusing: a stream over its rate is read more slowly, as a Kafka broker throttles a
@@ -45,26 +46,19 @@ from collections.abc import Sequence
 import orjson
 from aiohttp import web
 
+from hub.api.ndjson_lines import Lines, max_line_bytes
 from hub.api.publish import Publishers, batch_item, not_published
 from hub.api.responses import answer, cors_headers
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted
-from hub.config import Config
 from hub.events import Draft, InvalidInput
 from hub.grants import Patterns
 from hub.hub import Hub
 
-__all__ = ["CONTENT_TYPE", "add_publish_stream_routes", "max_line_bytes"]
+__all__ = ["CONTENT_TYPE", "add_publish_stream_routes"]
 
 CONTENT_TYPE = "application/x-ndjson"
 _HEADERS = {"Content-Type": CONTENT_TYPE}
 _DUMPS_LINE = orjson.OPT_APPEND_NEWLINE
-
-
-def max_line_bytes(config: Config) -> int:
-    """The longest line taken: 4 x ``max_event_bytes`` (non-ASCII text escaped as ``\\uXXXX``
-    takes up to three times its UTF-8 size, spaces after separators some more) + 4 KiB for
-    the channel, the event name and the field names."""
-    return 4 * config.max_event_bytes + 4096
 
 
 class _Stopping(Exception):
@@ -75,59 +69,6 @@ def _error_line(line: int, problem: InvalidInput) -> bytes:
     return orjson.dumps(
         {"line": line, "error": str(problem), "status": problem.status}, None, _DUMPS_LINE
     )
-
-
-class _Lines:
-    """Splits the body into lines as chunks arrive, keeping at most one unfinished line."""
-
-    def __init__(self, max_line: int) -> None:
-        self._max_line = max_line
-        self._partial = bytearray()
-        self._skipping = False  # inside a line found too long: read past it to its end
-        self.number = 0  # of the last line handed out, or reported too long
-
-    def feed(self, chunk: bytes) -> tuple[int, list[bytes], int | None]:
-        """The complete lines ``chunk`` ends, with the number of the first, and the number of
-        a line found too long (left out of the list; its bytes are dropped up to its end). A
-        line found too long always follows the others: they were complete before it."""
-        if self._skipping:
-            first = chunk.find(b"\n")
-            if first < 0:
-                return self.number + 1, [], None
-            self._skipping = False
-            chunk = chunk[first + 1 :]
-        start = self.number + 1
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            self._partial += chunk
-            return start, [], self._too_long()
-        if self._partial:
-            self._partial += chunk[:end]
-            lines = bytes(self._partial).split(b"\n")
-            self._partial.clear()
-        else:
-            lines = chunk[:end].split(b"\n")
-        self._partial += chunk[end + 1 :]
-        self.number += len(lines)
-        return start, lines, self._too_long()
-
-    def _too_long(self) -> int | None:
-        if len(self._partial) <= self._max_line:
-            return None
-        self._partial.clear()
-        self._skipping = True
-        self.number += 1
-        return self.number
-
-    def rest(self) -> tuple[int, list[bytes]]:
-        """At the end of the body: its last line, when it did not end with a newline."""
-        start = self.number + 1
-        if self._skipping or not self._partial:
-            return start, []
-        rest = bytes(self._partial)
-        self._partial.clear()
-        self.number += 1
-        return start, [rest]
 
 
 class _Stream:
@@ -145,7 +86,7 @@ class _Stream:
 
     async def run(self, response: web.StreamResponse, scope: Patterns | None) -> None:
         content = self._request.content
-        lines = _Lines(self._max_line)
+        lines = Lines(self._max_line)
         timeout = self._config.body_timeout
         while True:
             try:
@@ -312,7 +253,7 @@ def _check_request(request: web.Request) -> None:
 
 def add_publish_stream_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
     config = hub.config
-    running: set[_Stream] = set()  # ended at shutdown, as subscriptions are
+    running: set[_Stream] = set()  # ended at shutdown, as subscribers' streams are
     stopping = False
 
     async def publish_stream(request: web.Request) -> web.StreamResponse:

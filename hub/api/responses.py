@@ -136,7 +136,7 @@ async def _fallback(request: web.Request) -> web.Response:
             f"method {request.method} is not allowed here; allowed: {', '.join(sorted(allowed))}",
             {"Allow": ", ".join(sorted(allowed))},
         )
-    return error(404, f"nothing at {request.path}; see the API in the README")
+    return error(404, f"nothing at {request.path}; the routes are listed at /openapi.json")
 
 
 def add_fallback(app: web.Application) -> None:

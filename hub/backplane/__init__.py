@@ -1,6 +1,6 @@
 """The backplane: where event positions are assigned, history is kept and live events come from.
 
-The hub deals with subscriptions and sockets; a backplane deals only in channels and events.
+The hub deals with streams and sockets; a backplane deals only in channels and events.
 Because it assigns ids and keeps history, a ``Last-Event-ID`` issued by one hub process is valid
 on every other one. ``open_backplane`` picks the implementation from the URL scheme of the
 ``backplane`` setting (``hub.backplane.registry``): a new backplane is its module (or a few, one

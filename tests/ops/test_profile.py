@@ -122,5 +122,8 @@ async def test_through_http_the_profile_refuses_and_an_explicit_setting_loosens(
     stream = await refused(strict, "/channels/a/events")
     assert any("subscribe_rate" in c for c in stream.parser.comments)
     loose = await make_hub(profile="public", subscribe_burst=2, subscribe_rate=0)
-    for _ in range(3):
-        await loose.subscribe("/channels/a/events")
+    # a refused stream gets its retry hint too, so each is proved live by an event reaching it
+    streams = [await loose.subscribe("/channels/a/events") for _ in range(3)]
+    assert (await loose.publish("a", "to all"))["subscribers"] == 3
+    for live in streams:
+        assert (await live.next()).data == "to all"

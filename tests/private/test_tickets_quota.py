@@ -79,8 +79,10 @@ async def test_ticket_rate_per_token(make_hub: MakeHub, backplane: str) -> None:
 
 @pytest.mark.any_backplane
 async def test_the_quota_and_rate_can_be_turned_off(make_hub: MakeHub) -> None:
+    """ticket_rate = 0 with a burst of 1 (so any rate at all would refuse the second) and
+    max_publisher_tickets = 0 (off, not "none"): thirty tickets in a row, all issued."""
     hub = await make_hub(private_channels=["jobs/*"], publish_tokens=[ADMIN],
-                         ticket_rate=0, max_publisher_tickets=0)  # fmt: skip
+                         ticket_rate=0, ticket_burst=1, max_publisher_tickets=0)  # fmt: skip
     for _ in range(30):
         assert (await post_ticket(hub, ADMIN, "jobs/1"))[0] == 201
 

@@ -517,7 +517,7 @@ async def test_deeply_nested_data_is_400(make_hub: MakeHub, depth: int) -> None:
 async def test_a_batch_retried_with_its_key_but_another_body_gets_the_first_receipt(
     hub: HubServer, backplane: str
 ) -> None:
-    """The README: a retry with the same key returns the first receipt, whatever its body."""
+    """docs/publishing.md: a retry with the same key gets the first receipt, whatever its body."""
     key = {"Idempotency-Key": "batch-retry-1"}
     first = await publish_batch(hub, [{"channel": "a", "data": 1}], headers=key)
     async with hub.session.post(
