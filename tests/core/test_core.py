@@ -20,11 +20,12 @@ import pytest
 
 from hub.backplane import Reset
 from hub.backplane.memory import MemoryBackplane
+from hub.clock_time import SYSTEM_TIME
 from hub.config import Config, load
 from hub.events import Event, encode_draft
 from hub.hub import AllDeleted, Ask, AtCapacity, Hub
 from hub.metrics import Metrics
-from hub.ticker import clock_source
+from hub.ticker import clock_sources
 from hub.view import SSE, NativeSse, View
 from hub.writer import Output, Writer
 from tests.support.sse_client import Message, Parser
@@ -103,7 +104,7 @@ async def make_core() -> AsyncIterator[Any]:
 
     async def make(**settings: Any) -> Hub:
         config = _config(**settings)
-        hub = Hub(config, MemoryBackplane(config), Metrics(), clock_source)
+        hub = Hub(config, MemoryBackplane(config), Metrics(), clock_sources(SYSTEM_TIME))
         await hub.start()
         hubs.append(hub)
         return hub
