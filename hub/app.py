@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from hub.api.closing import CLOSE_PATH, add_close_route
 from hub.api.introspect import Introspected, add_introspection_routes
 from hub.api.openapi import add_openapi_route
 from hub.api.private import add_private_routes, tickets_of
@@ -19,7 +20,7 @@ from hub.api.publish import Publishers, add_publish_routes
 from hub.api.publish_stream import add_publish_stream_routes
 from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
-from hub.backplane import Deletion, open_backplane
+from hub.backplane import Closing, Deletion, open_backplane
 from hub.config import Config
 from hub.grants import Gate
 from hub.hub import Hub
@@ -56,6 +57,7 @@ def create_app(config: Config) -> web.Application:
     add_publish_routes(app, hub, publishers)
     add_publish_stream_routes(app, hub, publishers)
     add_private_routes(app, hub, gate, backplane if isinstance(backplane, Deletion) else None)
+    add_close_route(app, hub, backplane if isinstance(backplane, Closing) else None)
     preflight = preflight_handler(config)
     for path in (
         CHANNEL_PATH,
@@ -64,6 +66,7 @@ def create_app(config: Config) -> web.Application:
         "/publish",
         "/publish/stream",
         "/tickets",
+        CLOSE_PATH,
     ):
         app.router.add_route("OPTIONS", path, preflight)
     add_introspection_routes(app, Introspected(config, hub.census, backplane, metrics), gate)
