@@ -22,6 +22,7 @@ from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
 from hub.backplane import Closing, Deletion, open_backplane
 from hub.config import Config
+from hub.dialects.ai_sdk import add_ai_sdk_routes
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
@@ -52,7 +53,9 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = metrics
     gate = Gate(config, tickets_of(backplane))  # subscribe authorization: hub.grants
     refusals = app[REFUSALS] = Refusals(config)  # one budget of log lines for every limit
-    add_subscribe_routes(app, Wiring(hub, config, metrics, refusals), gate)
+    wired = Wiring(hub, config, metrics, refusals)
+    add_subscribe_routes(app, wired, gate)
+    add_ai_sdk_routes(app, wired, gate)  # the AI SDK's resumable chat stream: hub.dialects.ai_sdk
     publishers = Publishers(config, refusals)  # one rate bucket per publisher for both routes
     add_publish_routes(app, hub, publishers)
     add_publish_stream_routes(app, hub, publishers)
