@@ -22,7 +22,7 @@ from hub.api.openapi_schemas import CHANNEL, ERRORS, SCHEMAS, STRING
 __all__ = ["OPENAPI", "STREAM_OPERATIONS", "add_openapi_route"]
 
 #: operationIds of the routes that answer a never-ending event stream
-STREAM_OPERATIONS = ("subscribeChannel", "subscribeChannels", "subscribeClock")
+STREAM_OPERATIONS = ("subscribeChannel", "subscribeChannels", "subscribeClock", "resumeAiChat")
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JSON_ERROR = {"application/json": {"schema": _ERROR}}
@@ -75,7 +75,7 @@ _STREAM = {
     },
     **_errors(400, 404),
 }
-_PUBLISH_ERRORS = _errors(400, 401, 403, 410, 413, 415, 429, 503)
+_PUBLISH_ERRORS = _errors(400, 401, 403, 409, 410, 413, 415, 429, 503)
 _AUTH_HEADERS = [
     _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200}),
 ]
@@ -263,6 +263,52 @@ _PATHS: dict[str, Any] = {
                 **_errors(400, 401, 403, 404, 410, 501, 503),
             },
         }
+    },
+    "/channels/{name}/close": {
+        "post": {
+            "operationId": "closeChannel",
+            "summary": "Close a finished channel: its streams end after its last event with "
+            "event: close, its history stays readable, publishes answer 409 (publish auth)",
+            "parameters": [_CHANNEL_PARAM],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+            },
+            "responses": {
+                **_json(
+                    "Closed (now, or already: closing is idempotent)",
+                    {
+                        "type": "object",
+                        "required": ["channel", "already_closed", "subscribers"],
+                        "properties": {
+                            "channel": _CHANNEL,
+                            "already_closed": {"type": "boolean"},
+                            "subscribers": {"type": "integer"},
+                        },
+                    },
+                ),
+                **_errors(400, 401, 403, 410, 413, 415, 501, 503),
+            },
+        },
+        "options": {**_PREFLIGHT, "parameters": [_CHANNEL_PARAM, *_PREFLIGHT["parameters"]]},
+    },
+    "/ai/{name}/stream": {
+        "get": {
+            "operationId": "resumeAiChat",
+            "summary": "The AI SDK's resumable chat stream (DefaultChatTransport api: <hub>/ai/"
+            "chat): the channel's whole history as UI message chunks, then live, then data: "
+            "[DONE] when it is closed",
+            "parameters": [_CHANNEL_PARAM],
+            "responses": {
+                "200": {
+                    "description": "A UI message stream (x-vercel-ai-ui-message-stream: v1)",
+                    "content": {"text/event-stream": {"schema": _STRING}},
+                },
+                "204": {"description": "Nothing to resume: no history, or deleted"},
+                **_errors(400, 401, 403, 429, 503),
+            },
+        },
+        "options": {**_PREFLIGHT, "parameters": [_CHANNEL_PARAM, *_PREFLIGHT["parameters"]]},
     },
     "/channels": {
         "get": {

@@ -51,11 +51,6 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
     return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
 
 
-def _closable(backplane: str) -> None:
-    if backplane == "nats":
-        pytest.skip("the NATS backplane cannot close channels yet")
-
-
 async def resume(hub: HubServer, chat: str, *extra: str) -> tuple[list[Any], dict[str, Any]]:
     """Run the driver against the hub (``--api <hub>/ai/chat``): its chunks and summary."""
     process = await asyncio.create_subprocess_exec(
@@ -90,7 +85,6 @@ async def test_resumes_mid_answer_rebuild_a_prefix_then_the_whole(
 ) -> None:
     """Resumed three times while the answer streams (twice from history, once waiting for live
     chunks), each rebuilds the prefix published so far; after the close, the whole answer."""
-    _closable(backplane)
     chat = uuid.uuid4().hex
     chunks = answer_chunks("m-" + chat)
     for chunk in chunks[:5]:
@@ -131,7 +125,6 @@ async def until_reading(hub: HubServer, channel: str) -> None:
 async def test_a_live_reader_gets_done_at_the_close(hub: HubServer, backplane: str) -> None:
     """A resume open while the producer finishes ends with the answer whole (``[DONE]`` and
     the end of the body), not with an error or an open stream."""
-    _closable(backplane)
     chat = uuid.uuid4().hex
     chunks = answer_chunks("m-1")
     await hub.publish(f"chat/{chat}", chunks[0])
@@ -158,7 +151,6 @@ async def test_204_only_for_a_chat_with_nothing_to_replay(hub: HubServer, backpl
 async def test_the_stream_as_curl_sees_it(hub: HubServer, backplane: str) -> None:
     """The headers and frames: only chunks (a string event is no chunk: skipped), then
     ``data: [DONE]`` and the end; JSON errors for bad names."""
-    _closable(backplane)
     await hub.publish("chat/raw", {"type": "start"})
     await hub.publish("chat/raw", "not a chunk")
     await hub.publish("chat/raw", {"type": "finish"}, event="named")
@@ -178,7 +170,6 @@ async def test_the_stream_as_curl_sees_it(hub: HubServer, backplane: str) -> Non
 
 
 async def test_a_private_chat_needs_its_grant(make_hub: MakeHub, backplane: str) -> None:
-    _closable(backplane)
     hub = await make_hub(private_channels=["chat/*"], subscribe_jwt_secret=SECRET)
     chat = uuid.uuid4().hex
     for chunk in answer_chunks("m-1"):

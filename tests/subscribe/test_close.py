@@ -18,11 +18,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLOSE = '{"channel":"answers/1"}'
 
 
-def _closable(backplane: str) -> None:
-    if backplane == "nats":
-        pytest.skip("the NATS backplane cannot close channels yet (the route answers 501)")
-
-
 async def close(hub: HubServer, name: str, status: int = 200, **kw: Any) -> dict[str, Any]:
     async with hub.session.post(f"{hub.url}/channels/{name}/close", **kw) as response:
         assert response.content_type == "application/json"
@@ -34,7 +29,6 @@ async def close(hub: HubServer, name: str, status: int = 200, **kw: Any) -> dict
 async def test_close_ends_streams_after_their_last_event(hub: HubServer, backplane: str) -> None:
     """Every stream gets the events published before the close, then ``event: close``; one on
     that channel alone ends, one on several goes on with the others."""
-    _closable(backplane)
     alone = await hub.subscribe("/channels/answers/1/events")
     several = await hub.subscribe("/events?channel=answers/1&channel=news")
     ids = [(await hub.publish("answers/1", f"token {n}"))["id"] for n in range(3)]
@@ -55,7 +49,6 @@ async def test_a_closed_channel_afterwards(hub: HubServer, backplane: str) -> No
     """Publishes answer 409 naming it (a batch including it publishes nothing); its history is
     read with from=start or Last-Event-ID, then close and the end; a live-only subscriber gets
     close at once (200, not 204); closing again says it was closed already."""
-    _closable(backplane)
     ids = [(await hub.publish("answers/1", f"token {n}"))["id"] for n in range(3)]
     await close(hub, "answers/1", json={})
     refused = await hub.publish("answers/1", "more", status=409)
@@ -75,7 +68,6 @@ async def test_a_closed_channel_afterwards(hub: HubServer, backplane: str) -> No
 async def test_a_batch_naming_a_closed_channel_publishes_nothing(
     hub: HubServer, backplane: str
 ) -> None:
-    _closable(backplane)
     await close(hub, "answers/1")
     async with hub.session.post(
         f"{hub.url}/publish",
@@ -90,7 +82,6 @@ async def test_a_batch_naming_a_closed_channel_publishes_nothing(
 
 async def test_close_refusals(make_hub: MakeHub, backplane: str) -> None:
     """Publish auth and its scope, a body other than {}, a clock, a deleted channel."""
-    _closable(backplane)
     hub = await make_hub(
         publish_tokens=[TOKEN, {"token": SCOPED, "channels": ["jobs/*"]}], clocks_on_demand=True
     )
@@ -109,7 +100,6 @@ async def test_close_refusals(make_hub: MakeHub, backplane: str) -> None:
 
 
 async def test_a_closed_channel_can_be_deleted(hub: HubServer, backplane: str) -> None:
-    _closable(backplane)
     await hub.publish("answers/1", "x")
     await close(hub, "answers/1")
     async with hub.session.delete(f"{hub.url}/channels/answers/1") as response:
@@ -123,7 +113,6 @@ async def test_close_reaches_streams_on_another_process(make_hub: MakeHub, backp
     published before it, from either."""
     if backplane == "memory":
         pytest.skip("one process: the memory backplane is not shared")
-    _closable(backplane)
     first, second = await make_hub(), await make_hub()
     stream = await second.subscribe("/channels/answers/1/events")
     ids = [(await hub.publish("answers/1", n))["id"] for n, hub in enumerate([first, second])]
