@@ -238,6 +238,15 @@ class Hub:
             self._metrics.events_published += len(drafts)
         return published
 
+    async def close_channel(self, name: str) -> bool | None:
+        """Close a finished channel (for a service inside the hub: the demo's answers; the
+        route is ``hub.api.closing``): True, False when closed already, None when deleted.
+        Raises ``BackplaneUnavailable``, or ``NotImplementedError`` on a backplane without
+        ``Closing`` (every one shipped has it)."""
+        if self._closer is None:
+            raise NotImplementedError("this backplane cannot close channels")
+        return await self._closer.close_channel(name)
+
     async def history(self, channels: Sequence[str], after: int | None, max_bytes: int) -> History:
         """A page of the retained events of ``channels`` after position ``after``: a read
         without a stream (a dialect's catch-up read, a check that a channel holds anything)."""
