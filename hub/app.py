@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from hub.api.closing import CLOSE_PATH, add_close_route
 from hub.api.introspect import Introspected, add_introspection_routes
 from hub.api.openapi import add_openapi_route
 from hub.api.private import add_private_routes, tickets_of
@@ -19,9 +20,10 @@ from hub.api.publish import Publishers, add_publish_routes
 from hub.api.publish_stream import add_publish_stream_routes
 from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
-from hub.backplane import Deletion, open_backplane
+from hub.backplane import Closing, Deletion, open_backplane
 from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config
+from hub.dialects.ai_sdk import add_ai_sdk_routes
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
@@ -54,11 +56,14 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
     app[METRICS] = metrics
     gate = Gate(config, tickets_of(backplane))  # subscribe authorization: hub.grants
     refusals = app[REFUSALS] = Refusals(config)  # one budget of log lines for every limit
-    add_subscribe_routes(app, Wiring(hub, config, metrics, refusals), gate)
+    wired = Wiring(hub, config, metrics, refusals)
+    add_subscribe_routes(app, wired, gate)
+    add_ai_sdk_routes(app, wired, gate)  # the AI SDK's resumable chat stream: hub.dialects.ai_sdk
     publishers = Publishers(config, refusals)  # one rate bucket per publisher for both routes
     add_publish_routes(app, hub, publishers)
     add_publish_stream_routes(app, hub, publishers)
     add_private_routes(app, hub, gate, backplane if isinstance(backplane, Deletion) else None)
+    add_close_route(app, hub, backplane if isinstance(backplane, Closing) else None)
     preflight = preflight_handler(config)
     for path in (
         CHANNEL_PATH,
@@ -67,6 +72,7 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
         "/publish",
         "/publish/stream",
         "/tickets",
+        CLOSE_PATH,
     ):
         app.router.add_route("OPTIONS", path, preflight)
     add_introspection_routes(app, Introspected(config, hub.census, backplane, metrics), gate)

@@ -9,7 +9,9 @@ text, split into tokens, published to ``answer/<id>`` as one small event each, o
 Events:
 
 - ``token``: ``{"i": <0-based index>, "t": "<text, with its trailing space>"}``
-- ``end``: ``{"tokens": <count>}``
+- ``end``: ``{"tokens": <count>}``, after which the channel is closed (``Hub.close_channel``):
+  every stream on it gets ``event: close`` and ends, so ``curl`` on an answer's stream ends
+  with the answer, and its history stays readable until ``history_ttl``.
 
 A client rebuilds the answer from ``?from=start`` (or ``replay=answer/<id>`` on a shared
 stream) and, after a dropped connection, resumes with ``Last-Event-ID``: the hub replays
@@ -130,6 +132,7 @@ class _Answers:
                     channel, f"answer {answer_id} {index}", "token", {"i": index, "t": piece}
                 )
             await self._publish(channel, f"answer {answer_id} end", "end", {"tokens": len(pieces)})
+            await self._hub.close_channel(channel)
         except ChannelDeleted:
             # DELETE /channels/answer/<id>: its streams were closed, nobody can read the rest
             log.info("demo answer %s stopped: its channel was deleted", answer_id)

@@ -1,12 +1,13 @@
 """The hub core: channels, streams, and the fan-out of ready-made frames.
 
 ARCHITECTURE, the core's rooms, lowest first (each imports only those before it):
-``hub.backplane`` (positions, history, live delivery; read through ``hub.stream.Reader``, heard
-through ``deliver``/``lost``/``deleted`` here) < ``hub.view`` (a dialect's ``Format``; the
-``View`` streams are grouped by) < ``hub.writer`` (a stream's output: fan-out loop, one flush per
-loop pass, heartbeats, slow readers) < ``hub.stream`` (one stream's state and history/live merge)
-< ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.hub`` (this module: registers
-streams, drives each one's life in one call, fans out once per view, deletion, lost order).
+``hub.backplane`` (positions, history, live delivery; read through ``hub.stream.Reader``,
+heard through ``deliver``/``lost``/``deleted``/``closed`` here) < ``hub.view`` (a dialect's
+``Format``; the ``View`` streams are grouped by) < ``hub.writer`` (a stream's output: fan-out
+loop, one flush per loop pass, heartbeats, slow readers) < ``hub.stream`` (one stream's state
+and history/live merge) < ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.hub``
+(this module: registers streams, drives each one's life in one call, fans out once per view,
+deletion and closing, lost order).
 Wire dialects (``hub.api.subscribe`` is the native one) and the socket side (``hub.outlet``, a
 ``Sink``) sit on top; nothing in the core imports them.
 
@@ -20,7 +21,9 @@ own, e.g. ``hub/dialects/<name>/``, that touches nothing else:
    ``open``, once the history is settled, so whatever is published after a client sees them
    reaches it;
 3. its own answers for what is raised before ``open``: ``AtCapacity``, ``BackplaneUnavailable``
-   (native: ``200`` + ``retry:``), ``AllDeleted`` (native: ``204``);
+   (native: ``200`` + ``retry:``), ``AllDeleted`` (native: ``204``); its ``Format.close`` is
+   the last frame of a channel deleted or closed (native: ``event: close``), after which the
+   core takes the channel off the stream (a stream left with none ends);
 4. publishing through ``hub.publish`` (drafts it encodes itself, ``hub.events.Draft``).
 
 The hot path is ``deliver``: each event's frame was encoded once (by the backplane); for each
@@ -35,7 +38,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from hub.ask import AllDeleted, Ask, AtCapacity
-from hub.backplane import Backplane, Deletion, History, Presence, Published
+from hub.backplane import Backplane, Closing, Deletion, History, Presence, Published
 from hub.census import Census
 from hub.channel import Channel, Channels, SourceFactory
 from hub.config import Config
@@ -71,6 +74,7 @@ class Hub:
         self._deadlines = Deadlines()
         self._presence = backplane if isinstance(backplane, Presence) else None
         self._deletion = backplane if isinstance(backplane, Deletion) else None
+        self._closer = backplane if isinstance(backplane, Closing) else None
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
         self._closing = False
@@ -127,8 +131,15 @@ class Hub:
                 self._deadlines.add(deadline, stream)
             if not await self._catch_up(stream, sink, gone):
                 return
-            for name in stream.channels:  # no await since the last held event was written
-                self._channels[name].go_live(stream)
+            # No await since the last held event was written: a channel closed by now (its
+            # ``closed`` call came after every event before it, all written) ends here; one
+            # closed later is told live (``closed``).
+            ended = self._closer.closed(stream.channels) if self._closer else ()
+            for name in stream.channels:
+                if name not in ended:
+                    self._channels[name].go_live(stream)
+            if ended and not self._end_channels(stream, ended):
+                return
             await stream.done
         except ConnectionResetError:
             pass  # the client left
@@ -145,6 +156,16 @@ class Hub:
             return False
         parts += self._ephemeral_frames(stream, time.time())
         return await stream.catch_up(parts, self._settings) and not stream.is_closed()
+
+    def _end_channels(self, stream: Stream, names: Sequence[str]) -> bool:
+        """Each channel's close frame, written now, then the channels taken off the stream;
+        False when none is left (the stream ended)."""
+        fmt = stream.view.format
+        fan_out((stream,), b"".join(map(fmt.close, names)), self._writer.dirty, ANY_FLOOR)
+        self._writer.flush()
+        for name in names:
+            self._detach(stream, name)
+        return not stream.is_closed()
 
     def _register(self, ask: Ask, view: View) -> Stream:
         if self._closing:
@@ -210,6 +231,15 @@ class Hub:
         if not published.replayed:
             self._metrics.events_published += len(drafts)
         return published
+
+    async def close_channel(self, name: str) -> bool | None:
+        """Close a finished channel (for a service inside the hub: the demo's answers; the
+        route is ``hub.api.closing``): True, False when closed already, None when deleted.
+        Raises ``BackplaneUnavailable``, or ``NotImplementedError`` on a backplane without
+        ``Closing`` (every one shipped has it)."""
+        if self._closer is None:
+            raise NotImplementedError("this backplane cannot close channels")
+        return await self._closer.close_channel(name)
 
     async def history(self, channels: Sequence[str], after: int | None, max_bytes: int) -> History:
         """A page of the retained events of ``channels`` after position ``after``: a read
@@ -278,14 +308,25 @@ class Hub:
         """The channel was deleted (here or on another process): ``event: close`` on every
         stream of it, after whatever was queued before. A stream of that channel alone ends; one
         of several carries on with the others; one still replaying ends (told at reconnect)."""
+        self._end_live(name, also_syncing=True)
+
+    def closed(self, name: str) -> None:
+        """The channel was closed (here or on another process), after every event published
+        before: ``event: close`` on every live stream of it, which then ends (or carries on with
+        its other channels). A stream still replaying is left alone: it finds the channel closed
+        once its history and held events are written (``stream``)."""
+        self._end_live(name, also_syncing=False)
+
+    def _end_live(self, name: str, also_syncing: bool) -> None:
         channel = self._channels.get(name)
         if channel is None:
             return
         live = channel.live_streams()
         self._metrics.events_delivered += self._fan_out_control(channel, b"", name)
         self._writer.flush()  # written now, before the streams that end are closed
-        for stream in [*channel.syncing]:
-            self._close(stream)
+        if also_syncing:
+            for stream in [*channel.syncing]:
+                self._close(stream)
         for stream in live:
             self._detach(stream, name)
 

@@ -52,7 +52,8 @@ class Format(Protocol):
         """Why a resume could not be exact (first bytes after the head)."""
 
     def close(self, channel: str) -> bytes:
-        """The channel was deleted: the last frame of it on every stream carrying it."""
+        """The channel was deleted or closed: the last frame of it on every stream carrying it
+        (the core then takes the channel off the stream)."""
 
 
 class NativeSse:

@@ -26,7 +26,7 @@ from hub.api.openapi_site import SITE_PATHS
 __all__ = ["OPENAPI", "STREAM_OPERATIONS", "add_openapi_route"]
 
 #: operationIds of the routes that answer a never-ending event stream
-STREAM_OPERATIONS = ("subscribeChannel", "subscribeChannels", "subscribeClock")
+STREAM_OPERATIONS = ("subscribeChannel", "subscribeChannels", "subscribeClock", "resumeAiChat")
 
 #: The document, as a dict (tests read it; the route serves its bytes).
 OPENAPI: dict[str, Any] = {

@@ -83,7 +83,7 @@ STREAM = {
     },
     **errors(400, 404),
 }
-PUBLISH_ERRORS = errors(400, 401, 403, 410, 413, 415, 429, 503)
+PUBLISH_ERRORS = errors(400, 401, 403, 409, 410, 413, 415, 429, 503)
 AUTH_HEADERS = [
     param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200}),
 ]

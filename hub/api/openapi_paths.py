@@ -186,4 +186,50 @@ API_PATHS: dict[str, Any] = {
             },
         }
     },
+    "/channels/{name}/close": {
+        "post": {
+            "operationId": "closeChannel",
+            "summary": "Close a finished channel: its streams end after its last event with "
+            "event: close, its history stays readable, publishes answer 409 (publish auth)",
+            "parameters": [CHANNEL_PARAM],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+            },
+            "responses": {
+                **json_answer(
+                    "Closed (now, or already: closing is idempotent)",
+                    {
+                        "type": "object",
+                        "required": ["channel", "already_closed", "subscribers"],
+                        "properties": {
+                            "channel": CHANNEL,
+                            "already_closed": {"type": "boolean"},
+                            "subscribers": {"type": "integer"},
+                        },
+                    },
+                ),
+                **errors(400, 401, 403, 410, 413, 415, 501, 503),
+            },
+        },
+        "options": {**PREFLIGHT, "parameters": [CHANNEL_PARAM, *PREFLIGHT["parameters"]]},
+    },
+    "/ai/{name}/stream": {
+        "get": {
+            "operationId": "resumeAiChat",
+            "summary": "The AI SDK's resumable chat stream (DefaultChatTransport api: <hub>/ai/"
+            "chat): the channel's whole history as UI message chunks, then live, then data: "
+            "[DONE] when it is closed",
+            "parameters": [CHANNEL_PARAM],
+            "responses": {
+                "200": {
+                    "description": "A UI message stream (x-vercel-ai-ui-message-stream: v1)",
+                    "content": {"text/event-stream": {"schema": STRING}},
+                },
+                "204": {"description": "Nothing to resume: no history, or deleted"},
+                **errors(400, 401, 403, 429, 503),
+            },
+        },
+        "options": {**PREFLIGHT, "parameters": [CHANNEL_PARAM, *PREFLIGHT["parameters"]]},
+    },
 }

@@ -18,10 +18,12 @@ ERRORS = {
     401: "No token (publish_tokens is set)",
     403: "Wrong token, or a non-loopback client with no publish_tokens",
     404: "Not there (a clock not declared, with clocks_on_demand off)",
+    409: "The channel is closed: finished, its history readable (for history_ttl seconds)",
     410: "The channel is deleted (for history_ttl seconds)",
     413: "Too large: max_event_bytes, max_batch or max_body_bytes",
     415: "Content-Type is not application/json (application/x-ndjson for /publish/stream)",
-    429: "Too fast or too many (publish_rate; ticket_rate, max_publisher_tickets): see Retry-After",
+    429: "Too fast or too many (publish_rate; ticket_rate, max_publisher_tickets; the AI SDK "
+    "stream: subscribe_rate, max_client_streams, max_client_channels): see Retry-After",
     501: "This backplane cannot do it (no tickets, no deletion)",
     503: "The backplane could not store or answer; retry (publish: same Idempotency-Key)",
 }

@@ -19,7 +19,7 @@ from aiohttp import web
 from hub import auth
 from hub.api.responses import answer, cors_headers, json_errors, json_response
 from hub.api.subscribe import CHANNEL_PATH
-from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted
+from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelClosed, ChannelDeleted
 from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.events import Draft, InvalidInput, check_channel, check_event_name, encode_draft
@@ -143,7 +143,13 @@ def _batch_drafts(body: Any, config: Config, scope: Patterns | None = None) -> l
 
 
 def not_published(problem: ChannelDeleted | BackplaneUnavailable | BackplaneFull) -> InvalidInput:
-    """What the publisher is told when the backplane refused: 410 or 503, with its message."""
+    """What the publisher is told when the backplane refused: 409 (closed: finished for good
+    until its history expires), 410 (deleted) or 503, with its message."""
+    if isinstance(problem, ChannelClosed):
+        return InvalidInput(
+            f"not published: {problem} (finished; its history stays readable until history_ttl)",
+            409,
+        )
     if isinstance(problem, ChannelDeleted):
         return InvalidInput(
             f"not published: {problem}; it takes events again history_ttl after", 410

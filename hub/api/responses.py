@@ -108,8 +108,9 @@ def preflight_handler(config: Config) -> Handler:
             allow = "Authorization, Content-Type, Idempotency-Key"
         else:
             headers = _allowed_origin(request, config.cors_origins)
-            # fetch-based EventSource polyfills send Last-Event-ID as a real header
-            allow = "Last-Event-ID, Cache-Control, Accept"
+            # fetch-based EventSource polyfills send Last-Event-ID as a real header, and a grant
+            # for private channels as Authorization (so does the AI SDK's transport)
+            allow = "Last-Event-ID, Cache-Control, Accept, Authorization"
         if headers:
             headers |= {
                 "Access-Control-Allow-Methods": method if method in ("GET", "POST") else "GET",

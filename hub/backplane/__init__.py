@@ -9,7 +9,7 @@ job each), a line in ``SCHEMES`` and, if it has settings, its section in ``SECTI
 (``following``: joining channels between two reads; ``lifecycle``: retrying and bounded
 closing; ``link``: health); every backplane keeps its deletions in ``tombstones``.
 
-The core interface is ``Backplane`` (storage and live delivery). Five small optional interfaces
+The core interface is ``Backplane`` (storage and live delivery). Six small optional interfaces
 sit beside it, each met by methods of the class (never by attributes assigned at run time),
 checked with ``isinstance`` once when the hub starts:
 
@@ -17,7 +17,8 @@ checked with ``isinstance`` once when the hub starts:
 - ``Health``: whether the store answers, for /healthz, /readyz and /metrics;
 - ``Catalog``: which channels hold history, for ``GET /channels``;
 - ``Tickets``: one-time subscribe tickets, good once on any hub process (``hub.grants``);
-- ``Deletion``: deleting a finished channel on every process, and its tombstone.
+- ``Deletion``: deleting a finished channel on every process, and its tombstone;
+- ``Closing``: closing a finished channel on every process: no more publishes, history kept.
 
 The contract every implementation keeps; ``tests/backplane/test_backplane.py`` checks it
 against each implementation, without HTTP, and a new one is done when it passes:
@@ -47,6 +48,14 @@ And for the optional ones:
   position order with the live events of the channels it follows. After ``follow(channels)``
   returned, ``deleted(channels)`` names those deleted by then; any later deletion reaches the
   listener. So a subscriber is told of a deletion either at once or by the listener, never not.
+- ``Closing``: ``close_channel`` leaves a closed mark for ``history_ttl`` seconds (the history
+  is untouched and expires as it would); while it stands, ``publish`` to the channel raises
+  ``ChannelClosed`` (storing nothing of the batch), atomically with the close: a publish racing
+  a close on another process is stored before the close or refused, never after it. Every
+  process's listener gets ``closed(channel)`` in position order with the live events of the
+  channels it follows (after every event stored before the close), and ``closed(channels)``
+  after ``follow`` names those closed by then, like ``deleted``. A closed channel may still be
+  deleted; a deleted one cannot be closed.
 """
 
 from __future__ import annotations
@@ -68,7 +77,9 @@ __all__ = [
     "BackplaneState",
     "BackplaneUnavailable",
     "Catalog",
+    "ChannelClosed",
     "ChannelDeleted",
+    "Closing",
     "Counts",
     "Deletion",
     "Health",
@@ -98,6 +109,16 @@ class ChannelDeleted(Exception):
         self.channel = channel
 
 
+class ChannelClosed(ChannelDeleted):
+    """A publish named a closed channel (finished: its history readable, its publishes over);
+    nothing was stored. A ``ChannelDeleted`` so that every publish path that refuses a deleted
+    channel's events refuses a closed one's alike; the answers tell them apart (409, not 410)."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(channel)
+        self.args = (f"channel {channel!r} is closed",)
+
+
 class Listener(Protocol):
     """What the backplane calls back into (the hub); called on the event loop, never blocking."""
 
@@ -110,6 +131,10 @@ class Listener(Protocol):
 
     def deleted(self, channel: str) -> None:
         """The channel was deleted (on any process): close its streams with ``event: close``."""
+
+    def closed(self, channel: str) -> None:
+        """The channel was closed (on any process), after every event stored before: its
+        live streams end it with ``event: close``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +272,18 @@ class Deletion(Protocol):
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         """Those of ``channels`` deleted (by any process) as far as ``follow`` saw them."""
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """Optional: close a finished channel on every process; its mark lasts ``history_ttl``."""
+
+    async def close_channel(self, channel: str) -> bool | None:
+        """Close it (with or without history): True; False when it was closed already; None
+        when it is deleted (nothing done)."""
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        """Those of ``channels`` closed (by any process) as far as ``follow`` saw them."""
 
 
 def open_backplane(config: Config) -> Backplane:

@@ -19,6 +19,7 @@ from hub import sse
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
+    ChannelClosed,
     ChannelDeleted,
     History,
     Listener,
@@ -51,8 +52,8 @@ def next_position(last: int) -> int:
 
 
 class MemoryBackplane:
-    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets`` and ``Deletion``; no ``Presence``
-    (one process counts alone)."""
+    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and ``Closing``; no
+    ``Presence`` (one process counts alone)."""
 
     def __init__(self, config: Config) -> None:
         self._history_size = config.history_size
@@ -70,6 +71,7 @@ class MemoryBackplane:
         self._forgotten = 0
         self._tickets: dict[str, tuple[float, list[str]]] = {}  # digest -> (expiry, channels)
         self._tombstones = Tombstones(config.history_ttl)  # the deleted channels
+        self._closed = Tombstones(config.history_ttl)  # the closed ones (history kept)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, listener: Listener) -> None:
@@ -92,6 +94,8 @@ class MemoryBackplane:
                 return Published(ids=seen[1], replayed=True)
         if self._tombstones and (gone := self._tombstones.among([d.channel for d in drafts])):
             raise ChannelDeleted(gone[0])
+        if self._closed and (done := self._closed.among([d.channel for d in drafts])):
+            raise ChannelClosed(done[0])
         self._make_room(drafts, now)
         events: list[Event] = []
         ids: list[str] = []
@@ -197,6 +201,19 @@ class MemoryBackplane:
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._tombstones.among(channels)
+
+    async def close_channel(self, channel: str) -> bool | None:
+        if self._tombstones.among([channel]):
+            return None
+        if self._closed.among([channel]):
+            return False
+        self._closed.mark(channel, time.time())  # in one step with the publishes: no await
+        if self._listener is not None:
+            self._listener.closed(channel)
+        return True
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        return self._closed.among(channels)
 
     def state(self) -> BackplaneState:
         detail = {"channels": len(self._logs), "history_bytes": self._bytes}

@@ -68,8 +68,8 @@ __all__ = ["NatsBackplane"]
 
 
 class NatsBackplane:
-    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets`` and ``Deletion``,
-    on one JetStream stream."""
+    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and
+    ``Closing``, on one JetStream stream."""
 
     def __init__(self, config: Config) -> None:
         if config.history_size < 1:
@@ -87,11 +87,12 @@ class NatsBackplane:
         )
         self._instance = uuid.uuid4().hex[:12]
         tombstones = Tombstones(config.history_ttl)
+        closings = Tombstones(config.history_ttl)  # the closed channels
         self._pages = Pages(self._conn, tombstones)
-        self._publisher = Publisher(self._conn, tombstones, self._pages.age_floor)
-        self._reader = Reader(self._conn, tombstones, self._publisher.seen)
+        self._publisher = Publisher(self._conn, tombstones, self._pages.age_floor, closings)
+        self._reader = Reader(self._conn, tombstones, self._publisher.seen, closings)
         self._presence = NatsPresence(self._conn, self._instance)
-        self._private = PrivateChannels(self._conn, tombstones, self._publisher)
+        self._private = PrivateChannels(self._conn, tombstones, self._publisher, closings)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class NatsBackplane:
         except UNAVAILABLE as problem:
             raise self._conn.link.unavailable("requests", problem) from None
 
-    # -- Tickets, Deletion (nats_private) ----------------------------------------------------
+    # -- Tickets, Deletion, Closing (nats_private) -------------------------------------------
 
     async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
         await self._private.issue(ticket, channels, ttl)
@@ -185,3 +186,9 @@ class NatsBackplane:
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._private.deleted(channels)
+
+    async def close_channel(self, channel: str) -> bool | None:
+        return await self._private.close(channel)
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        return self._private.closed(channels)

@@ -12,7 +12,8 @@ from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
     api,
     batch_get,
-    is_tombstone,
+    is_closing,
+    is_marker,
     message_event,
     prev_of,
     stamp,
@@ -122,12 +123,12 @@ class Pages:
                 if int(headers.get("Nats-Num-Pending", "0")) > 0:
                     at = int(headers["Nats-Sequence"])
                     cut = at if cut is None else min(cut, at)
-            # A tombstone is no event (its Ssehub-Prev of 0 asks for no reset).
+            # A tombstone or a close marker is no event (its Ssehub-Prev of 0 asks for no reset).
             kept = [
                 m
                 for m in kept
                 if stamp((m.headers or {})["Nats-Time-Stamp"]) >= cutoff
-                and not is_tombstone(m.headers)
+                and not is_marker(m.headers)
             ]
             read += [(int((m.headers or {})["Nats-Sequence"]), channel, m) for m in kept]
         read.sort(key=lambda item: item[0])
@@ -159,12 +160,23 @@ class Pages:
         info = await api(nc, f"$JS.API.STREAM.INFO.{self._bp.stream}", request)
         subjects = list(info["state"].get("subjects") or {})[:MAX_LISTED_CHANNELS]
         found: dict[str, str] = {}
+        closed: list[tuple[str, int]] = []  # a closed channel's last message is its marker
         for at in range(0, len(subjects), 100):
             chunk = subjects[at : at + 100]
             for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
                 headers = msg.headers or {}
                 channel = self._bp.subjects.channel(headers["Nats-Subject"])
-                if channel is not None and not is_tombstone(headers):
+                seq = int(headers["Nats-Sequence"])
+                if channel is not None and is_closing(headers):
+                    closed.append((headers["Nats-Subject"], seq))
+                elif channel is not None and not is_marker(headers):
+                    found[channel] = event_id(self._bp.base + seq, channel)
+        for subject, seq in closed:  # its newest event, before the marker
+            before: dict[str, Any] = {"multi_last": [subject], "up_to_seq": seq - 1}
+            for msg in await batch_get(nc, self._bp.stream, before):
+                headers = msg.headers or {}
+                channel = self._bp.subjects.channel(headers["Nats-Subject"])
+                if channel is not None and not is_marker(headers):
                     found[channel] = event_id(
                         self._bp.base + int(headers["Nats-Sequence"]), channel
                     )

@@ -27,6 +27,7 @@ from hub.backplane.link import Link
 from hub.events import Event, event_id
 
 __all__ = [
+    "CLOSED",
     "GONE",
     "MIN_VERSION",
     "PREV",
@@ -35,7 +36,9 @@ __all__ = [
     "Link",
     "Subjects",
     "api",
+    "is_closing",
     "is_floor",
+    "is_marker",
     "is_tombstone",
     "message_event",
     "new_link",
@@ -51,6 +54,8 @@ MIN_VERSION = (2, 12)
 PREV = "Ssehub-Prev"
 #: The header of a deleted channel's tombstone message (``hub.backplane.nats_private``).
 GONE = "Ssehub-Deleted"
+#: The header of a closed channel's close marker (``hub.backplane.nats_private``).
+CLOSED = "Ssehub-Closed"
 #: Seconds a JetStream API call or publish may take before it counts as NATS being away.
 API_TIMEOUT = 3.0
 
@@ -146,6 +151,17 @@ def prev_of(headers: dict[str, str] | None, seq: int) -> int:
 def is_floor(headers: dict[str, str] | None) -> bool:
     """Whether the previous-message header is an age floor, not a message."""
     return (headers or {}).get(PREV, "").startswith("~")
+
+
+def is_closing(headers: dict[str, str] | None) -> bool:
+    """Whether a channel's message is its close marker (it was closed), not an event."""
+    return CLOSED in (headers or {})
+
+
+def is_marker(headers: dict[str, str] | None) -> bool:
+    """Whether a channel's message is a tombstone or a close marker: no event."""
+    found = headers or {}
+    return GONE in found or CLOSED in found
 
 
 def is_tombstone(headers: dict[str, str] | None) -> bool:

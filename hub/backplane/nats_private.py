@@ -1,4 +1,5 @@
-"""NATS backplane: one-time tickets and channel deletion (``Tickets``, ``Deletion``).
+"""NATS backplane: one-time tickets, channel deletion and closing (``Tickets``, ``Deletion``,
+``Closing``).
 
 A ticket is a message on ``P_ticket.<digest>`` of the hub's stream, holding its channels and
 deadline, stored with a per-message TTL (``Nats-TTL``, whole seconds, rounded up), so JetStream
@@ -45,6 +46,14 @@ when its time is over, so it needs no expiry of its own. Why this is atomic enou
 
 The tombstone's ``Ssehub-Prev`` is ``0``: it names no previous message, so a resume of a stream
 that also names live channels needs no reset for the deleted one, and no reader sees a gap.
+
+A close is a close marker, the same way: a message with the ``Ssehub-Closed`` header and no
+body, published with the expected last subject sequence (or, raced, without it, the message
+before it then saying whether a deletion or another close came first). Every argument above
+holds for it: a publish is stored before it or refused (the publisher finds the marker and
+raises ``ChannelClosed``), every reader meets it in order (``Hub.closed``), a join finds it as
+the channel's last message. The history before it stays served (``nats_history`` skips the
+marker only) until ``max_age``, which also ends the marker.
 """
 
 from __future__ import annotations
@@ -58,7 +67,16 @@ from typing import Any
 import orjson
 
 from hub.backplane.nats_connection import Connection
-from hub.backplane.nats_link import GONE, PREV, UNAVAILABLE, ApiError, api, batch_get, stamp
+from hub.backplane.nats_link import (
+    CLOSED,
+    GONE,
+    PREV,
+    UNAVAILABLE,
+    ApiError,
+    api,
+    batch_get,
+    stamp,
+)
 from hub.backplane.nats_publish import Publisher
 from hub.backplane.tombstones import Tombstones
 
@@ -91,10 +109,15 @@ class PrivateChannels:
     time out; it learns of each tombstone stored here)."""
 
     def __init__(
-        self, connection: Connection, tombstones: Tombstones, publisher: Publisher
+        self,
+        connection: Connection,
+        tombstones: Tombstones,
+        publisher: Publisher,
+        closings: Tombstones,
     ) -> None:
         self._bp = connection
         self._tombstones = tombstones
+        self._closings = closings
         self._publisher = publisher
 
     # -- tickets -----------------------------------------------------------------------------
@@ -169,6 +192,48 @@ class PrivateChannels:
         self._tombstones.mark(channel, time.time())
         self._publisher.stored(channel, tombstone)
         return None if beaten else True
+
+    async def close(self, channel: str) -> bool | None:
+        try:
+            return await self._close(channel)
+        except UNAVAILABLE as problem:
+            raise self._bp.link.unavailable("requests", problem) from None
+
+    async def _close(self, channel: str) -> bool | None:
+        bp = self._bp
+        subject = bp.subjects.of(channel)
+        last = await self._last(subject)
+        if last is not None and GONE in last.headers and self._tombstones.mark(channel, last.time):
+            return None
+        if last is not None and CLOSED in last.headers and self._closings.mark(channel, last.time):
+            return False
+        expect = "Nats-Expected-Last-Subject-Sequence"
+        claim = {CLOSED: "1", PREV: "0", expect: str(last.seq if last is not None else 0)}
+        first: bool | None = True
+        try:
+            marker = int((await self._publisher.send(subject, b"", claim))["seq"])
+        except ApiError as error:
+            if error.code != WRONG_LAST:
+                raise
+            # Published on, deleted or closed meanwhile: in it goes as it is, and the message
+            # just before it says whether a deletion or a close came first.
+            del claim[expect]
+            marker = int((await self._publisher.send(subject, b"", claim))["seq"])
+            request = {"multi_last": [subject], "up_to_seq": marker - 1}
+            for msg in await batch_get(bp.require(), bp.stream, request):
+                headers = msg.headers or {}
+                when = stamp(headers["Nats-Time-Stamp"])
+                if GONE in headers and self._tombstones.mark(channel, when):
+                    first = None
+                elif CLOSED in headers and self._closings.mark(channel, when):
+                    first = False
+        if first is not None:
+            self._closings.mark(channel, time.time())
+        self._publisher.stored(channel, marker)
+        return first
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        return self._closings.among(channels)
 
     async def _last(self, subject: str) -> Stored | None:
         """The subject's last message, from the stream leader (a direct get may be answered by

@@ -22,9 +22,15 @@ from typing import Any
 
 import orjson
 
-from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted, Published
+from hub.backplane import (
+    BackplaneFull,
+    BackplaneUnavailable,
+    ChannelClosed,
+    ChannelDeleted,
+    Published,
+)
 from hub.backplane.nats_connection import Connection
-from hub.backplane.nats_link import API_TIMEOUT, GONE, PREV, ApiError, batch_get, stamp
+from hub.backplane.nats_link import API_TIMEOUT, CLOSED, GONE, PREV, ApiError, batch_get, stamp
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
@@ -50,9 +56,11 @@ class Publisher:
         connection: Connection,
         tombstones: Tombstones,
         age_floor: Callable[[], Awaitable[int]],
+        closings: Tombstones,
     ) -> None:
         self._bp = connection
         self._tombstones = tombstones
+        self._closings = closings  # the closed channels, refused alike (ChannelClosed)
         self._age_floor = age_floor
         self._last: dict[str, int] = {}  # channel -> its newest sequence, as last seen
         self._locks: dict[str, asyncio.Lock] = {}
@@ -89,6 +97,8 @@ class Publisher:
                     await self._refresh(unknown)
                 if tombstones and (gone := tombstones.among(channels)):
                     raise ChannelDeleted(gone[0])
+                if self._closings and (done := self._closings.among(channels)):
+                    raise ChannelClosed(done[0])
                 floor = None
                 if any(self._last[c] == 0 for c in channels):
                     floor = await self._age_floor()
@@ -137,6 +147,8 @@ class Publisher:
                     self._last[name] = int(headers["Nats-Sequence"])
                     if GONE in headers:
                         self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                    elif CLOSED in headers:
+                        self._closings.mark(name, stamp(headers["Nats-Time-Stamp"]))
 
     def _headers(self, channel: str, floor: int | None) -> dict[str, str]:
         last = self._last[channel]

@@ -43,6 +43,7 @@ from hub.backplane.nats_link import (
     UNAVAILABLE,
     api,
     batch_get,
+    is_closing,
     is_floor,
     is_tombstone,
     message_event,
@@ -68,10 +69,15 @@ class Reader:
     channel's last sequence follows it)."""
 
     def __init__(
-        self, connection: Connection, tombstones: Tombstones, seen: Callable[[str, int], None]
+        self,
+        connection: Connection,
+        tombstones: Tombstones,
+        seen: Callable[[str, int], None],
+        closings: Tombstones,
     ) -> None:
         self._bp = connection
         self._tombstones = tombstones
+        self._closings = closings
         self._seen = seen
         self.listener: Listener | None = None
         self._following = Following()
@@ -167,10 +173,11 @@ class Reader:
         for found in replies:
             for msg in found:
                 headers = msg.headers or {}
-                if is_tombstone(headers):
+                if is_tombstone(headers) or is_closing(headers):
                     channel = subjects.channel(headers["Nats-Subject"])
+                    ends = self._tombstones if is_tombstone(headers) else self._closings
                     if channel is not None:
-                        self._tombstones.mark(channel, stamp(headers["Nats-Time-Stamp"]))
+                        ends.mark(channel, stamp(headers["Nats-Time-Stamp"]))
 
     async def _create(self) -> None:
         nc = self._bp.require()
@@ -262,15 +269,20 @@ class Reader:
             cursor = self.cursors.get(channel) if channel is not None else None
             if channel is None or cursor is None or seq <= cursor:
                 continue
-            if is_tombstone(msg.headers):
-                self._tombstones.mark(channel, meta.timestamp.timestamp())
+            if is_tombstone(msg.headers) or is_closing(msg.headers):
+                closed = not is_tombstone(msg.headers)
+                ends = self._closings if closed else self._tombstones
+                ends.mark(channel, meta.timestamp.timestamp())
                 self.cursors[channel] = seq
                 self._suspect.discard(channel)
                 if self.listener is not None:
                     if events:  # those stored before it come first
                         self.listener.deliver(events)
                         events = []
-                    self.listener.deleted(channel)
+                    if closed:
+                        self.listener.closed(channel)
+                    else:
+                        self.listener.deleted(channel)
                 continue
             # An age floor above the cursor is a gap only if this process may have missed
             # messages (it was cut off since): connected, it reads each message long before

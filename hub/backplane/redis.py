@@ -4,11 +4,13 @@ Layout (``P`` is ``redis_prefix``):
 
 - ``P seq``: the last position issued, for all channels; ``P origin``: the first one ever issued;
 - ``P s:<channel>``: the channel's history, a Stream of entries ``<position>-0`` holding the frame
-  body (``b``) and the store time in ms (``t``), or a deletion's marker (``x``, no body);
+  body (``b``) and the store time in ms (``t``), or a deletion's marker (``x``, no body), or a
+  close's (``z``, no body);
 - ``P t:<channel>``: the newest position trimmed from that stream (by size or age), so a resume
   from before it is known not to be exact;
 - ``P idem:<key>``: the ids a publish with that Idempotency-Key produced;
-- ``P gone:<channel>``, ``P ticket:<digest>``: tombstones and tickets (``redis_private``);
+- ``P gone:<channel>``, ``P ticket:<digest>``: tombstones (a closed channel's: ``c<position>``)
+  and tickets (``redis_private``);
 - ``P inst:<id>`` and ``P instances``: each process's subscriber counts, for cluster-wide counts;
 - ``P notify``: one entry per publish script (publish or deletion): its id is the newest position
   the script stored, its field the channels it stored on; about ``NOTIFY_LENGTH`` entries are
@@ -17,8 +19,8 @@ Layout (``P`` is ``redis_prefix``):
 
 Modules: this (connections, lifecycle, publish, the protocol over its parts), ``redis_scripts``
 (the Lua), ``redis_history`` (pages, resets, catalog), ``redis_reader`` (follow, XREAD loop),
-``redis_presence`` (cluster counts), ``redis_private`` (tickets, deletion), ``redis_keys`` (key
-layout, entries, link health), ``redis_settings`` (its ``redis_*`` keys).
+``redis_presence`` (cluster counts), ``redis_private`` (tickets, deletion, closing),
+``redis_keys`` (key layout, entries, link health), ``redis_settings`` (its ``redis_*`` keys).
 
 Why one ``Last-Event-ID`` resumes a multi-channel stream exactly, though several processes
 publish:
@@ -72,6 +74,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from hub.backplane import (
     BackplaneState,
+    ChannelClosed,
     ChannelDeleted,
     Counts,
     History,
@@ -145,6 +148,7 @@ class RedisBackplane:
         self._link = new_link()
         self._wake_key = self._keys.key(f"wake:{self._instance}")
         tombstones = Tombstones(config.history_ttl)
+        closings = Tombstones(config.history_ttl)
         self._reader = Reader(
             self._reader_connection,
             self._redis,
@@ -153,11 +157,12 @@ class RedisBackplane:
             backoff,
             self._wake_key,
             tombstones,
+            closings,
         )
         self._pages = Pages(self._redis, self._keys, self._link, self._ttl_ms)
         self._presence = Presence(self._redis, self._keys, self._link, self._instance)
         self._private = PrivateChannels(
-            self._redis, self._keys, self._link, tombstones, self._ttl_ms
+            self._redis, self._keys, self._link, tombstones, closings, self._ttl_ms
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -215,6 +220,8 @@ class RedisBackplane:
         self._link.regained("pool")
         if seen == 2:
             raise ChannelDeleted(drafts[int(joined) - 1].channel)
+        if seen == 3:
+            raise ChannelClosed(drafts[int(joined) - 1].channel)
         if seen:  # the first batch's ids, whatever this retry's body holds
             return Published(ids=joined.decode().split(","), replayed=idempotency_key is not None)
         positions = joined.decode().split(",")
@@ -263,3 +270,9 @@ class RedisBackplane:
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._private.deleted(channels)
+
+    async def close_channel(self, channel: str) -> bool | None:
+        return await self._private.close(channel)
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        return self._private.closed(channels)

@@ -73,14 +73,17 @@ class Pages:
                 if len(keys) >= MAX_LISTED_CHANNELS:
                     break
             async with self._redis.pipeline(transaction=False) as pipe:
-                _queued = [pipe.xrevrange(key, count=1) for key in keys]
+                # two: a closed channel's newest entry is its close's marker (``z``)
+                _queued = [pipe.xrevrange(key, count=2) for key in keys]
                 newest = await pipe.execute()
         except UNAVAILABLE as problem:
             raise self._link.unavailable("pool", problem) from None
         for key, entries in zip(keys, newest, strict=True):
             if entries and b"x" not in entries[0][1]:  # not a deleted channel's marker
-                channel = key[len(marker) :]
-                found[channel] = event_id(position(entries[0][0]), channel)
+                kept = [entry_id for entry_id, fields in entries if b"b" in fields]
+                if kept:
+                    channel = key[len(marker) :]
+                    found[channel] = event_id(position(kept[0]), channel)
         return found
 
 

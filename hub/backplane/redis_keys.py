@@ -54,7 +54,8 @@ class Keys:
         return [f"{self.prefix}notify", f"{self.prefix}notify:trimmed"]
 
     def tombstone(self, channel: str) -> str:
-        """Set while a deleted channel refuses publishes (``history_ttl``)."""
+        """Set while a deleted channel refuses publishes (``history_ttl``); a closed channel's
+        holds ``c<position>`` (``redis_scripts.CLOSE``)."""
         return f"{self.prefix}gone:{channel}"
 
     def triples_of(self, channels: Sequence[str]) -> list[str]:

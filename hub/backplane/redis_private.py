@@ -1,4 +1,5 @@
-"""Redis backplane: one-time tickets and channel deletion (``Tickets``, ``Deletion``).
+"""Redis backplane: one-time tickets, channel deletion and closing (``Tickets``, ``Deletion``,
+``Closing``).
 
 A ticket is a key ``P ticket:<digest>`` holding its channels, set with the ticket's ttl and
 spent with ``GETDEL``: one atomic command, so of two processes spending it at once exactly one
@@ -8,7 +9,9 @@ readers still behind them), leaves the tombstone ``P gone:<channel>`` for ``hist
 publish script refuses a channel whose tombstone stands) and a marker entry in the channel's
 stream, which every process's reader meets in position order (``redis_reader``), so deletion
 reaches every process without a channel of its own and without touching the ordering argument
-of ``hub.backplane.redis``.
+of ``hub.backplane.redis``. A close is the ``CLOSE`` script, the same way: its mark is the
+tombstone key valued ``c<position>`` (so the publish script's one lookup per event refuses both)
+and its marker entry (field ``z``) reaches every reader in order; the history stays.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import redis.asyncio as aioredis
 
 from hub.backplane import redis_scripts
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
-from hub.backplane.redis_scripts import DELETE
+from hub.backplane.redis_scripts import CLOSE, DELETE
 from hub.backplane.tombstones import Tombstones
 
 __all__ = ["PrivateChannels"]
@@ -30,14 +33,22 @@ __all__ = ["PrivateChannels"]
 
 class PrivateChannels:
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, link: Link, tombstones: Tombstones, ttl_ms: int
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        link: Link,
+        tombstones: Tombstones,
+        closings: Tombstones,
+        ttl_ms: int,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._link = link
         self._tombstones = tombstones  # the reader's too: it notes the deletions it meets
+        self._closings = closings  # likewise for the closes
         self._ttl_ms = ttl_ms
         self._delete_script = redis.register_script(DELETE)
+        self._close_script = redis.register_script(CLOSE)
 
     async def issue(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
         try:
@@ -73,3 +84,19 @@ class PrivateChannels:
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._tombstones.among(channels)
+
+    async def close(self, channel: str) -> bool | None:
+        keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of([channel])]
+        keys += [self._keys.tombstone(channel), *self._keys.notify()]
+        args: list[Any] = [self._ttl_ms, redis_scripts.NOTIFY_LENGTH, channel]
+        try:
+            done = await self._close_script(keys=keys, args=args)
+        except UNAVAILABLE as problem:
+            raise self._link.unavailable("pool", problem) from None
+        if done == -1:
+            return None
+        self._closings.mark(channel, time.time())  # the reader tells the listeners
+        return bool(done)
+
+    def closed(self, channels: Sequence[str]) -> list[str]:
+        return self._closings.among(channels)

@@ -40,7 +40,8 @@ Read = list[tuple[str, list[tuple[int, dict[bytes, bytes]]]]]
 
 class Reader:
     """The cursors of the followed channels and the task that reads them. ``tombstones``: the
-    deletions met (or found at a join) are noted there, for ``Deletion.deleted``."""
+    deletions met (or found at a join) are noted there, for ``Deletion.deleted``; ``closings``
+    likewise the closes, for ``Closing.closed``."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Reader:
         backoff: AbstractBackoff,
         wake_key: str,
         tombstones: Tombstones,
+        closings: Tombstones,
     ) -> None:
         self._reader = reader  # a connection of its own: it blocks up to BLOCK_MS at a time
         self._requests = requests
@@ -59,6 +61,7 @@ class Reader:
         self._backoff = backoff
         self._wake_key = wake_key
         self._tombstones = tombstones
+        self._closings = closings
         self.listener: Listener | None = None
         self._following = Following()
         self.cursors = self._following.cursors  # followed channel -> newest position delivered
@@ -104,16 +107,19 @@ class Reader:
             # so "everything after the frontier" is exactly "everything after the cursors".
             _queued: list[Any] = [pipe.xrevrange(self._keys.stream(c), count=1) for c in channels]
             _queued += [pipe.pttl(self._keys.tombstone(c)) for c in channels]
+            _queued += [pipe.get(self._keys.tombstone(c)) for c in channels]
             _queued.append(pipe.get(self._keys.key("seq")))
             *replies, sequence = await pipe.execute()
         frontier = int(sequence or 0)
         if not self.cursors:  # not reading meanwhile: the notify cursor starts here again
             self._notified = frontier
-        newest, tombstones = replies[: len(channels)], replies[len(channels) :]
+        count = len(channels)
+        newest, tombstones = replies[:count], replies[count : 2 * count]
         now = time.time()
-        for channel, left_ms in zip(channels, tombstones, strict=True):
-            if left_ms > 0:  # deleted before this join: the subscribe is told at once
-                self._tombstones.mark_until(channel, now + left_ms / 1000)
+        for channel, left_ms, mark in zip(channels, tombstones, replies[2 * count :], strict=True):
+            if left_ms > 0 and mark:  # deleted (or closed) before this join: told at once
+                ends = self._closings if mark.startswith(b"c") else self._tombstones
+                ends.mark_until(channel, now + left_ms / 1000)
         for channel, entries in zip(channels, newest, strict=True):
             self._following.joined(channel, position(entries[0][0]) if entries else 0, frontier)
 
@@ -217,7 +223,8 @@ class Reader:
     def _dispatch(self, read: Read, cut: int | None) -> None:
         """Deliver what was read, merged by position, up to the cut, and move the cursors."""
         events: list[Event] = []
-        deletions: list[tuple[int, str]] = []  # a deletion's marker entry: (position, channel)
+        # a deletion's or a close's marker entry: (position, channel, closed)
+        deletions: list[tuple[int, str, bool]] = []
         for channel, parsed in read:
             cursor = self.cursors.get(channel)
             if cursor is None:  # unfollowed meanwhile
@@ -227,8 +234,8 @@ class Reader:
                     continue
                 if cut is not None and at > cut:
                     break
-                if b"x" in fields:
-                    deletions.append((at, channel))
+                if b"x" in fields or b"z" in fields:
+                    deletions.append((at, channel, b"z" in fields))
                 else:
                     events.append(entry_event(channel, at, fields))
                 cursor = at
@@ -236,13 +243,17 @@ class Reader:
         if self.listener is None:
             return
         events.sort(key=lambda event: event.position)
-        for at, channel in sorted(deletions):  # in position order with the events around them
+        for at, channel, closed in sorted(deletions):  # in position order with the events
             before = [e for e in events if e.position < at]
             if before:
                 self.listener.deliver(before)
                 events = events[len(before) :]
-            self._tombstones.mark(channel, time.time())
-            self.listener.deleted(channel)
+            if closed:
+                self._closings.mark(channel, time.time())
+                self.listener.closed(channel)
+            else:
+                self._tombstones.mark(channel, time.time())
+                self.listener.deleted(channel)
         if events:
             self.listener.deliver(events)
 

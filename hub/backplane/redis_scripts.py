@@ -1,14 +1,15 @@
-"""Redis backplane: the three Lua scripts: publish, history and delete.
+"""Redis backplane: the four Lua scripts: publish, history, delete and close.
 
 Each runs atomically inside Redis, which is what the backplane's guarantees rest on: a publish
 takes its positions and stores its events in one step, a history page is read from one
 snapshot of all its channels (see ``hub.backplane.redis``), and a deletion leaves its tombstone
-and its marker entry in one step with the channel's events (``hub.backplane.redis_private``).
+and its marker entry in one step with the channel's events (``hub.backplane.redis_private``),
+and a close likewise (its mark in the same tombstone key, valued ``c<position>``).
 """
 
 from __future__ import annotations
 
-__all__ = ["DELETE", "HISTORY", "NOTIFY_LENGTH", "PUBLISH"]
+__all__ = ["CLOSE", "DELETE", "HISTORY", "NOTIFY_LENGTH", "PUBLISH"]
 
 #: Entries the notify stream keeps (about: trimmed a node at a time). A reader further behind
 #: than this reads its channels' streams themselves once (``redis_reader``), so this bounds
@@ -53,7 +54,8 @@ end
 #       event...
 # Returns {0, positions joined by ','} for a new batch; {1, ids joined by ','} for a key seen
 # before (its ids, "position:channel": the first batch's, whatever this one's body is); {2, n}
-# when the n-th event's channel is deleted.
+# when the n-th event's channel is deleted, {3, n} when it is closed (its tombstone key holds
+# "c<position>": see CLOSE).
 # XADD's own MAXLEN trimming does not record what it removed (Redis 7.0's max-deleted-entry-id
 # counts XDEL only), so the script notes the newest position it trims in the channel's marker.
 PUBLISH = (
@@ -61,8 +63,11 @@ PUBLISH = (
     + """
 local seen = redis.call('GET', KEYS[3])
 if seen then return {1, seen} end
-for i = 8, #KEYS, 3 do  -- a deleted channel refuses the whole batch, before any write
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {2, tostring((i - 5) / 3)} end
+for i = 8, #KEYS, 3 do  -- a deleted or closed channel refuses the whole batch, before any write
+  local gone = redis.call('GET', KEYS[i])
+  if gone then
+    return {string.sub(gone, 1, 1) == 'c' and 3 or 2, tostring((i - 5) / 3)}
+  end
 end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -242,7 +247,8 @@ return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
 DELETE = (
     _NOTIFY
     + """
-if redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
+local gone = redis.call('GET', KEYS[5])
+if gone and string.sub(gone, 1, 1) ~= 'c' then return -1 end  -- (a closed one may be deleted)
 if redis.call('EXISTS', KEYS[3]) == 0 and ARGV[1] == '0' then return 0 end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -255,6 +261,34 @@ redis.call('XADD', KEYS[3], at .. '-0', 'x', '1', 't', string.format('%.0f', now
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[5], at, 'PX', ARGV[2])
 notify(KEYS[6], KEYS[7], ARGV[3], ARGV[2], at, {ARGV[4]})
+return 1
+"""
+)
+
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# ARGV: history ttl ms, notify length, channel
+# Returns -1: deleted (nothing done); 0: closed already; 1: closed.
+# As DELETE: one marker entry (field z, no body) at the next position, in the same atomic step
+# as the mark that refuses publishes (the tombstone key, valued "c<position>"), so a publish is
+# stored before the close or refused, and every reader meets the close after every event before
+# it. The history is untouched (HISTORY skips entries without a body) and expires as it would;
+# the stream's own expiry is pushed to the mark's, so the marker outlives no reader's need.
+CLOSE = (
+    _NOTIFY
+    + """
+local gone = redis.call('GET', KEYS[5])
+if gone then return string.sub(gone, 1, 1) == 'c' and 0 or -1 end
+local clock = redis.call('TIME')
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last == 0 then redis.call('SET', KEYS[2], string.format('%.0f', now_us)) end
+local at = string.format('%.0f', math.max(last + 1, now_us))
+redis.call('SET', KEYS[1], at)
+redis.call('XADD', KEYS[3], at .. '-0', 'z', '1', 't', string.format('%.0f', now_us / 1000))
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
+redis.call('SET', KEYS[5], 'c' .. at, 'PX', ARGV[1])
+notify(KEYS[6], KEYS[7], ARGV[2], ARGV[1], at, {ARGV[3]})
 return 1
 """
 )

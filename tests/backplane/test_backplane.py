@@ -9,6 +9,7 @@ SET there); tests that must misconfigure Redis start a redis-server of their own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -23,7 +24,9 @@ from hub.backplane import (
     BackplaneFull,
     BackplaneUnavailable,
     Catalog,
+    ChannelClosed,
     ChannelDeleted,
+    Closing,
     Counts,
     Deletion,
     Health,
@@ -744,3 +747,99 @@ async def test_a_tombstone_ends_after_history_ttl(rig: Rig) -> None:
     assert backplane.deleted(["x"]) == []
     ids = await publish(backplane, "x")
     assert [e.id for e in (await backplane.history(["x"], None, BIG)).events] == ids
+
+
+def _closing(backplane: Backplane) -> Closing:
+    assert isinstance(backplane, Closing), "every backplane closes channels"
+    return backplane
+
+
+async def test_close_channel(rig: Rig) -> None:
+    """Closed: publishes refused whole (ChannelClosed), the history kept and served, closing
+    again says so; a deleted channel cannot be closed, a closed one can be deleted."""
+    backplane, recorder = await rig.make()
+    closing = _closing(backplane)
+    await backplane.follow(["a", "b"])
+    kept = await publish(backplane, "a", "b", "a")
+    assert await closing.close_channel("a") is True
+    await recorder.wait_for_closed("a")
+    assert recorder.sequence == [*kept, "closed:a"]
+    history = await backplane.history(["a", "b"], None, BIG)
+    assert [e.id for e in history.events] == kept, "closing must keep the history"
+    resumed = await backplane.history(["a"], positions(kept)[0], BIG)
+    assert resumed.reset is None and [e.id for e in resumed.events] == [kept[2]]
+    with pytest.raises(ChannelClosed, match="'a'"):
+        await backplane.publish([draft("b"), draft("a")], None)
+    after = await backplane.history(["b"], None, BIG)
+    assert [e.id for e in after.events] == [kept[1]], "a refused batch stored something"
+    assert await closing.close_channel("a") is False
+    assert closing.closed(["a", "b"]) == ["a"]
+    assert await closing.close_channel("never-published") is True
+    if isinstance(backplane, Catalog):
+        assert (await backplane.channels())["a"] == kept[2]
+    assert isinstance(backplane, Deletion)
+    assert await backplane.delete_channel("a", anyway=False) is True
+    assert await backplane.delete_channel("b", anyway=False) is True
+    assert await closing.close_channel("b") is None
+
+
+async def test_a_close_ends_after_history_ttl(rig: Rig) -> None:
+    """Once the close's mark is over (history_ttl), the name takes events again."""
+    backplane, _ = await rig.make(history_ttl=1)
+    closing = _closing(backplane)
+    await publish(backplane, "x")
+    assert await closing.close_channel("x") is True
+    await asyncio.sleep(1.5)
+    assert closing.closed(["x"]) == []
+    ids = await publish(backplane, "x")
+    assert [e.id for e in (await backplane.history(["x"], None, BIG)).events] == ids
+
+
+async def test_close_reaches_every_instance_in_order(shared_rig: Rig) -> None:
+    """B's listener gets ``closed`` after every event stored before it, before later events of
+    other channels; a follow after the close sees it in ``closed``; every instance refuses."""
+    a, _ = await shared_rig.make()
+    b, recorder = await shared_rig.make()
+    c, _ = await shared_rig.make()
+    closing_a, closing_c = _closing(a), _closing(c)
+    await b.follow(["x", "y"])
+    before = await publish(a, "x", "y", "x")
+    assert await closing_a.close_channel("x") is True
+    later = await publish(a, "y")
+    await recorder.wait_for(later)
+    assert recorder.sequence == [*before, "closed:x", *later]
+    assert closing_c.closed(["x"]) == []  # c follows nothing yet: it learns at follow
+    for backplane in (b, c):
+        with pytest.raises(ChannelClosed, match="'x'"):
+            await backplane.publish([draft("y"), draft("x")], None)
+    await c.follow(["x", "y"])
+    assert closing_c.closed(["x", "y"]) == ["x"]
+    history = await c.history(["x"], None, BIG)
+    assert [e.id for e in history.events] == [i for i in before if i.endswith(":x")]
+    done = await asyncio.gather(closing_a.close_channel("y"), _closing(b).close_channel("y"))
+    assert sorted(done) == [False, True]
+
+
+async def test_a_publish_racing_a_close_is_stored_before_it_or_refused(shared_rig: Rig) -> None:
+    """Publishes from another process while the channel is closed: each is stored before the
+    close (and delivered before ``closed``) or refused; none is stored after it."""
+    a, _ = await shared_rig.make()
+    b, _ = await shared_rig.make()
+    watcher, recorder = await shared_rig.make()
+    closing = _closing(a)
+    await watcher.follow(["r"])
+
+    async def keep_publishing() -> list[str]:
+        stored = []
+        for _ in range(50):
+            with contextlib.suppress(ChannelClosed):
+                stored += (await b.publish([draft("r")], None)).ids
+        return stored
+
+    publishing = asyncio.create_task(keep_publishing())
+    await asyncio.sleep(0)
+    assert await closing.close_channel("r") is True
+    stored = await publishing
+    await recorder.wait_for_closed("r")
+    assert recorder.sequence == [*stored, "closed:r"]
+    assert [e.id for e in (await a.history(["r"], None, BIG)).events] == stored

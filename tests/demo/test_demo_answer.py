@@ -33,6 +33,20 @@ async def test_answer_resumes_mid_way_with_last_event_id(make_hub: MakeHub, back
     assert "".join(p["t"] for p in pieces) == ANSWER_TEXT
 
 
+async def test_an_answer_stream_ends_after_the_answer(make_hub: MakeHub, backplane: str) -> None:
+    """Issue 20's newcomer item: the stream (as curl reads it) ends after ``end``, with
+    ``event: close``, live and from the start, once the answer is done."""
+    hub = await make_hub(demo_jobs=True, demo_job_seconds=0.3)
+    async with hub.session.post(f"{hub.url}/demo/answers") as response:
+        answer = await response.json()
+    live = await hub.subscribe(answer["events"])
+    *_, end, close = await live.until_end(timeout=10)
+    assert (end.event, close.event) == ("end", "close")
+    again = await hub.subscribe(f"/channels/{answer['channel']}/events?from=start")
+    read = await again.until_end()
+    assert [m.event for m in read[-2:]] == ["end", "close"] and len(read) == len(tokens()) + 2
+
+
 @pytest.mark.any_backplane
 async def test_answers_are_limited_by_max_demo_jobs(make_hub: MakeHub) -> None:
     hub = await make_hub(demo_jobs=True, max_demo_jobs=1, demo_job_seconds=30)

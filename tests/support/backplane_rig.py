@@ -44,7 +44,8 @@ class Recorder:
         self.events: list[Event] = []
         self.lost_channels: list[str] = []
         self.deleted_channels: list[str] = []
-        #: what came, in order: an event's id, or "deleted:<channel>"
+        self.closed_channels: list[str] = []
+        #: what came, in order: an event's id, or "deleted:<channel>" / "closed:<channel>"
         self.sequence: list[str] = []
         self._changed = asyncio.Event()
 
@@ -57,6 +58,17 @@ class Recorder:
         self.deleted_channels.append(channel)
         self.sequence.append(f"deleted:{channel}")
         self._changed.set()
+
+    def closed(self, channel: str) -> None:
+        self.closed_channels.append(channel)
+        self.sequence.append(f"closed:{channel}")
+        self._changed.set()
+
+    async def wait_for_closed(self, channel: str, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while channel not in self.closed_channels:
+                self._changed.clear()
+                await self._changed.wait()
 
     async def wait_for_deleted(self, channel: str, timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
