@@ -16,8 +16,9 @@ from hub.api.closing import CLOSE_PATH, add_close_route
 from hub.api.introspect import Introspected, add_introspection_routes
 from hub.api.openapi import add_openapi_route
 from hub.api.private import add_private_routes, tickets_of
-from hub.api.publish import Publishers, add_publish_routes
+from hub.api.publish import add_publish_routes
 from hub.api.publish_stream import add_publish_stream_routes
+from hub.api.publishers import Publishers
 from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
 from hub.backplane import Closing, Deletion, open_backplane

@@ -5,9 +5,9 @@ ARCHITECTURE, the core's rooms, lowest first (each imports only those before it)
 heard through ``deliver``/``lost``/``deleted``/``closed`` here) < ``hub.view`` (a dialect's
 ``Format``; the ``View`` streams are grouped by) < ``hub.writer`` (a stream's output: fan-out
 loop, one flush per loop pass, heartbeats, slow readers) < ``hub.stream`` (one stream's state
-and history/live merge) < ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.hub``
-(this module: registers streams, drives each one's life in one call, fans out once per view,
-deletion and closing, lost order).
+and history/live merge) < ``hub.channel``, ``hub.census``, ``hub.deadlines`` < ``hub.roster``
+(which streams are registered on which channels) < ``hub.hub`` (this module: drives each
+stream's life in one call, fans out once per view, deletion and closing, lost order).
 Wire dialects (``hub.api.subscribe`` is the native one) and the socket side (``hub.outlet``, a
 ``Sink``) sit on top; nothing in the core imports them.
 
@@ -33,9 +33,8 @@ every live stream of the view, and the writer writes each queue in one write per
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from hub.ask import AllDeleted, Ask, AtCapacity
 from hub.backplane import Backplane, Closing, Deletion, History, Presence, Published
@@ -46,6 +45,7 @@ from hub.deadlines import Deadlines
 from hub.events import Draft, Event
 from hub.limits import ClientCounts
 from hub.metrics import Metrics
+from hub.roster import Roster
 from hub.stream import Settings, Stream
 from hub.tasks import Tasks
 from hub.view import View
@@ -62,14 +62,13 @@ class Hub:
         self._backplane = backplane
         self._metrics = metrics
         self._settings = Settings(config.retry, config.max_pending_bytes, config.heartbeat, metrics)
-        self._streams: dict[Stream, None] = {}
         #: per client address: open streams (counted by the stream handler), channels made
         self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
         self._tasks = Tasks()
-        self._registry = Channels(
-            sources, self._emit, self.clients, backplane.unfollow, self._tasks
-        )
-        self._channels = self._registry.by_name
+        registry = Channels(sources, self._emit, self.clients, backplane.unfollow, self._tasks)
+        self._channels = registry.by_name
+        self._roster = roster = Roster(config, registry, self.clients, metrics)
+        self._streams = roster.streams
         self._writer = Writer(metrics, config.max_pending_bytes)
         self._deadlines = Deadlines()
         self._presence = backplane if isinstance(backplane, Presence) else None
@@ -77,7 +76,6 @@ class Hub:
         self._closer = backplane if isinstance(backplane, Closing) else None
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
-        self._closing = False
         # the newest position received live (any channel): where a partial replay is cut
         self._delivered = 0
 
@@ -93,10 +91,10 @@ class Hub:
     async def end_streams(self) -> None:
         """First step of a shutdown: refuse new streams, write what is pending, end every stream
         with a clean end of its response, so browsers reconnect (to another replica) and resume."""
-        self._closing = True
+        self._roster.closing = True
         self._writer.flush()
         for stream in list(self._streams):
-            self._close(stream)
+            self._roster.close(stream)
 
     async def stop(self) -> None:
         await self.end_streams()
@@ -115,17 +113,19 @@ class Hub:
         raised then: ``AtCapacity``, ``BackplaneUnavailable``, ``AllDeleted``. After it: the
         head, the replay, live until the end (a client that leaves ends it quietly).
         """
-        stream = self._register(ask, view)
+        stream = self._roster.register(ask, view)
         deadline = ask.deadline
         del ask  # this frame lives as long as the stream: it keeps nothing it no longer needs
         try:
-            await stream.begin(self._backplane, self._feeds(stream.channels), self._delivered)
+            await stream.begin(
+                self._backplane, self._roster.feeds(stream.channels), self._delivered
+            )
             # (locals here live as long as the stream: shared empty tuples, no lists kept)
             gone = (self._deletion.deleted(stream.channels) if self._deletion else None) or ()
             if gone and len(gone) == len(stream.channels):
                 raise AllDeleted(", ".join(gone))
             for name in gone:  # valid once followed; the other channels carry on
-                self._detach(stream, name)
+                self._roster.detach(stream, name)
             await sink.open()
             if deadline is not None:
                 self._deadlines.add(deadline, stream)
@@ -144,7 +144,7 @@ class Hub:
         except ConnectionResetError:
             pass  # the client left
         finally:
-            self._close(stream)
+            self._roster.close(stream)
             if deadline is not None:
                 self._deadlines.discard()
 
@@ -164,32 +164,8 @@ class Hub:
         fan_out((stream,), b"".join(map(fmt.close, names)), self._writer.dirty, ANY_FLOOR)
         self._writer.flush()
         for name in names:
-            self._detach(stream, name)
+            self._roster.detach(stream, name)
         return not stream.is_closed()
-
-    def _register(self, ask: Ask, view: View) -> Stream:
-        if self._closing:
-            raise AtCapacity("the hub is shutting down")
-        if len(self._streams) >= self.config.max_subscribers:
-            raise AtCapacity("max_subscribers reached")
-        names = tuple(ask.channels)
-        new = sum(name not in self._channels for name in names)
-        if new and len(self._channels) + new > self.config.max_channels:
-            raise AtCapacity("max_channels reached")
-        if new and not self.clients.may_create(ask.client, new):
-            raise AtCapacity("max_client_channels reached")
-        channels = [self._channels.get(n) or self._registry.open(n, ask.client) for n in names]
-        done = asyncio.get_running_loop().create_future()
-        stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay)))
-        for channel in channels:
-            channel.syncing[stream] = None
-        self._streams[stream] = None
-        return stream
-
-    def _feeds(self, names: Iterable[str]) -> tuple[str, ...]:
-        """The channels among ``names`` whose events come from the backplane (not ephemeral)."""
-        found = (self._channels.get(name) for name in names)
-        return tuple(channel.name for channel in found if channel and channel.source is None)
 
     def _ephemeral_frames(self, stream: Stream, now: float) -> list[bytes]:
         """What a new stream of ephemeral channels gets at once (a clock: the time now)."""
@@ -198,29 +174,6 @@ class Hub:
         frames = [tick(source.frame(now)) for source in sources if source is not None]
         self._metrics.events_delivered += len(frames)
         return frames
-
-    def _close(self, stream: Stream) -> None:
-        """Forget a stream (idempotent); ends its response if its owner is still waiting."""
-        if self._streams.pop(stream, False) is False:
-            return
-        stream.end()
-        for name in stream.channels:
-            self._registry.leave(name, stream)
-
-    def _drop(self, stream: Stream) -> None:
-        """Cut off a slow reader; it resumes with Last-Event-ID when it reads again."""
-        self._metrics.subscribers_dropped += 1
-        stream.cut_off()
-        self._close(stream)
-
-    def _detach(self, stream: Stream, name: str) -> None:
-        """Take one channel off a stream; a stream left with none ends."""
-        if name not in stream.channels:
-            return
-        if not stream.without(name):
-            self._close(stream)
-            return
-        self._registry.leave(name, stream)
 
     # -- publishing and fan-out --------------------------------------------------------------
 
@@ -275,7 +228,7 @@ class Hub:
         limit = self._settings.max_pending
         for stream in list(channel.syncing):
             if not stream.hold(event, limit):
-                self._drop(stream)
+                self._roster.drop(stream)
 
     def _emit(self, name: str, frame: bytes) -> None:
         """Fan out an ephemeral frame (a clock tick): no position, no history."""
@@ -302,7 +255,7 @@ class Hub:
         found = self._channels.get(channel)
         if found is not None:
             for stream in [*found.live_streams(), *found.syncing]:
-                self._close(stream)
+                self._roster.close(stream)
 
     def deleted(self, name: str) -> None:
         """The channel was deleted (here or on another process): ``event: close`` on every
@@ -326,9 +279,9 @@ class Hub:
         self._writer.flush()  # written now, before the streams that end are closed
         if also_syncing:
             for stream in [*channel.syncing]:
-                self._close(stream)
+                self._roster.close(stream)
         for stream in live:
-            self._detach(stream, name)
+            self._roster.detach(stream, name)
 
     @property
     def subscribers(self) -> int:

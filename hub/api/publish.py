@@ -10,23 +10,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import math
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hub import auth
+from hub.api.publishers import Publishers, retry_after
 from hub.api.responses import answer, cors_headers, json_errors, json_response
 from hub.api.subscribe import CHANNEL_PATH
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelClosed, ChannelDeleted
-from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.events import Draft, InvalidInput, check_channel, check_event_name, encode_draft
 from hub.grants import Patterns
 from hub.hub import Hub
-from hub.limits import TokenBuckets
-from hub.refusals import Refusals
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
@@ -186,83 +183,6 @@ async def _publish(
     return json_response(receipts[0] if single else {"events": receipts}, 202, headers)
 
 
-class _TooFast(InvalidInput):
-    """Over a publish rate: 429, with the seconds until the bucket allows it again."""
-
-    def __init__(self, wait: float, setting: str, rate: float, burst: int) -> None:
-        super().__init__(
-            f"too many events from this publisher: the limit ({setting}) is {rate:g} a second, "
-            f"in bursts of up to {burst} ({setting.replace('rate', 'burst')}); "
-            f"retry in {wait:.1f} s",
-            status=429,
-        )
-        self.retry_after = wait
-
-
-def _retry_after(problem: InvalidInput) -> dict[str, str]:
-    if not isinstance(problem, _TooFast):
-        return {}
-    return {"Retry-After": str(max(1, math.ceil(problem.retry_after)))}
-
-
-class Publishers:
-    """Who may publish, and how fast: one per app, shared by every publish route, so a
-    token's (or an address's) ``publish_rate`` counts its events on all of them. A token
-    whose ``publish_tokens`` entry has its own ``rate`` has its own bucket (``publish_limits``)."""
-
-    def __init__(self, config: Config, refusals: Refusals) -> None:
-        self._config = config
-        self._addresses = ClientAddresses(config.trusted_proxies)
-        self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
-        self._own = publish_limits(config)
-        #: no rate anywhere: nothing to look up per publish
-        self._limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
-        self._refusals = refusals
-        #: any scoped token: only then is the (slower) scope lookup needed
-        self.scoped = any(token.channels is not None for token in config.publish_tokens)
-
-    def check(self, request: web.Request) -> tuple[str | None, Patterns | None]:
-        """The request's token (None: loopback without tokens) and its scope (None: any
-        channel); raises ``InvalidInput`` 401/403."""
-        tokens = self._config.publish_tokens
-        if self.scoped:
-            return auth.publisher_scope(request, tokens, self._config.publish_cors_origins)
-        return auth.check_publisher(request, tokens, self._config.publish_cors_origins), None
-
-    def wait(self, request: web.Request, token: str | None, events: int) -> float:
-        """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
-        if not self._limited:
-            return 0.0
-        own = self._own.get(token) if token is not None else None
-        buckets = self._rate if own is None else own[0]
-        return buckets.take(token or self._addresses.of(request), events)
-
-    def spend(self, request: web.Request, token: str | None, events: int) -> None:
-        """``wait``, refusing with 429 (and a log line, hub.refusals) instead of waiting."""
-        wait = self.wait(request, token, events)
-        if wait:
-            config = self._config
-            own = self._own.get(token) if token is not None else None
-            setting, rate, burst = ("publish_rate", config.publish_rate, config.publish_burst)
-            if own is not None:
-                setting, rate, burst = own[1], own[0].rate, own[0].burst
-            limit = f"{rate:g} events a second, {burst} at once"
-            client = self._addresses.of(request)
-            self._refusals.refused(client, setting, "a publish", limit)
-            raise _TooFast(wait, setting, rate, burst)
-
-
-def publish_limits(config: Config) -> dict[str, tuple[TokenBuckets, str]]:
-    """The tokens with a ``rate`` of their own: their bucket and the setting's name as the
-    operator wrote it (``publish_tokens[2].rate``), for the 429 and the log line."""
-    own = {}
-    for index, token in enumerate(config.publish_tokens):
-        if token.rate is not None:
-            burst = token.burst or max(1, math.ceil(2 * token.rate))
-            own[str(token)] = (TokenBuckets(token.rate, burst), f"publish_tokens[{index}].rate")
-    return own
-
-
 def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
     config = hub.config
     spend = publishers.spend
@@ -287,7 +207,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
             return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
-            return answer(problem, cors_headers(config, request) | _retry_after(problem))
+            return answer(problem, cors_headers(config, request) | retry_after(problem))
 
     async def publish_batch(request: web.Request) -> web.Response:
         try:
@@ -295,7 +215,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             drafts = _batch_drafts(await _read_json(request, config), config, scope)
             spend(request, token, len(drafts))
         except InvalidInput as problem:
-            return answer(problem, cors_headers(config, request) | _retry_after(problem))
+            return answer(problem, cors_headers(config, request) | retry_after(problem))
         return await _publish(hub, request, drafts, "", False, token)
 
     app.router.add_post(CHANNEL_PATH, publish_channel)

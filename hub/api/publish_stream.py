@@ -47,7 +47,8 @@ import orjson
 from aiohttp import web
 
 from hub.api.ndjson_lines import Lines, max_line_bytes
-from hub.api.publish import Publishers, batch_item, not_published
+from hub.api.publish import batch_item, not_published
+from hub.api.publishers import Publishers
 from hub.api.responses import answer, cors_headers
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelDeleted
 from hub.events import Draft, InvalidInput

@@ -40,6 +40,7 @@ __all__ = [
     "is_floor",
     "is_marker",
     "is_tombstone",
+    "last_markers",
     "message_event",
     "new_link",
     "prev_of",
@@ -191,6 +192,24 @@ async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Ms
                 found.append(msg)
     finally:
         await sub.unsubscribe()
+
+
+async def last_markers(
+    nc: Client, stream: str, subjects: Subjects, channels: list[str]
+) -> list[tuple[str, bool, float]]:
+    """Those of ``channels`` whose last message is a marker: ``(channel, closed, stored)``,
+    ``closed`` False for a deletion's tombstone. Asked 100 subjects at a time."""
+    chunks = [
+        [subjects.of(c) for c in channels[at : at + 100]] for at in range(0, len(channels), 100)
+    ]
+    replies = await asyncio.gather(*(batch_get(nc, stream, {"multi_last": c}) for c in chunks))
+    found = []
+    for msg in (msg for reply in replies for msg in reply):
+        headers = msg.headers or {}
+        channel = subjects.channel(headers.get("Nats-Subject", ""))
+        if channel is not None and (is_tombstone(headers) or is_closing(headers)):
+            found.append((channel, not is_tombstone(headers), stamp(headers["Nats-Time-Stamp"])))
+    return found
 
 
 def new_link() -> Link:

@@ -42,13 +42,12 @@ from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
     UNAVAILABLE,
     api,
-    batch_get,
     is_closing,
     is_floor,
     is_tombstone,
+    last_markers,
     message_event,
     prev_of,
-    stamp,
 )
 from hub.backplane.tombstones import Tombstones
 from hub.events import Event
@@ -159,25 +158,14 @@ class Reader:
         self._stale = True
 
     async def _find_tombstones(self, channels: list[str]) -> None:
-        """Which of the joining channels were deleted: a tombstone is a channel's last message.
-        Read after the frontier, so one stored after it is found here and delivered too (the
-        hub closes its streams once; a second ``deleted`` finds none)."""
-        nc = self._bp.require()
-        subjects = self._bp.subjects
-        chunks = [
-            [subjects.of(c) for c in channels[at : at + 100]] for at in range(0, len(channels), 100)
-        ]
-        replies = await asyncio.gather(
-            *(batch_get(nc, self._bp.stream, {"multi_last": chunk}) for chunk in chunks)
-        )
-        for found in replies:
-            for msg in found:
-                headers = msg.headers or {}
-                if is_tombstone(headers) or is_closing(headers):
-                    channel = subjects.channel(headers["Nats-Subject"])
-                    ends = self._tombstones if is_tombstone(headers) else self._closings
-                    if channel is not None:
-                        ends.mark(channel, stamp(headers["Nats-Time-Stamp"]))
+        """Which of the joining channels were deleted or closed: a marker is a channel's last
+        message. Read after the frontier, so one stored after it is found here and delivered
+        too (the hub ends its streams once; a second call finds none)."""
+        bp = self._bp
+        for channel, closed, stored in await last_markers(
+            bp.require(), bp.stream, bp.subjects, channels
+        ):
+            (self._closings if closed else self._tombstones).mark(channel, stored)
 
     async def _create(self) -> None:
         nc = self._bp.require()
