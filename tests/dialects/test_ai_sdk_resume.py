@@ -154,6 +154,7 @@ async def test_the_stream_as_curl_sees_it(hub: HubServer, backplane: str) -> Non
     ``data: [DONE]`` and the end; JSON errors for bad names."""
     await hub.publish("chat/raw", {"type": "start"})
     await hub.publish("chat/raw", "not a chunk")
+    await hub.publish("chat/raw", "{not a chunk either")
     await hub.publish("chat/raw", {"type": "finish"}, event="named")
     await close(hub, "chat/raw")
     async with hub.session.get(f"{hub.url}/ai/chat/raw/stream") as response:
