@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from hub.api.responses import error, json_errors
-from hub.backplane import BackplaneUnavailable, ChannelDeleted
+from hub.backplane import BackplaneUnavailable, ChannelClosed, ChannelDeleted
 from hub.demo_answer import add_answer_routes
 from hub.events import InvalidInput, check_channel, encode_draft
 from hub.grants import Gate
@@ -163,9 +163,11 @@ class DemoJobs:
                     "seconds": round(time.monotonic() - started, 2),
                 },
             )
-        except ChannelDeleted:
-            # Someone closed the job's channel (DELETE /channels/job/<id>): nobody can watch it.
-            log.info("demo job %s stopped: its channel was deleted", job_id)
+        except ChannelDeleted as gone:
+            # Someone deleted or closed the job's channel (DELETE /channels/job/<id>, or POST
+            # .../close): nobody can watch the rest.
+            ended = "closed" if isinstance(gone, ChannelClosed) else "deleted"
+            log.info("demo job %s stopped: its channel was %s", job_id, ended)
         except asyncio.CancelledError:
             # Tell the watchers why the job stopped, so the page does not wait forever.
             with contextlib.suppress(Exception, asyncio.CancelledError):

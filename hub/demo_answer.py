@@ -41,7 +41,7 @@ from aiohttp import web
 
 from hub.api.private import DEFAULT_TICKET_TTL, ticket_response
 from hub.api.responses import answer, error, json_errors
-from hub.backplane import BackplaneUnavailable, ChannelDeleted
+from hub.backplane import BackplaneUnavailable, ChannelClosed, ChannelDeleted
 from hub.clients import ClientAddresses
 from hub.events import check_channel, encode_draft
 from hub.grants import Gate
@@ -133,9 +133,10 @@ class _Answers:
                 )
             await self._publish(channel, f"answer {answer_id} end", "end", {"tokens": len(pieces)})
             await self._hub.close_channel(channel)
-        except ChannelDeleted:
-            # DELETE /channels/answer/<id>: its streams were closed, nobody can read the rest
-            log.info("demo answer %s stopped: its channel was deleted", answer_id)
+        except ChannelDeleted as gone:
+            # DELETE (its streams were closed: nobody can read the rest) or POST .../close
+            ended = "closed" if isinstance(gone, ChannelClosed) else "deleted"
+            log.info("demo answer %s stopped: its channel was %s", answer_id, ended)
         except BackplaneUnavailable as problem:
             log.warning("demo answer %s stopped: %s", answer_id, problem)
 

@@ -238,13 +238,14 @@ class Hub:
         self._fan_out_control(channel, frame, None)
         self._writer.schedule()
 
-    def _fan_out_control(self, channel: Channel, frame: bytes, deleted: str | None) -> int:
+    def _fan_out_control(self, channel: Channel, frame: bytes, ended: str | None) -> int:
         """A frame with no position to every live stream of a channel: a tick (``frame``, in
-        each view's format) or, with ``deleted``, each view's close frame. Returns how many."""
+        each view's format) or, with ``ended`` (the channel deleted or closed), each view's
+        close frame. Returns how many."""
         count = 0
         for view, streams in channel.live.items():
             fmt = view.format
-            data = fmt.close(deleted) if deleted is not None else fmt.tick(frame)
+            data = fmt.close(ended) if ended is not None else fmt.tick(frame)
             fan_out(streams, data, self._writer.dirty, ANY_FLOOR)
             count += len(streams)
         return count

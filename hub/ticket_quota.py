@@ -82,9 +82,20 @@ class TicketQuota:
         heapq.heappush(heap, now + ttl)
 
     def _forget(self, now: float) -> None:
-        """Drop publishers with nothing valid; if none, the one whose newest ticket is oldest
-        (memory stays bounded; a publisher forgotten early only gets a fresh count)."""
-        for key in [k for k, heap in self._waiting.items() if not heap or max(heap) <= now]:
-            del self._waiting[key]
-        if len(self._waiting) >= MAX_PUBLISHERS:
-            del self._waiting[min(self._waiting, key=lambda k: max(self._waiting[k]))]
+        """Drop publishers with nothing valid; if too few, those whose newest ticket is oldest,
+        down to 3/4 of ``MAX_PUBLISHERS`` (memory stays bounded; a publisher forgotten early
+        only gets a fresh count). Down to 3/4, as ``hub.limits.TokenBuckets``: one O(n) sweep
+        per ``MAX_PUBLISHERS / 4`` new publishers, not one per new publisher once it is full
+        (the demo's ticket route makes a publisher of any well-formed answer id)."""
+        waiting = self._waiting
+        newest = {key: max(heap, default=0.0) for key, heap in waiting.items()}
+        for key in [k for k, last in newest.items() if last <= now]:
+            del waiting[key], newest[key]
+        excess = len(waiting) - MAX_PUBLISHERS * 3 // 4
+        if excess > 0:
+            for key in sorted(newest, key=newest.__getitem__)[:excess]:
+                del waiting[key]
+
+    def tracked(self) -> int:
+        """How many publishers are remembered: what ``MAX_PUBLISHERS`` bounds."""
+        return len(self._waiting)

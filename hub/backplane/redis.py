@@ -257,7 +257,7 @@ class RedisBackplane:
     async def channels(self) -> dict[str, str]:
         return await self._pages.channels()
 
-    # -- Tickets, Deletion (redis_private) ---------------------------------------------------
+    # -- Tickets, Deletion, Closing (redis_private) ------------------------------------------
 
     async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
         await self._private.issue(ticket, channels, ttl)

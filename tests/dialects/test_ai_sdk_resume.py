@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -153,6 +154,7 @@ async def test_the_stream_as_curl_sees_it(hub: HubServer, backplane: str) -> Non
     ``data: [DONE]`` and the end; JSON errors for bad names."""
     await hub.publish("chat/raw", {"type": "start"})
     await hub.publish("chat/raw", "not a chunk")
+    await hub.publish("chat/raw", "{not a chunk either")
     await hub.publish("chat/raw", {"type": "finish"}, event="named")
     await close(hub, "chat/raw")
     async with hub.session.get(f"{hub.url}/ai/chat/raw/stream") as response:
@@ -188,13 +190,17 @@ async def test_a_private_chat_needs_its_grant(make_hub: MakeHub, backplane: str)
 
 
 async def test_at_capacity_is_a_json_503_with_retry_after(
-    make_hub: MakeHub, backplane: str
+    make_hub: MakeHub, backplane: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The transport does not retry by itself: a refusal is an error it throws, with a delay
-    for the application (never 200 + retry:, which it would read as an empty answer)."""
+    for the application (never 200 + retry:, which it would read as an empty answer). The
+    operator is told which setting refused it, as for a native stream."""
+    caplog.set_level(logging.WARNING, "hub.refusals")
     hub = await make_hub(max_subscribers=1)
     await hub.publish("chat/full", {"type": "start"})
     await hub.subscribe("/channels/news/events")
     async with hub.session.get(f"{hub.url}/ai/chat/full/stream") as response:
         assert response.status == 503 and int(response.headers["Retry-After"]) >= 1
         assert "max_subscribers" in (await response.json())["error"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.refusals"]
+    assert lines == ["turned away a stream from 127.0.0.1 by max_subscribers (1 streams in all)"]

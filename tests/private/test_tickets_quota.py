@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from hub.config import load
+from hub.ticket_quota import MAX_PUBLISHERS, TicketQuota, TooManyTickets
 from tests.conftest import HubServer, MakeHub
 
 ADMIN = "admin-token-0123456789"
@@ -140,3 +142,19 @@ async def test_demo_tickets_per_answer_are_limited(make_hub: MakeHub) -> None:
         assert response.status == 429, answer
         assert "max_publisher_tickets" in answer["error"]
         assert "Retry-After" in response.headers
+
+
+def test_publishers_tracked_stay_bounded_and_are_swept_in_bulk() -> None:
+    """Past ``MAX_PUBLISHERS`` (the demo's ticket route makes one of any answer id) the quota
+    forgets the publishers whose newest ticket is oldest, down to 3/4 of the bound at once, so
+    that a full table is not swept again for every new publisher; the newest stay counted."""
+    quota = TicketQuota(load(env={}, overrides={"max_publisher_tickets": 1, "ticket_rate": 0}))
+    for index in range(MAX_PUBLISHERS):
+        quota.take(f"answer:{index}", 300)
+    assert quota.tracked() == MAX_PUBLISHERS
+    quota.take("answer:new", 300)
+    assert quota.tracked() == MAX_PUBLISHERS * 3 // 4 + 1
+    for newest in ("answer:new", f"answer:{MAX_PUBLISHERS - 1}"):
+        with pytest.raises(TooManyTickets):  # still counted: its one ticket is valid
+            quota.take(newest, 300)
+    quota.take("answer:0", 300)  # forgotten: a fresh count

@@ -92,9 +92,10 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
             outlet = Outlet(request, {**headers, **HEADERS}, ack_timeout)
             await core.stream(Ask((name,), None, (name,), client, deadline), AI_SDK, outlet)
         except AtCapacity as why:
-            limit = str(why).removesuffix(" reached")
-            if limit == "max_client_channels":
+            limit = str(why).removesuffix(" reached")  # the setting, as the native route
+            if limit.isidentifier():  # not "the hub is shutting down"
                 refusals.refused(client, limit, "a stream")
+            if limit == "max_client_channels":
                 return refuse(request, 429, f"too many channels from your address ({why})")
             return refuse(request, 503, f"the hub is at capacity ({why})")
         except BackplaneUnavailable:

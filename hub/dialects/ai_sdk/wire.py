@@ -5,9 +5,10 @@ event's ``data`` as a UI message chunk, but ``[DONE]``: one frame that is no chu
 ``event: close``, ``event: reset``, a string's text) fails the whole resume. So:
 
 - an event whose data is one line of JSON object (what ``POST /publish`` stores for
-  ``"data": {...}``) is sent as ``data: <that JSON>`` (the native frame from its ``data:``
-  line, the ``id:`` and ``event:`` lines left out); any other event (a string, an array) is no
-  chunk and is skipped (empty bytes, which the writer writes as nothing);
+  ``"data": {...}``; told by its first and last characters, not parsed) is sent as
+  ``data: <that JSON>`` (the native frame from its ``data:`` line, the ``id:`` and ``event:``
+  lines left out); any other event (a string, an array) is no chunk and is skipped (empty
+  bytes, which the writer writes as nothing);
 - the end of a channel (closed, or deleted) is ``data: [DONE]``; the core then ends the stream;
 - the head and a reset are empty: a resume here always replays from the start (``from=start``
   has no reset), and the reconnection hint is for EventSource, which this client is not.
@@ -38,7 +39,9 @@ class AiSdkFormat:
     def event(self, event: Event) -> bytes:
         frame = event.frame
         start = frame.find(b"\ndata: {") + 1  # after the id line (and an event line, if any)
-        if start == 0 or frame.find(b"\n", start) != len(frame) - 2:
+        # one line from "{" to "}": a JSON object as publish stores it (a string such as
+        # "{oops" would fail the transport's parse, and the whole resume with it)
+        if start == 0 or frame.find(b"\n", start) != len(frame) - 2 or frame[-3:-2] != b"}":
             return b""  # not one line of JSON object: no chunk
         return frame[start:]
 
