@@ -17,17 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.ai_driver import DRIVER, JS, run_driver
 from tests.support.processes import dies_with_us
 
-JS = Path(__file__).parents[1] / "js-dialects"
-DRIVER = JS / "ai-resume.mjs"
 HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -114,26 +112,7 @@ async def chats(aiohttp_server: Any) -> tuple[FakeChats, TestServer]:
 
 async def resume(server: TestServer, chat: str, *extra: str) -> tuple[list[Any], dict[str, Any]]:
     """Run the driver; the chunks it printed and its summary line."""
-    api = str(server.make_url("/api/chat"))
-    process = await asyncio.create_subprocess_exec(
-        "node", "--no-warnings", str(DRIVER), "--api", api, "--chat", chat, *extra,
-        cwd=JS,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=dies_with_us,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(30):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
-    assert lines and "end" in lines[-1], out.decode()
-    return [line["chunk"] for line in lines[:-1]], lines[-1]
+    return await run_driver(str(server.make_url("/api/chat")), chat, *extra)
 
 
 async def test_a_finished_answer_is_read_whole(chats: tuple[FakeChats, TestServer]) -> None:

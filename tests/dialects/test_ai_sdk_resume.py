@@ -8,7 +8,6 @@ replay; a private chat needs its grant.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import time
@@ -19,9 +18,7 @@ import jwt
 import pytest
 
 from tests.conftest import HubServer, MakeHub
-from tests.support.processes import dies_with_us
-
-from .test_ai_sdk_driver import DRIVER, JS
+from tests.support.ai_driver import JS, run_driver
 
 SECRET = "a-subscribe-secret-of-at-least-32-bytes!"
 PIECES = ["Der ", "Hub ", "sagt: ", "grüß ", "dich", ", 👋 ", "und ", "tschüss", "!\n", "Ende."]
@@ -54,26 +51,7 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
 
 async def resume(hub: HubServer, chat: str, *extra: str) -> tuple[list[Any], dict[str, Any]]:
     """Run the driver against the hub (``--api <hub>/ai/chat``): its chunks and summary."""
-    process = await asyncio.create_subprocess_exec(
-        "node", "--no-warnings", str(DRIVER), "--api", f"{hub.url}/ai/chat", "--chat", chat,
-        *extra,
-        cwd=JS,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=dies_with_us,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(30):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
-    assert lines and "end" in lines[-1], out.decode()
-    return [line["chunk"] for line in lines[:-1]], lines[-1]
+    return await run_driver(f"{hub.url}/ai/chat", chat, *extra)
 
 
 async def close(hub: HubServer, channel: str) -> None:
