@@ -60,6 +60,7 @@ from hub.backplane.nats_private import PrivateChannels
 from hub.backplane.nats_publish import Publisher
 from hub.backplane.nats_reader import Reader
 from hub.backplane.nats_settings import NatsSettings
+from hub.backplane.private_front import PrivateFront
 from hub.backplane.tombstones import Tombstones
 from hub.config import Config, ConfigError
 from hub.events import Draft
@@ -67,7 +68,7 @@ from hub.events import Draft
 __all__ = ["NatsBackplane"]
 
 
-class NatsBackplane:
+class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.private_front
     """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and
     ``Closing``, on one JetStream stream."""
 
@@ -172,23 +173,3 @@ class NatsBackplane:
             return await self._pages.channels()
         except UNAVAILABLE as problem:
             raise self._conn.link.unavailable("requests", problem) from None
-
-    # -- Tickets, Deletion, Closing (nats_private) -------------------------------------------
-
-    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
-        await self._private.issue(ticket, channels, ttl)
-
-    async def spend_ticket(self, ticket: str) -> list[str] | None:
-        return await self._private.spend(ticket)
-
-    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
-        return await self._private.delete(channel, anyway)
-
-    def deleted(self, channels: Sequence[str]) -> list[str]:
-        return self._private.deleted(channels)
-
-    async def close_channel(self, channel: str) -> bool | None:
-        return await self._private.close(channel)
-
-    def closed(self, channels: Sequence[str]) -> list[str]:
-        return self._private.closed(channels)

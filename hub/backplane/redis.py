@@ -83,6 +83,7 @@ from hub.backplane import (
     redis_scripts,
 )
 from hub.backplane.lifecycle import close_bounded
+from hub.backplane.private_front import PrivateFront
 from hub.backplane.redis_history import Pages
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, new_link
 from hub.backplane.redis_presence import Presence
@@ -105,7 +106,7 @@ POOL_WAIT = 5.0
 OPERATION_KEY_TTL_MS = 30_000
 
 
-class RedisBackplane:
+class RedisBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.private_front
     """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets`` and ``Deletion``."""
 
     def __init__(self, config: Config) -> None:
@@ -256,23 +257,3 @@ class RedisBackplane:
 
     async def channels(self) -> dict[str, str]:
         return await self._pages.channels()
-
-    # -- Tickets, Deletion, Closing (redis_private) ------------------------------------------
-
-    async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:
-        await self._private.issue(ticket, channels, ttl)
-
-    async def spend_ticket(self, ticket: str) -> list[str] | None:
-        return await self._private.spend(ticket)
-
-    async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
-        return await self._private.delete(channel, anyway)
-
-    def deleted(self, channels: Sequence[str]) -> list[str]:
-        return self._private.deleted(channels)
-
-    async def close_channel(self, channel: str) -> bool | None:
-        return await self._private.close(channel)
-
-    def closed(self, channels: Sequence[str]) -> list[str]:
-        return self._private.closed(channels)
