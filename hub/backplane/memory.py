@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hub import sse
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
@@ -27,8 +26,9 @@ from hub.backplane import (
     Reset,
 )
 from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
+from hub.backplane.since import time_floor
 from hub.backplane.tombstones import Tombstones
-from hub.events import Draft, Event
+from hub.events import Draft, Event, stored_event
 
 if TYPE_CHECKING:
     from hub.config import Config
@@ -52,7 +52,8 @@ def next_position(last: int) -> int:
 
 
 class MemoryBackplane:
-    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and ``Closing``; no
+    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing`` and
+    ``Since``; no
     ``Presence`` (one process counts alone)."""
 
     def __init__(self, config: Config) -> None:
@@ -105,10 +106,9 @@ class MemoryBackplane:
         keep = self._history_size
         for draft in drafts:
             position = next_position(position)
-            ident = f"{position}:{draft.channel}"  # event_id(), inlined on the publish path
-            event = Event(position, draft.channel, sse.with_id(ident, draft.body), now)
+            event = stored_event(position, draft.channel, draft.body, now)
             events.append(event)
-            ids.append(ident)
+            ids.append(f"{position}:{draft.channel}")  # event_id(), inlined on the publish path
             log = logs.get(draft.channel)
             if log is None:
                 log = logs[draft.channel] = Log()
@@ -160,6 +160,11 @@ class MemoryBackplane:
             oldest = min(firsts, key=position_of).id if firsts else None
             reset = Reset(reset.reason, oldest)
         return History(events, reset, more)
+
+    async def position_at(self, when: float) -> int | None:
+        """``Since``: a position is at least its store time in microseconds (``next_position``)."""
+        after = time_floor(when)
+        return after if after < self._last else None
 
     async def follow(self, channels: Sequence[str]) -> int:
         """Every event reaches the listener as it is stored; the hub drops what nobody follows."""
