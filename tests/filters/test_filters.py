@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hub.filters import Filter
 from tests.conftest import HubServer
 from tests.support.helpers import publish_batch
 from tests.support.sse_client import Stream
@@ -161,3 +162,25 @@ async def test_filters_on_every_subscribe_url(hub: HubServer, backplane: str) ->
         ],
     )
     assert [m.data for m in await stream.take(2)] == ["yes", "yes too"]
+
+
+async def test_one_test_per_event_and_filter_not_per_subscriber(
+    hub: HubServer, backplane: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 streams under 2 filters: each live event is tested twice, whatever the count."""
+    calls: list[str] = []
+    passes = Filter.passes
+
+    def counted(self: Filter, event: Any) -> bool:
+        calls.append(event.id)
+        return passes(self, event)
+
+    monkeypatch.setattr(Filter, "passes", counted)
+    streams = [
+        await hub.subscribe(f"/channels/once/events?{query}")
+        for query in ["tag=region:eu", "event=price"] * 10
+    ]
+    answer = await publish_batch(hub, _items("once")[:1])
+    for stream in streams:
+        assert (await stream.next()).data == "p-eu-gold"
+    assert calls == [answer["events"][0]["id"]] * 2

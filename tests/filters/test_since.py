@@ -69,9 +69,7 @@ async def test_since_after_every_event_is_live_only(hub: HubServer, backplane: s
     await assert_next_is_marker(hub, "n", stream)
 
 
-async def test_since_on_several_channels_and_with_a_filter(
-    hub: HubServer, backplane: str
-) -> None:
+async def test_since_on_several_channels_and_with_a_filter(hub: HubServer, backplane: str) -> None:
     await publish_batch(hub, [{"channel": "a", "data": "old"}, {"channel": "b", "data": "old"}])
     since = await _instant()
     await publish_batch(
@@ -110,9 +108,7 @@ async def test_older_than_the_history_is_an_expired_reset(
     await assert_next_is_marker(hub, "e", stream)
 
 
-async def test_before_the_store_began_is_an_expired_reset(
-    hub: HubServer, backplane: str
-) -> None:
+async def test_before_the_store_began_is_an_expired_reset(hub: HubServer, backplane: str) -> None:
     """The Unix epoch: what was stored before this backplane began is unknown."""
     ids = await publish_many(hub, [("o", "e0")])
     stream = await hub.subscribe("/channels/o/events?since=0")
@@ -143,9 +139,7 @@ async def test_bad_since_is_400_json(
 
 
 @pytest.mark.parametrize("other", ["from=start", "replay=c"])
-async def test_since_with_another_replay_is_400(
-    hub: HubServer, backplane: str, other: str
-) -> None:
+async def test_since_with_another_replay_is_400(hub: HubServer, backplane: str, other: str) -> None:
     async with hub.session.get(f"{hub.url}/channels/c/events?since=1&{other}") as response:
         assert response.status == 400
         assert "since" in (await response.json())["error"]

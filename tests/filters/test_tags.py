@@ -48,7 +48,7 @@ async def test_the_frame_does_not_change(hub: HubServer, backplane: str) -> None
     await stream.take(2)
     frames = [frame_of(parser.raw, receipt["id"]) for receipt in (plain, tagged)]
     assert frames == [
-        f"id: {receipt['id']}\nevent: e\ndata: {{\"a\":1}}\n\n".encode()
+        f'id: {receipt["id"]}\nevent: e\ndata: {{"a":1}}\n\n'.encode()
         for receipt in (plain, tagged)
     ]
 
