@@ -53,8 +53,7 @@ def next_position(last: int) -> int:
 
 class MemoryBackplane:
     """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing`` and
-    ``Since``; no
-    ``Presence`` (one process counts alone)."""
+    ``Since``; no ``Presence`` (one process counts alone)."""
 
     def __init__(self, config: Config) -> None:
         self._history_size = config.history_size
