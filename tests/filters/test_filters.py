@@ -184,3 +184,12 @@ async def test_one_test_per_event_and_filter_not_per_subscriber(
     for stream in streams:
         assert (await stream.next()).data == "p-eu-gold"
     assert calls == [answer["events"][0]["id"]] * 2
+
+
+async def test_a_clock_is_filtered_by_type(hub: HubServer, backplane: str) -> None:
+    """A clock's ticks (type UPDATE, no tags) pass event=UPDATE and no tag= filter."""
+    ticks = await hub.subscribe("/event-stream?city=Europe/London&sec=1&event=UPDATE")
+    assert (await ticks.next()).event == "UPDATE"  # the first at once
+    tagged = await hub.subscribe("/event-stream?city=Europe/London&sec=1&tag=region:eu")
+    assert (await ticks.next()).event == "UPDATE"  # a tick went out meanwhile
+    assert await tagged.quiet(0.2) == []
