@@ -146,6 +146,10 @@ async def test_bad_producer_headers_are_400(make_hub: MakeHub, headers: dict[str
         {"Stream-TTL": "99999999999"},
         {"Stream-Expires-At": "tomorrow"},
         {"Stream-Expires-At": "2030-01-01T00:00:00"},  # no time zone
+        {"Stream-Expires-At": "0001-01-01T00:00:00+01:00"},  # year 0 in UTC
+        {"Stream-Expires-At": "9999-12-31T23:59:59-14:00"},  # year 10000 in UTC
+        {"Stream-Expires-At": "1969-12-31T23:59:59Z"},
+        {"Stream-Expires-At": "2030-01-01T00:00:00Z" + "0" * 60},
         {"Stream-TTL": "60", "Stream-Expires-At": "2030-01-01T00:00:00Z"},
     ],
 )
