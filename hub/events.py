@@ -12,11 +12,12 @@ Tags (``"tags": {"region": "eu"}`` on a publish) travel inside the stored body, 
 publish script, entry layout or message headers changed for them. The line is split off once per
 event where a stored entry becomes an ``Event`` (``stored_event``, used by every backplane), so
 the frame on the wire is the same with or without tags, and an event without tags pays one
-``startswith``. A body never starts with ``t`` otherwise: ``sse.encode`` starts every body with
-``event:`` or ``data:``. Tags are kept on the ``Event`` as a tuple of ``name:value`` strings:
-a tuple of strings is a record the garbage collector stops tracking (a dict inside the memory
-backplane's retained tuples would make each of them tracked, ``hub.backplane.memory_log``), and
-a filter's test is a few ``in`` on at most 16 short strings.
+``startswith``. No other body starts so: ``sse.encode`` starts every body with ``event:`` or
+``data:``, a Durable Stream's binary frame with a comment (``hub.dialects.durable.codec``).
+Tags are kept on the ``Event`` as a tuple of ``name:value`` strings: a tuple of strings is a
+record the garbage collector stops tracking (a dict inside the memory backplane's retained
+tuples would make each of them tracked, ``hub.backplane.memory_log``), and a filter's test is a
+few ``in`` on at most 16 short strings.
 """
 
 from __future__ import annotations
