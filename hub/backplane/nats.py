@@ -145,6 +145,12 @@ class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.
         except UNAVAILABLE as problem:
             raise self._conn.link.unavailable("requests", problem) from None
 
+    async def position_at(self, when: float) -> int | None:
+        try:
+            return await self._pages.position_at(when)
+        except UNAVAILABLE as problem:
+            raise self._conn.link.unavailable("requests", problem) from None
+
     async def follow(self, channels: Sequence[str]) -> int:
         return await self._reader.follow(channels)
 

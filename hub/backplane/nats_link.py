@@ -22,9 +22,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
-from hub import sse
 from hub.backplane.link import Link
-from hub.events import Event, event_id
+from hub.events import Event, stored_event
 
 __all__ = [
     "CLOSED",
@@ -171,7 +170,7 @@ def is_tombstone(headers: dict[str, str] | None) -> bool:
 
 
 def message_event(channel: str, position: int, body: bytes, stored: float) -> Event:
-    return Event(position, channel, sse.with_id(event_id(position, channel), body), stored)
+    return stored_event(position, channel, body, stored)
 
 
 async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Msg]:
