@@ -28,6 +28,7 @@ from hub.events import Event, event_id
 
 __all__ = [
     "CLOSED",
+    "CREATED",
     "GONE",
     "MIN_VERSION",
     "PREV",
@@ -37,6 +38,7 @@ __all__ = [
     "Subjects",
     "api",
     "is_closing",
+    "is_created",
     "is_floor",
     "is_marker",
     "is_tombstone",
@@ -57,6 +59,8 @@ PREV = "Ssehub-Prev"
 GONE = "Ssehub-Deleted"
 #: The header of a closed channel's close marker (``hub.backplane.nats_private``).
 CLOSED = "Ssehub-Closed"
+#: The header of a Durable Stream's create marker (``hub.backplane.nats_streams``).
+CREATED = "Ssehub-Created"
 #: Seconds a JetStream API call or publish may take before it counts as NATS being away.
 API_TIMEOUT = 3.0
 
@@ -80,19 +84,25 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (NatsError, OSError, TimeoutError
 
 class Subjects:
     """Subjects under one ``nats_subject_prefix``: ``P.<token>`` per channel (its events, or
-    its tombstone), ``P_idem.<hex>`` per idempotency record, ``P_ticket.<digest>`` per one-time
-    ticket, ``P_counts`` for the processes' subscriber counts (core NATS)."""
+    its markers), ``P_idem.<hex>`` per idempotency record, ``P_ticket.<digest>`` per one-time
+    ticket, ``P_dstream.<token>`` per Durable Stream's state record (``nats_streams``),
+    ``P_counts`` for the processes' subscriber counts (core NATS)."""
 
-    __slots__ = ("counts", "idem", "prefix", "tickets")
+    __slots__ = ("counts", "idem", "prefix", "states", "tickets")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.idem = f"{prefix}_idem"
         self.tickets = f"{prefix}_ticket"
+        self.states = f"{prefix}_dstream"
         self.counts = f"{prefix}_counts"
 
     def of(self, channel: str) -> str:
-        return f"{self.prefix}.{''.join(_ESCAPES.get(c, c) for c in channel)}"
+        return f"{self.prefix}.{_token(channel)}"
+
+    def state(self, channel: str) -> str:
+        """The subject of the state record of the Durable Stream on ``channel``."""
+        return f"{self.states}.{_token(channel)}"
 
     def channel(self, subject: str) -> str | None:
         head, _, token = subject.rpartition(".")
@@ -119,7 +129,11 @@ class Subjects:
         return f"{self.tickets}.{token}"
 
     def streams(self) -> list[str]:
-        return [f"{self.prefix}.*", f"{self.idem}.*", f"{self.tickets}.*"]
+        return [f"{self.prefix}.*", f"{self.idem}.*", f"{self.tickets}.*", f"{self.states}.*"]
+
+
+def _token(channel: str) -> str:
+    return "".join(_ESCAPES.get(c, c) for c in channel)
 
 
 async def api(nc: Client, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -159,10 +173,15 @@ def is_closing(headers: dict[str, str] | None) -> bool:
     return CLOSED in (headers or {})
 
 
+def is_created(headers: dict[str, str] | None) -> bool:
+    """Whether a channel's message is a Durable Stream's create marker, not an event."""
+    return CREATED in (headers or {})
+
+
 def is_marker(headers: dict[str, str] | None) -> bool:
-    """Whether a channel's message is a tombstone or a close marker: no event."""
+    """Whether a channel's message is a tombstone, a close or a create marker: no event."""
     found = headers or {}
-    return GONE in found or CLOSED in found
+    return GONE in found or CLOSED in found or CREATED in found
 
 
 def is_tombstone(headers: dict[str, str] | None) -> bool:

@@ -20,7 +20,8 @@ while this process was cut off): the channel is reported ``lost``.
 A deleted channel's tombstone (``hub.backplane.nats_private``) comes in the same order: the
 events before it are delivered, then the listener is told ``deleted``. A join reads the new
 channels' last messages after its frontier ``F``, so a tombstone at or below ``F`` (which the
-consumer skips) is known to ``deleted()`` before ``follow`` returns.
+consumer skips) is known to ``deleted()`` before ``follow`` returns (a create marker of
+``nats_streams`` is no event: it undoes the marks of a channel's earlier life).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from hub.backplane.nats_link import (
     UNAVAILABLE,
     api,
     is_closing,
+    is_created,
     is_floor,
     is_tombstone,
     last_markers,
@@ -162,9 +164,11 @@ class Reader:
         message. Read after the frontier, so one stored after it is found here and delivered
         too (the hub ends its streams once; a second call finds none)."""
         bp = self._bp
-        for channel, closed, stored in await last_markers(
-            bp.require(), bp.stream, bp.subjects, channels
-        ):
+        ended = await last_markers(bp.require(), bp.stream, bp.subjects, channels)
+        for channel in set(channels) - {c for c, closed, _ in ended if not closed}:
+            self._tombstones.lift(channel)  # marks of a life before a Durable Stream's
+            self._closings.lift(channel)  # (re)creation
+        for channel, closed, stored in ended:
             (self._closings if closed else self._tombstones).mark(channel, stored)
 
     async def _create(self) -> None:
@@ -256,6 +260,11 @@ class Reader:
             channel = subjects.channel(msg.subject)
             cursor = self.cursors.get(channel) if channel is not None else None
             if channel is None or cursor is None or seq <= cursor:
+                continue
+            if is_created(msg.headers):  # a Durable Stream (re)created: no event, no gap
+                self._tombstones.lift(channel)
+                self._closings.lift(channel)
+                self.cursors[channel] = seq
                 continue
             if is_tombstone(msg.headers) or is_closing(msg.headers):
                 closed = not is_tombstone(msg.headers)
