@@ -14,6 +14,7 @@ the tombstone, not the one the publish names), and the refresh that follows find
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from hub.backplane import (
 from hub.backplane.nats_batch import MAX_ATOMIC_BATCH, OP, Message, atomic
 from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import API_TIMEOUT, CLOSED, GONE, PREV, ApiError, batch_get, stamp
+from hub.backplane.nats_stream_record import decode
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
@@ -143,25 +145,36 @@ class Publisher:
         self._last[channel] = seq
 
     async def _refresh(self, channels: list[str]) -> None:
+        """The channels' last messages, and their Durable Streams' records: a closed stream
+        whose close marker expired with its events (``history_ttl``) is still closed."""
         nc = self._bp.require()
         subjects = self._bp.subjects
         for channel in channels:
             self._last[channel] = 0
-        for at in range(0, len(channels), 100):
-            chunk = [subjects.of(c) for c in channels[at : at + 100]]
+        for at in range(0, len(channels), 50):
+            states = {subjects.state(c): c for c in channels[at : at + 50]}
+            chunk = [subjects.of(c) for c in states.values()] + list(states)
+            closed: list[str] = []
             for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
                 headers = msg.headers or {}
                 name = subjects.channel(headers["Nats-Subject"])
-                if name is not None:
-                    self._last[name] = int(headers["Nats-Sequence"])
-                    if GONE in headers:
-                        self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
-                    elif CLOSED in headers:
-                        self._closings.mark(name, stamp(headers["Nats-Time-Stamp"]))
-                        self._tombstones.lift(name)
-                    else:  # a stream created again since (nats_streams)
-                        self._tombstones.lift(name)
-                        self._closings.lift(name)
+                if name is None:
+                    record = decode(msg.data, int(headers["Nats-Sequence"]))
+                    if record is not None and record.closed and not record.gone:
+                        closed += [states.get(headers["Nats-Subject"], "")]
+                    continue
+                self._last[name] = int(headers["Nats-Sequence"])
+                if GONE in headers:
+                    self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                elif CLOSED in headers:
+                    self._closings.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                    self._tombstones.lift(name)
+                else:  # a stream created again since (nats_streams)
+                    self._tombstones.lift(name)
+                    self._closings.lift(name)
+            for name in closed:
+                if self._last.get(name) == 0:
+                    self._closings.mark(name, time.time())
 
     def _headers(self, channel: str, floor: int | None) -> dict[str, str]:
         last = self._last[channel]

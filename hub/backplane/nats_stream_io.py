@@ -110,6 +110,8 @@ class StreamIO:
                 self._closings.mark(channel, stamp(seen.headers["Nats-Time-Stamp"]))
             else:
                 self._closings.lift(channel)
+        if seen.closed and seen.stream() is not None:  # a stream's close outlives its marker
+            self._closings.mark(channel, time.time())
         return seen
 
     async def write(
