@@ -34,13 +34,18 @@ Why the guarantees hold (the reasoning of ``hub.backplane.redis``, on JetStream)
    per-message TTL, spent by deleting its sequence (JetStream does that once); a deletion is a
    tombstone message on the channel's own subject, so point 4's check refuses every later
    publish atomically, and every reader meets it in order with the channel's events.
+8. Durable Streams (``hub.backplane.nats_streams``): a stream's create and close markers are
+   messages on its channel's subject like the tombstone, its state a record beside it on
+   ``P_dstream.<token>``; every write is one atomic batch of both under point 4's expected last
+   subject sequences, so each check an append makes still holds when it is stored.
 
 Modules: this (the protocol, over its parts), ``nats_connection`` (connection, stream: what
 every part takes), ``nats_link`` (subjects, API calls, health), ``nats_publish``,
 ``nats_history`` (pages, resets, catalog), ``nats_reader`` (live delivery), ``nats_presence``
-(cluster counts), ``nats_private`` (tickets, deletion), ``nats_settings`` (its ``nats_*`` keys),
-``compat_nats`` (point 6's use of nats-py internals). No part imports this module: each takes
-the connection and only the other parts or callbacks it needs.
+(cluster counts), ``nats_private`` (tickets, deletion), ``nats_streams`` with ``nats_stream_io``
+and ``nats_stream_record`` (point 8), ``nats_batch`` (atomic batches), ``nats_settings`` (its
+``nats_*`` keys), ``compat_nats`` (point 6's use of nats-py internals). No part imports this
+module: each takes the connection and only the other parts or callbacks it needs.
 """
 
 from __future__ import annotations

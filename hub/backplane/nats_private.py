@@ -32,7 +32,8 @@ when its time is over, so it needs no expiry of its own. Why this is atomic enou
   tombstone (it was acknowledged, and is delivered before the deletion, as a publish just
   before Redis's ``DELETE`` script) or refused whole; it is never stored after it.
 - a process that has seen the tombstone refuses publishes to the channel without asking NATS
-  (``hub.backplane.tombstones``, a local map with expiry): the publish path has no round trip more.
+  (``hub.backplane.tombstones``, a local map with expiry) after one read of the channel's last
+  message (``nats_publish``: it may hold a Durable Stream created again since).
 - every process's reader meets the tombstone in stream-sequence order with the events of the
   channels it follows (its consumer filters on the channel's subject), and tells its listener
   (``Hub.deleted``); a join of new channels reads their last messages after reading its

@@ -6,9 +6,13 @@ process published. The last sequence of each channel is cached; a stale cache co
 publish and a retry, never a wrong header. Publishes of one process on one channel wait for each
 other (a lock per channel), so they do not refuse each other.
 
-A channel whose tombstone this process knows of (``hub.backplane.nats_private``) is refused
-here, without asking NATS; one it does not know of is refused by JetStream (its last message is
-the tombstone, not the one the publish names), and the refresh that follows finds the tombstone.
+A channel whose tombstone (or close marker) this process knows of (``hub.backplane.nats_private``)
+is refused here after one batched read of its last message (a Durable Stream may have been
+created on it again since: ``hub.backplane.nats_streams``; only a refused publish pays it); one
+it does not know of is refused by JetStream (its last message is the tombstone, not the one the
+publish names), and the refresh that follows finds the tombstone. The refresh also reads the
+channels' stream records: a closed stream whose close marker expired with its events
+(``history_ttl``) refuses native publishes all the same.
 """
 
 from __future__ import annotations
