@@ -55,6 +55,9 @@ holds for it: a publish is stored before it or refused (the publisher finds the 
 raises ``ChannelClosed``), every reader meets it in order (``Hub.closed``), a join finds it as
 the channel's last message. The history before it stays served (``nats_history`` skips the
 marker only) until ``max_age``, which also ends the marker.
+
+On a Durable Stream's channel, a deletion or a close also goes into the stream's record
+(``nats_stream_io.settle``), so the stream stays deleted or closed after its marker expires.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from hub.backplane.nats_link import (
     stamp,
 )
 from hub.backplane.nats_publish import Publisher
+from hub.backplane.nats_stream_io import settle
 from hub.backplane.tombstones import Tombstones
 
 __all__ = ["PrivateChannels"]
@@ -192,6 +196,7 @@ class PrivateChannels:
                 )
         self._tombstones.mark(channel, time.time())
         self._publisher.stored(channel, tombstone)
+        await settle(bp, self._publisher, channel, tombstone, gone=True)
         return None if beaten else True
 
     async def close(self, channel: str) -> bool | None:
@@ -230,6 +235,7 @@ class PrivateChannels:
                     first = False
         if first is not None:
             self._closings.mark(channel, time.time())
+            await settle(bp, self._publisher, channel, marker, gone=False)
         self._publisher.stored(channel, marker)
         return first
 

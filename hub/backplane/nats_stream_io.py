@@ -33,7 +33,7 @@ from hub.backplane.streams import Appended, Outcome, StreamState
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
-__all__ = ["Seen", "StreamIO"]
+__all__ = ["Seen", "StreamIO", "kept", "settle"]
 
 log = logging.getLogger("hub.backplane")
 
@@ -112,6 +112,11 @@ class StreamIO:
                 self._closings.lift(channel)
         if seen.closed and seen.stream() is not None:  # a stream's close outlives its marker
             self._closings.mark(channel, time.time())
+        rec = seen.record
+        if rec is not None and not rec.gone and rec.start < seen.last:
+            gone = GONE in seen.headers  # a native delete or close the record missed: it may
+            if gone or (CLOSED in seen.headers and not rec.closed):  # have died before settle
+                await settle(self._bp, self._publisher, channel, seen.last, gone=gone)
         return seen
 
     async def write(
@@ -140,7 +145,7 @@ class StreamIO:
             # The tail the record keeps: never down, even when the oldest events expire.
             record = replace(record, at=max(record.at, seen.last))
         body = encode(record)
-        kept_for = self.kept(record, time.time())
+        kept_for = kept(record, time.time(), self._bp.ttl)
         messages.append((self._bp.subjects.state(channel), body, {EXPECT: str(seen.rec_seq)}))
         messages[-1][2].update(ROLLUP | kept_for)
         try:
@@ -159,11 +164,11 @@ class StreamIO:
             self._closings.lift(channel)
         if close:
             self._closings.mark(channel, time.time())
-        kept = decode(body, end)
-        assert kept is not None
-        tail = top - close if drafts or opening else max(kept.at, kept.start)
+        written = decode(body, end)
+        assert written is not None
+        tail = top - close if drafts or opening else max(written.at, written.start)
         state = StreamState(
-            kept.shape, base + tail, kept.closed, kept.created_at, base + kept.start
+            written.shape, base + tail, written.closed, written.created_at, base + written.start
         )
         return Appended(Outcome.APPENDED, state, ids)
 
@@ -213,27 +218,12 @@ class StreamIO:
             return
         at = state.tail - self._bp.base
         body = encode(replace(record, touched=now, at=at, closed=seen.closed))
-        headers = {EXPECT: str(seen.rec_seq)} | ROLLUP | self.kept(record, now)
+        headers = {EXPECT: str(seen.rec_seq)} | ROLLUP | kept(record, now, self._bp.ttl)
         try:
             await self._publisher.send(self._bp.subjects.state(channel), body, headers)
         except ApiError as error:
             if error.code != WRONG_LAST:  # else a newer write came first: it counts as a touch
                 raise
-
-    def kept(self, record: Record, now: float) -> dict[str, str]:
-        """How long JetStream keeps a record: a stream outlives ``history_ttl`` (its events do
-        not), so ``never`` (a later write rolls it up, a deletion marks it gone), or for a
-        stream ending sooner by its TTL or expiry, a little past its end (then it is gone
-        without a tombstone, if no read came to delete it lazily)."""
-        shape, left = record.shape, math.inf
-        if shape.expires_at is not None:
-            left = shape.expires_at - now
-        if shape.ttl is not None:
-            left = min(left, shape.ttl)
-        # Past the unwritten touches of another process, and a second more.
-        if left + TOUCH_EVERY + 2 < self._bp.ttl:
-            return {"Nats-TTL": f"{math.ceil(max(left, 0) + TOUCH_EVERY) + 1}s"}
-        return {"Nats-TTL": "never"}
 
     async def purge(self, channel: str, below: int) -> None:
         """The messages of the channel's earlier life, below the create marker."""
@@ -242,3 +232,48 @@ class StreamIO:
             await api(self._bp.require(), f"$JS.API.STREAM.PURGE.{self._bp.stream}", request)
         except UNAVAILABLE as problem:  # the stream stands; only native reads may see them
             log.warning("the earlier events of %s could not be purged: %s", channel, problem)
+
+
+def kept(record: Record, now: float, history_ttl: float) -> dict[str, str]:
+    """How long JetStream keeps a record: a stream outlives ``history_ttl`` (its events do not),
+    so ``never`` (a later write rolls it up, a deletion marks it gone), or for a stream ending
+    sooner by its TTL or expiry, a little past its end (then it is gone without a tombstone,
+    if no read came to delete it lazily)."""
+    shape, left = record.shape, math.inf
+    if shape.expires_at is not None:
+        left = shape.expires_at - now
+    if shape.ttl is not None:
+        left = min(left, shape.ttl)
+    # Past the unwritten touches of another process, and a second more.
+    if left + TOUCH_EVERY + 2 < history_ttl:
+        return {"Nats-TTL": f"{math.ceil(max(left, 0) + TOUCH_EVERY) + 1}s"}
+    return {"Nats-TTL": "never"}
+
+
+async def settle(
+    connection: Connection, publisher: Publisher, channel: str, marker: int, *, gone: bool
+) -> None:
+    """A native ``delete_channel`` or ``close_channel`` (``nats_private``) stored its marker at
+    sequence ``marker``: a stream on the channel records it too (deleted, or closed), so it is
+    not back when the marker expires with ``history_ttl``. Nothing for a record of a later
+    life (created after the marker) or none; a record written meanwhile is read again."""
+    subject = connection.subjects.state(channel)
+    for _ in range(5):
+        found = await batch_get(connection.require(), connection.stream, {"multi_last": [subject]})
+        if not found:
+            return
+        seq = int((found[0].headers or {})["Nats-Sequence"])
+        record = decode(found[0].data, seq)
+        if record is None or record.gone or record.start > marker or (record.closed and not gone):
+            return
+        now = time.time()
+        if gone:
+            body, life = encode(replace(record, gone=True)), {}
+        else:
+            body, life = encode(replace(record, closed=True)), kept(record, now, connection.ttl)
+        try:
+            await publisher.send(subject, body, {EXPECT: str(seq)} | ROLLUP | life)
+            return
+        except ApiError as error:
+            if error.code != WRONG_LAST:
+                raise
