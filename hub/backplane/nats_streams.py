@@ -35,10 +35,13 @@ What is not atomic (each a documented window, none storing an event wrongly):
 - touches are kept per process and written at most every ``TOUCH_EVERY`` seconds (a quarter of
   the TTL for shorter ones) per stream, so a read costs no JetStream write; another process may
   expire a stream up to that long before its last read elsewhere would have kept it;
-- the record lives ``history_ttl`` from its last write (append, touch) like every message; a
-  closed stream's close marker lives ``history_ttl`` from the close: later, the publisher
-  refuses native publishes from the record (``nats_publish``), but a subscriber joining then
-  gets no ``event: close``.
+- the record outlives ``history_ttl`` (``Nats-TTL: never``, or a TTL'd stream's own end), but
+  its markers do not: a closed stream's close marker expires with ``history_ttl``, then the
+  record says it (the publisher reads it for a channel that holds nothing: ``nats_publish``),
+  but a native subscriber joining then gets no ``event: close``;
+- a native ``delete_channel`` or ``close_channel`` writes its marker, then the record
+  (``nats_stream_io.settle``); a process dying between leaves it to the next read of the
+  stream (which repairs it), and the stream deleted or closed meanwhile by the marker alone.
 """
 
 from __future__ import annotations
