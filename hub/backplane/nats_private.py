@@ -63,6 +63,7 @@ On a Durable Stream's channel, a deletion or a close also goes into the stream's
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -86,6 +87,8 @@ from hub.backplane.nats_stream_io import settle
 from hub.backplane.tombstones import Tombstones
 
 __all__ = ["PrivateChannels"]
+
+log = logging.getLogger("hub.backplane")
 
 WRONG_LAST = 10071
 NO_MESSAGE = 10037
@@ -196,7 +199,7 @@ class PrivateChannels:
                 )
         self._tombstones.mark(channel, time.time())
         self._publisher.stored(channel, tombstone)
-        await settle(bp, self._publisher, channel, tombstone, gone=True)
+        await self._settle(channel, tombstone, gone=True)
         return None if beaten else True
 
     async def close(self, channel: str) -> bool | None:
@@ -235,9 +238,22 @@ class PrivateChannels:
                     first = False
         if first is not None:
             self._closings.mark(channel, time.time())
-            await settle(bp, self._publisher, channel, marker, gone=False)
+            await self._settle(channel, marker, gone=False)
         self._publisher.stored(channel, marker)
         return first
+
+    async def _settle(self, channel: str, marker: int, *, gone: bool) -> None:
+        """A Durable Stream on the channel records the deletion or close too; the marker is
+        stored already, so a failure here does not fail it: the stream's next read repairs it."""
+        try:
+            await settle(self._bp, self._publisher, channel, marker, gone=gone)
+        except UNAVAILABLE as problem:
+            log.warning(
+                "the stream on %s will record its %s later: %s",
+                channel,
+                "deletion" if gone else "close",
+                problem,
+            )
 
     def closed(self, channels: Sequence[str]) -> list[str]:
         return self._closings.among(channels)
