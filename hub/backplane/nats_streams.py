@@ -39,6 +39,10 @@ What is not atomic (each a documented window, none storing an event wrongly):
   its markers do not: a closed stream's close marker expires with ``history_ttl``, then the
   record says it (the publisher reads it for a channel that holds nothing: ``nats_publish``),
   but a native subscriber joining then gets no ``event: close``;
+- a stream ending by its TTL or expiry sooner than ``history_ttl`` has its record kept only a
+  little past its end (``nats_stream_io.kept``): read after that, it is simply gone, without
+  the tombstone a lazy expiry writes (a native reader of the channel is not told, and its
+  events stay natively readable until ``history_ttl``);
 - a native ``delete_channel`` or ``close_channel`` writes its marker, then the record
   (``nats_stream_io.settle``); a process dying between leaves it to the next read of the
   stream (which repairs it), and the stream deleted or closed meanwhile by the marker alone.
