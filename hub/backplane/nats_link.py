@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from nats.errors import Error as NatsError
 
 from hub import sse
 from hub.backplane.link import Link
+from hub.backplane.nats_stream_record import decode
+from hub.backplane.tombstones import Tombstones
 from hub.events import Event, event_id
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "is_marker",
     "is_tombstone",
     "last_markers",
+    "mark_ends",
     "message_event",
     "new_link",
     "prev_of",
@@ -215,20 +219,52 @@ async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Ms
 
 async def last_markers(
     nc: Client, stream: str, subjects: Subjects, channels: list[str]
-) -> list[tuple[str, bool, float]]:
-    """Those of ``channels`` whose last message is a marker: ``(channel, closed, stored)``,
-    ``closed`` False for a deletion's tombstone. Asked 100 subjects at a time."""
-    chunks = [
-        [subjects.of(c) for c in channels[at : at + 100]] for at in range(0, len(channels), 100)
+) -> list[tuple[str, str, float]]:
+    """What the last message of each of ``channels`` that has one says: ``(channel, kind,
+    stored)``, kind ``deleted`` (its tombstone), ``closed`` (its close marker; or, when the
+    markers expired with ``history_ttl``, a closed Durable Stream's record, stored now) or ``""``
+    (an event or a stream's create marker: the channel lives). 50 channels a request."""
+    chunks = [channels[at : at + 50] for at in range(0, len(channels), 50)]
+    requests = [
+        {"multi_last": [subjects.of(c) for c in chunk] + [subjects.state(c) for c in chunk]}
+        for chunk in chunks
     ]
-    replies = await asyncio.gather(*(batch_get(nc, stream, {"multi_last": c}) for c in chunks))
-    found = []
+    replies = await asyncio.gather(*(batch_get(nc, stream, r) for r in requests))
+    states = {subjects.state(c): c for c in channels}
+    found: dict[str, tuple[str, str, float]] = {}
+    closed_streams: list[str] = []
     for msg in (msg for reply in replies for msg in reply):
         headers = msg.headers or {}
-        channel = subjects.channel(headers.get("Nats-Subject", ""))
-        if channel is not None and (is_tombstone(headers) or is_closing(headers)):
-            found.append((channel, not is_tombstone(headers), stamp(headers["Nats-Time-Stamp"])))
-    return found
+        subject = headers.get("Nats-Subject", "")
+        if subject in states:
+            record = decode(msg.data, int(headers["Nats-Sequence"]))
+            if record is not None and record.closed and not record.gone:
+                closed_streams.append(states[subject])
+            continue
+        channel = subjects.channel(subject)
+        if channel is not None:
+            kind = "deleted" if is_tombstone(headers) else "closed" if is_closing(headers) else ""
+            found[channel] = (channel, kind, stamp(headers["Nats-Time-Stamp"]))
+    now = time.time()
+    for channel in closed_streams:
+        found.setdefault(channel, (channel, "closed", now))
+    return list(found.values())
+
+
+def mark_ends(
+    found: list[tuple[str, str, float]], tombstones: Tombstones, closings: Tombstones
+) -> None:
+    """``last_markers``' answer into a process's marks; one that is not the channel's last
+    message any more (of a life before a Durable Stream's (re)creation) is lifted."""
+    for channel, kind, stored in found:
+        if kind == "deleted":
+            tombstones.mark(channel, stored)
+            continue
+        tombstones.lift(channel)
+        if kind == "closed":
+            closings.mark(channel, stored)
+        else:
+            closings.lift(channel)
 
 
 def new_link() -> Link:

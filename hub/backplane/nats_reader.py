@@ -48,6 +48,7 @@ from hub.backplane.nats_link import (
     is_floor,
     is_tombstone,
     last_markers,
+    mark_ends,
     message_event,
     prev_of,
 )
@@ -160,16 +161,11 @@ class Reader:
         self._stale = True
 
     async def _find_tombstones(self, channels: list[str]) -> None:
-        """Which of the joining channels were deleted or closed: a marker is a channel's last
-        message. Read after the frontier, so one stored after it is found here and delivered
-        too (the hub ends its streams once; a second call finds none)."""
+        """Which joining channels were deleted or closed, from their last messages, read after
+        the frontier: one stored after it is delivered too (the hub ends its streams once)."""
         bp = self._bp
-        ended = await last_markers(bp.require(), bp.stream, bp.subjects, channels)
-        for channel in set(channels) - {c for c, closed, _ in ended if not closed}:
-            self._tombstones.lift(channel)  # marks of a life before a Durable Stream's
-            self._closings.lift(channel)  # (re)creation
-        for channel, closed, stored in ended:
-            (self._closings if closed else self._tombstones).mark(channel, stored)
+        found = await last_markers(bp.require(), bp.stream, bp.subjects, channels)
+        mark_ends(found, self._tombstones, self._closings)
 
     async def _create(self) -> None:
         nc = self._bp.require()

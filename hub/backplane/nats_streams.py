@@ -37,8 +37,9 @@ What is not atomic (each a documented window, none storing an event wrongly):
   expire a stream up to that long before its last read elsewhere would have kept it;
 - the record outlives ``history_ttl`` (``Nats-TTL: never``, or a TTL'd stream's own end), but
   its markers do not: a closed stream's close marker expires with ``history_ttl``, then the
-  record says it (the publisher reads it for a channel that holds nothing: ``nats_publish``),
-  but a native subscriber joining then gets no ``event: close``;
+  record says it (the publisher's refresh and the reader's join read it with the channel's
+  last message: ``nats_publish``, ``nats_link.last_markers``); a process that already follows
+  the channel keeps its mark only ``history_ttl`` from the close, unless a read renews it;
 - a stream ending by its TTL or expiry sooner than ``history_ttl`` has its record kept only a
   little past its end (``nats_stream_io.kept``): read after that, it is simply gone, without
   the tombstone a lazy expiry writes (a native reader of the channel is not told, and its

@@ -78,3 +78,24 @@ async def test_a_process_holding_a_deletion_publishes_to_the_stream_created_agai
     await recorder.wait_for(published.ids)
     assert recorder.sequence == ["deleted:s", published.ids[0]]
     assert b.deleted(["s"]) == []
+
+
+async def test_a_closed_stream_past_its_markers_is_closed_for_a_join(nats_rig: Rig) -> None:
+    """The stream's close marker expired with history_ttl: another process refuses a native
+    publish to it, and still does after following the channel (the join finds the record, and
+    keeps the mark), and tells the join it is closed."""
+    _, store, _ = await make(nats_rig, history_ttl=1)
+    await store.create_stream("s", JSON, [], False)
+    assert (await append(store, "s", "last", close=True)).outcome is Outcome.APPENDED
+    await asyncio.sleep(1.5)
+    other, _, _ = await make(nats_rig, history_ttl=1)
+    assert isinstance(other, Closing)
+    with pytest.raises(ChannelClosed):
+        await other.publish([draft("s")], None)
+    await other.follow(["s"])
+    assert other.closed(["s"]) == ["s"]
+    with pytest.raises(ChannelClosed):
+        await other.publish([draft("s")], None)
+    joiner, _, _ = await make(nats_rig, history_ttl=1)
+    await joiner.follow(["s"])
+    assert isinstance(joiner, Closing) and joiner.closed(["s"]) == ["s"]
