@@ -90,6 +90,8 @@ SCENARIOS = (
 )
 #: Scenarios only the hub runs (the others have no such feature).
 HUB_ONLY = ("clocks", "many-stream")
+#: Targets that serve only some scenarios: the bare aiohttp handler has no streams.
+ONLY = {"aiohttp": ("publish",)}
 
 
 @dataclass
@@ -627,6 +629,8 @@ async def run_target(
     for name in scenarios:
         if name in HUB_ONLY and not spec.name.startswith("hub"):
             continue
+        if spec.name in ONLY and name not in ONLY[spec.name]:
+            continue
         log(f"{spec.name}: {name}")
         if name == "search":
             results[name] = await scenario_search(spec, plan, workdir / name)
@@ -815,7 +819,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--targets",
-        default="hub,naive,nchan,uws,floor",
+        default="hub,naive,nchan,uws,floor,aiohttp",
         help=f"comma list of {','.join(SERVERS)} (unavailable ones are skipped)",
     )
     p.add_argument(

@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import time
+import weakref
 from collections.abc import Callable
 
 from aiohttp import web
@@ -23,13 +24,41 @@ __all__ = ["run", "serve"]
 log = logging.getLogger("hub")
 
 
+#: Set to ``0`` to run on plain uvloop even when aiofastnet is installed (an A/B, or a problem
+#: with it): docs/performance.md has what it saves.
+AIOFASTNET_ENV = "SSEHUB_AIOFASTNET"
+#: Loops made by ``_loop_factory`` with aiofastnet's transports, for the start line.
+_FASTNET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path."""
+    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path;
+    with aiofastnet's transports (Cython) on it when that is installed too and not turned off
+    by ``SSEHUB_AIOFASTNET=0``: less CPU per write and per request again."""
     try:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop
+    if os.environ.get(AIOFASTNET_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return uvloop.new_event_loop
+    try:
+        import aiofastnet
+    except ImportError:
+        return uvloop.new_event_loop
+    patched = aiofastnet.loop_factory(uvloop.new_event_loop)
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = patched()
+        _FASTNET_LOOPS.add(loop)
+        return loop
+
+    return factory
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop``, ``uvloop+aiofastnet`` or ``asyncio``: what the start line says."""
+    name = type(loop).__module__.split(".")[0]
+    return f"{name}+aiofastnet" if loop in _FASTNET_LOOPS else name
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -100,7 +129,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         "ssehub listening on http://%s (backplane: %s; publish: %s; profile: %s, limits per "
         "client %s; open files: %s; loop: %s; ready in %.2fs)",
         _authority(host, port), _redact(config.backplane), publish, config.profile,
-        _limits(config), files, type(loop).__module__.split(".")[0],
+        _limits(config), files, loop_name(loop),
         time.monotonic() - started,
         extra={"event": "start", "host": host, "port": port, "profile": config.profile},
     )  # fmt: skip
