@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import resource
@@ -24,28 +25,36 @@ __all__ = ["run", "serve"]
 log = logging.getLogger("hub")
 
 
-#: Set to ``0`` to run on plain uvloop even when aiofastnet is installed (an A/B, or a problem
-#: with it): docs/performance.md has what it saves.
+#: Set to ``1`` to run on aiofastnet's transports (Cython, on uvloop) when it is installed: off
+#: by default, as it saved nothing measurable here (docs/performance.md has the figures).
 AIOFASTNET_ENV = "SSEHUB_AIOFASTNET"
 #: Loops made by ``_loop_factory`` with aiofastnet's transports, for the start line.
 _FASTNET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
+def aiofastnet_asked() -> bool:
+    """Whether the environment asks for aiofastnet (an opt-in: see ``AIOFASTNET_ENV``)."""
+    return os.environ.get(AIOFASTNET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path;
-    with aiofastnet's transports (Cython) on it when that is installed too and not turned off
-    by ``SSEHUB_AIOFASTNET=0``: less CPU per write and per request again."""
+    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path.
+    With ``SSEHUB_AIOFASTNET=1`` and aiofastnet installed, its transports on it (an experiment
+    to re-measure: same-run A/B figures in docs/performance.md)."""
     try:
         import uvloop
     except ImportError:
         return None
-    if os.environ.get(AIOFASTNET_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not aiofastnet_asked():
         return uvloop.new_event_loop
-    try:
-        import aiofastnet
+    try:  # by name: an optional package outside every extra, so type checks never need it
+        aiofastnet = importlib.import_module("aiofastnet")
     except ImportError:
+        log.warning("SSEHUB_AIOFASTNET=1 but aiofastnet is not installed: running on uvloop")
         return uvloop.new_event_loop
-    patched = aiofastnet.loop_factory(uvloop.new_event_loop)
+    patched: Callable[[], asyncio.AbstractEventLoop] = aiofastnet.loop_factory(
+        uvloop.new_event_loop
+    )
 
     def factory() -> asyncio.AbstractEventLoop:
         loop = patched()

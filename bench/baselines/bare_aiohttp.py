@@ -6,8 +6,8 @@ array. No channels, no history, no checks, no subscribers (``GET`` of a stream i
 is left of a single publish is aiohttp's request path, which the hub's publish row is
 compared with (``hub÷aiohttp``: the hub's own work per request). It runs on the event loop the
 hub would pick here: uvloop, with aiofastnet's transports when that is installed and
-``SSEHUB_AIOFASTNET`` is not ``0`` (the start line says which), so the ratio compares
-handlers, not loops.
+``SSEHUB_AIOFASTNET=1`` (the start line says which), so the ratio compares handlers, not
+loops.
 
 Run: ``python bench/baselines/bare_aiohttp.py --port 8001``.
 """
@@ -61,7 +61,7 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]
         import uvloop
     except ImportError:
         return None, "asyncio"
-    if os.environ.get("SSEHUB_AIOFASTNET", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("SSEHUB_AIOFASTNET", "").strip().lower() not in ("1", "true", "yes", "on"):
         return uvloop.new_event_loop, "uvloop"
     try:
         import aiofastnet
