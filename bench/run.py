@@ -745,6 +745,15 @@ def rows_for(plan: Plan) -> list[Row]:
             "higher",
             0,
         ),
+        # CPU per request: on a busy machine the rate moves with the load client's share of its
+        # core, the server's CPU per request much less (the row bench.ab can compare)
+        Row(
+            f"publish single, {plan.pub_connections} conns: server CPU us/publish",
+            "publish",
+            ("multi", "server_cpu_us_per_publish"),
+            "lower",
+            1,
+        ),
         Row(
             f"publish batches of {plan.pub_batch} (events/s)",
             "publish",
