@@ -43,8 +43,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hub.backplane import BackplaneUnavailable, History, Reset
+from hub.config import Config
 from hub.events import Event, parse_position
+from hub.latest_wins import LatestWins, newest_only
 from hub.metrics import Metrics
+from hub.patterns import Patterns
 from hub.view import View
 from hub.writer import ANY_FLOOR, Output, Sink
 
@@ -75,6 +78,19 @@ class Settings:
     max_pending: int  # bytes held, or unsent, past which a stream is a slow reader
     stall: float  # seconds a replay waits for the client to read a page (the heartbeat)
     metrics: Metrics
+    conflate: Patterns | None = None  # latest-wins channels (hub.conflation)
+
+    @classmethod
+    def of(cls, config: Config, metrics: Metrics) -> Settings:
+        latest = Patterns(config.conflate) if config.conflate else None
+        return cls(config.retry, config.max_pending_bytes, config.heartbeat, metrics, latest)
+
+    def conflated(self, channels: Sequence[str]) -> frozenset[str]:
+        """Those of ``channels`` that are latest-wins: their replay is their newest event."""
+        patterns = self.conflate
+        if patterns is None:
+            return frozenset()
+        return frozenset(name for name in channels if patterns.match(name))
 
 
 class State(enum.Enum):
@@ -194,8 +210,12 @@ class Stream(Output):
         parts = [*map(fmt.close, gone), fmt.head(settings.retry_ms)]
         if page is not None and page.reset is not None:
             parts.append(fmt.reset(page.reset))
+        latest = LatestWins(settings.conflated(self.channels), self.channels, self.floor)
         while page is not None:
-            parts += self._take(page.events, settings)
+            events: Sequence[Event] = page.events
+            if latest.conflated:
+                events, self.floor = latest.page(events, page.more, self.floor)
+            parts += self._take(events, settings)
             if not await self._write(parts, settings):
                 return None
             parts = []
@@ -217,10 +237,11 @@ class Stream(Output):
         """Write ``parts`` and the held events until none arrived meanwhile; then LIVE (the
         caller moves the stream to its channels' live streams before its next await). False:
         closed meanwhile, or a slow reader (cut off)."""
+        conflated = settings.conflated(self.channels)
         while True:
             held, self.held = self.held, ()
             self.held_bytes = 0
-            parts += self._take(held, settings)
+            parts += self._take(newest_only(held, conflated) if conflated else held, settings)
             if parts and not await self._write(parts, settings):
                 return False
             if not self._holds():  # held while that write waited for the client

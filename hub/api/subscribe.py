@@ -124,9 +124,9 @@ def _stream_handler(
             if start not in (None, "start"):
                 raise InvalidInput(f"from={start!r} is not understood; use from=start")
             replay = _replay_of(request, channels, start is not None)
-            deadline = None
+            deadline = who = None
             if gate is not None and (private := gate.needs_grant(channels)):
-                deadline = await gate.check(request, private)
+                deadline, who = await gate.grant(request, private)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request))
         except BackplaneUnavailable:
@@ -145,7 +145,12 @@ def _stream_handler(
             # the Ask inline: a name here would keep it as long as the stream
             await core.stream(
                 Ask(
-                    channels, last_event_id or None, channels if start else replay, client, deadline
+                    channels,
+                    last_event_id or None,
+                    channels if start else replay,
+                    client,
+                    deadline,
+                    who,
                 ),
                 SSE,
                 response,
