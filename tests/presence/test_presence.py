@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import HubServer, MakeHub
+from tests.conftest import MakeHub
 from tests.support.hubs import MakeHubProcess
 from tests.support.sse_client import Message, open_stream
 
@@ -47,3 +47,96 @@ async def test_joins_and_leaves_are_told_coalesced(make_hub: MakeHub, backplane:
     assert left.event == "leave"
     assert data(left) == {"channel": "rooms/a", "subscribers": 1, "change": -2}
     assert await watcher.quiet(1.5) == []
+
+
+async def test_who_on_a_private_channel_and_its_privacy(make_hub: MakeHub, backplane: str) -> None:
+    """On a private channel ``who`` names the grants' subs; ``presence/C`` is as private as C:
+    no grant is a 401, a grant of another channel a 403, a grant of C (or of presence/C) lets
+    the watcher in; a grant without a sub adds to the count but names nobody."""
+    hub = await make_hub(
+        presence=["rooms/*"], private_channels=["rooms/private/*"], subscribe_jwt_secret=SECRET
+    )
+    path = "/channels/presence/rooms/private/x/events"
+    for headers, status in ((None, 401), (bearer("eve", ["rooms/private/y"]), 403)):
+        async with hub.session.get(hub.url + path, headers=headers) as answer:
+            assert answer.status == status
+            assert "error" in await answer.json()
+    watcher = await hub.subscribe(path, bearer("watcher", ["rooms/private/x"]))
+    other = await hub.subscribe(
+        "/channels/presence/rooms/private/x/events", bearer("w2", ["presence/rooms/private/*"])
+    )
+    alice = await hub.subscribe("/channels/rooms/private/x/events", bearer("alice", ["rooms/*"]))
+    await hub.subscribe("/channels/rooms/private/x/events", bearer("bob", ["rooms/*"]))
+    await hub.subscribe("/channels/rooms/private/x/events", bearer(None, ["rooms/*"]))
+    joined = await watcher.next(timeout=5)
+    assert (joined.event, data(joined)) == (
+        "join",
+        {"channel": "rooms/private/x", "subscribers": 3, "change": 3, "who": ["alice", "bob"]},
+    )
+    assert (await other.next(timeout=5)).id == joined.id
+    await alice.close()
+    left = await watcher.next(timeout=5)
+    assert (left.event, data(left)["who"], data(left)["change"]) == ("leave", ["alice"], -1)
+
+
+async def test_presence_of_a_public_channel_names_nobody(make_hub: MakeHub, backplane: str) -> None:
+    """A grant's sub on a stream that also carries a public channel is not told for that one."""
+    hub = await make_hub(presence=["*"], private_channels=["secret/*"], subscribe_jwt_secret=SECRET)
+    watcher = await hub.subscribe("/channels/presence/lobby/events")
+    await hub.subscribe("/events?channel=lobby&channel=secret/a", bearer("carol", ["secret/*"]))
+    joined = await watcher.next(timeout=5)
+    assert data(joined) == {"channel": "lobby", "subscribers": 1, "change": 1}
+
+
+async def test_presence_has_history_and_resumes(make_hub: MakeHub, backplane: str) -> None:
+    """Presence events are events: a watcher that comes later reads them from the start, and
+    one that resumes from an id gets what followed it."""
+    hub = await make_hub(presence=["rooms/*"])
+    first = await hub.subscribe("/channels/rooms/b/events")
+    watcher = await hub.subscribe("/channels/presence/rooms/b/events")
+    joined = await watcher.next(timeout=5)
+    await first.close()
+    left = await watcher.next(timeout=5)
+    replayed = await hub.subscribe("/channels/presence/rooms/b/events?from=start")
+    assert [m.id for m in await replayed.take(2)] == [joined.id, left.id]
+    resumed = await hub.subscribe("/channels/presence/rooms/b/events", {"Last-Event-ID": joined.id})
+    assert (await resumed.next()).id == left.id
+
+
+@pytest.mark.slow
+async def test_presence_across_processes(make_hub_process: MakeHubProcess, backplane: str) -> None:
+    """Two hub processes: joins on each reach the watcher on either, as events of one channel
+    (one sequence of ids), their changes adding up, and the count hub-wide once the processes
+    have shared their counts."""
+    if backplane == "memory":
+        pytest.skip("one process: nothing is shared")
+    one, two = [await make_hub_process(presence="rooms/*", heartbeat=0.5) for _ in range(2)]
+    async with aiohttp_session() as session:
+        watcher = await live(session, f"{one.url}/channels/presence/rooms/c/events")
+        await live(session, f"{one.url}/channels/rooms/c/events")
+        await live(session, f"{two.url}/channels/rooms/c/events")
+        seen = [await watcher.next(timeout=10), await watcher.next(timeout=10)]
+        assert [m.event for m in seen] == ["join", "join"]
+        assert sum(data(m)["change"] for m in seen) == 2
+        # a third joins on the second process once the counts were shared (every 2 s)
+        await asyncio.sleep(4.5)
+        await live(session, f"{two.url}/channels/rooms/c/events")
+        third = await watcher.next(timeout=10)
+        assert data(third) == {"channel": "rooms/c", "subscribers": 3, "change": 1}
+        await watcher.close()
+
+
+def aiohttp_session() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession()
+
+
+async def live(session: Any, url: str) -> Any:
+    """A stream that is registered (its retry hint is in)."""
+    stream = await open_stream(session, url)
+    while stream.parser.retry is None:
+        chunk = await stream.response.content.readany()
+        assert chunk, "the stream ended before its retry hint"
+        stream.parser.feed(chunk)
+    return stream
