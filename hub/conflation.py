@@ -3,7 +3,8 @@
 On an ordinary channel a subscriber whose unsent output passes ``max_pending_bytes`` is cut off
 and resumes with ``Last-Event-ID`` (``hub.writer``): every event matters. On a conflated channel
 only the newest one does (a price, a status), so a subscriber that falls behind is not cut off:
-once its socket holds more than ``BEHIND`` unsent bytes it is *behind*, and from then on each
+once its socket holds more than ``BEHIND`` unsent bytes (with what this loop pass queued for
+it, so that a burst published at once counts too) it is *behind*, and from then on each
 event of a conflated channel replaces the one kept for it (one per channel, so a stream of
 several conflated channels gets the newest of each). ``_drain_forever`` looks at the behind
 streams every ``POLL`` seconds; one whose socket has drained below half of ``BEHIND`` gets what
@@ -83,7 +84,10 @@ class Conflator:
             if kept is None:
                 sink = output.sink
                 transport = sink.transport if sink is not None else None
-                if transport is None or transport.get_write_buffer_size() <= BEHIND:
+                pending = output.pending  # queued this loop pass: about as long as this one
+                queued = len(pending) if isinstance(pending, list) else 1 if pending else 0
+                unsent = queued * len(frame)
+                if transport is None or transport.get_write_buffer_size() + unsent <= BEHIND:
                     fan_out((output,), frame, dirty, position)
                     continue
                 kept = self._fall_behind(output)
