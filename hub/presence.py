@@ -45,6 +45,8 @@ log = logging.getLogger("hub.presence")
 PREFIX = "presence/"
 #: Seconds between a process's events on one presence channel, at least.
 INTERVAL = 1.0
+#: Presence events published concurrently, at most (the rest of a second's wait their turn).
+_AT_ONCE = 100
 #: The longest channel name (``hub.events.CHANNEL_RE``): C's presence channel must fit.
 _MAX_NAME = 200
 
@@ -125,19 +127,29 @@ class PresenceChannels:
         self._max_event_bytes = max_event_bytes
         self._pending: dict[str, _Change] = {}
         self._who: dict[tuple[object, str], str] = {}  # (stream, channel) -> its grant's sub
+        self._streams_of: dict[tuple[str, str], int] = {}  # (channel, sub) -> its streams here
 
     def watches(self, name: str) -> bool:
         return _watches(self.patterns, name)
 
     def joined(self, name: str, stream: object, who: str | None) -> None:
+        """A stream joined ``name``; ``who`` counts on a private channel only, and only with
+        its first stream here (a second tab of alice's is a subscriber more, not a new who)."""
+        told = None
         if who is not None and self._private is not None and self._private.match(name):
             self._who[stream, name] = who
-        else:
-            who = None
-        self._change(name).add(1, who)
+            streams = self._streams_of[name, who] = self._streams_of.get((name, who), 0) + 1
+            told = who if streams == 1 else None
+        self._change(name).add(1, told)
 
     def left(self, name: str, stream: object) -> None:
-        self._change(name).add(-1, self._who.pop((stream, name), None))
+        told = who = self._who.pop((stream, name), None)
+        if who is not None:
+            streams = self._streams_of.pop((name, who)) - 1
+            if streams:
+                self._streams_of[name, who] = streams
+                told = None
+        self._change(name).add(-1, told)
 
     def _change(self, name: str) -> _Change:
         change = self._pending.get(name)
@@ -153,23 +165,29 @@ class PresenceChannels:
                 await self.publish_pending(int(time.time()))
 
     async def publish_pending(self, second: int) -> None:
+        """One event per channel with a change, ``_AT_ONCE`` publishes in flight at a time."""
         pending, self._pending = self._pending, {}
-        for name, change in pending.items():
-            split = change.split()
-            if split is None:
-                continue
-            kind, who, rest = split
-            data: dict[str, Any] = {
-                "channel": name,
-                "subscribers": self._count(name),
-                "change": change.net,
-            }
-            if who:
-                data["who"] = who
-            if not await self._send(name, kind, data, f"ssehub-presence:{name}:{second}"):
-                rest = change  # not published: all of it waits for the next second
-            if rest.net or rest.who:
-                self._change(name).merge(rest)
+        items = list(pending.items())
+        for start in range(0, len(items), _AT_ONCE):
+            chunk = items[start : start + _AT_ONCE]
+            await asyncio.gather(*(self._publish_one(name, c, second) for name, c in chunk))
+
+    async def _publish_one(self, name: str, change: _Change, second: int) -> None:
+        split = change.split()
+        if split is None:
+            return
+        kind, who, rest = split
+        data: dict[str, Any] = {
+            "channel": name,
+            "subscribers": self._count(name),
+            "change": change.net,
+        }
+        if who:
+            data["who"] = who
+        if not await self._send(name, kind, data, f"ssehub-presence:{name}:{second}"):
+            rest = change  # not published: all of it waits for the next second
+        if rest.net or rest.who:
+            self._change(name).merge(rest)
 
     async def _send(self, name: str, kind: str, data: dict[str, Any], key: str) -> bool:
         """True when published (or the change is to be dropped); False: try again later."""

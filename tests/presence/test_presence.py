@@ -50,7 +50,8 @@ async def test_joins_and_leaves_are_told_coalesced(make_hub: MakeHub, backplane:
 
 
 async def test_who_on_a_private_channel_and_its_privacy(make_hub: MakeHub, backplane: str) -> None:
-    """On a private channel ``who`` names the grants' subs; ``presence/C`` is as private as C:
+    """On a private channel ``who`` names the grants' subs (once, whatever their number of
+    streams); ``presence/C`` is as private as C:
     no grant is a 401, a grant of another channel a 403, a grant of C (or of presence/C) lets
     the watcher in; a grant without a sub adds to the count but names nobody."""
     hub = await make_hub(
@@ -77,6 +78,19 @@ async def test_who_on_a_private_channel_and_its_privacy(make_hub: MakeHub, backp
     await alice.close()
     left = await watcher.next(timeout=5)
     assert (left.event, data(left)["who"], data(left)["change"]) == ("leave", ["alice"], -1)
+    # a second tab of bob's is a subscriber more, not a new who; closing it, one fewer
+    tab = await hub.subscribe("/channels/rooms/private/x/events", bearer("bob", ["rooms/*"]))
+    assert data(await watcher.next(timeout=5)) == {
+        "channel": "rooms/private/x",
+        "subscribers": 3,
+        "change": 1,
+    }
+    await tab.close()
+    assert data(await watcher.next(timeout=5)) == {
+        "channel": "rooms/private/x",
+        "subscribers": 2,
+        "change": -1,
+    }
 
 
 async def test_presence_of_a_public_channel_names_nobody(make_hub: MakeHub, backplane: str) -> None:
