@@ -62,11 +62,6 @@ class Conflator:
     def matches(self, name: str) -> bool:
         return self._patterns is not None and self._patterns.match(name)
 
-    @property
-    def behind(self) -> int:
-        """Streams behind now (a gauge of /metrics)."""
-        return len(self._behind)
-
     def deliver(self, live: dict[View, dict[Stream, None]], event: Event) -> None:
         """``Hub.deliver`` for an event of a conflated channel: once per view, as there."""
         for view, streams in live.items():
