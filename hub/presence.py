@@ -28,6 +28,7 @@ agree on who is there, and the ``who`` of the others' joins, which counts do not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,6 +46,8 @@ log = logging.getLogger("hub.presence")
 PREFIX = "presence/"
 #: Seconds between a process's events on one presence channel, at least.
 INTERVAL = 1.0
+#: Seconds a stopping hub gives the leaves of the streams it ended.
+_LAST_WORDS = 1.0
 #: Presence events published concurrently, at most (the rest of a second's wait their turn).
 _AT_ONCE = 100
 #: The longest channel name (``hub.events.CHANNEL_RE``): C's presence channel must fit.
@@ -158,11 +161,22 @@ class PresenceChannels:
         return change
 
     async def publish_forever(self) -> None:
-        """Every ``INTERVAL``: one event per channel with a change (see the module docstring)."""
-        while True:
-            await asyncio.sleep(INTERVAL)
+        """Every ``INTERVAL``: one event per channel with a change (see the module docstring).
+
+        Cancelled at shutdown, after the hub ended its streams: their leaves are published
+        then, within ``_LAST_WORDS`` seconds, as the next second's (this process publishes in
+        no later one; another that took that second's key already wins, and they are lost)."""
+        try:
+            while True:
+                await asyncio.sleep(INTERVAL)
+                if self._pending:
+                    await self.publish_pending(int(time.time()))
+        except asyncio.CancelledError:
             if self._pending:
-                await self.publish_pending(int(time.time()))
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(_LAST_WORDS):
+                        await self.publish_pending(int(time.time()) + 1)
+            raise
 
     async def publish_pending(self, second: int) -> None:
         """One event per channel with a change, ``_AT_ONCE`` publishes in flight at a time."""

@@ -121,7 +121,7 @@ async def test_presence_has_history_and_resumes(make_hub: MakeHub, backplane: st
 async def test_presence_across_processes(make_hub_process: MakeHubProcess, backplane: str) -> None:
     """Two hub processes: joins on each reach the watcher on either, as events of one channel
     (one sequence of ids), their changes adding up, and the count hub-wide once the processes
-    have shared their counts."""
+    have shared their counts; a process that stops tells its leaves."""
     if backplane == "memory":
         pytest.skip("one process: nothing is shared")
     one, two = [await make_hub_process(presence="rooms/*", heartbeat=0.5) for _ in range(2)]
@@ -137,6 +137,10 @@ async def test_presence_across_processes(make_hub_process: MakeHubProcess, backp
         await live(session, f"{two.url}/channels/rooms/c/events")
         third = await watcher.next(timeout=10)
         assert data(third) == {"channel": "rooms/c", "subscribers": 3, "change": 1}
+        # a process that stops tells the leaves of the streams it ended
+        await two.stop()
+        gone = await watcher.next(timeout=10)
+        assert (gone.event, data(gone)["change"]) == ("leave", -2)
         await watcher.close()
 
 
