@@ -180,7 +180,7 @@ async def test_one_webhook_hub_wide(
         await _until(lambda: len(receiver.received) == 1, what="occupied")
         await asyncio.sleep(4.5)  # the counts are shared (every 2 s, read every 2 s)
         second = await open_stream(session, f"{two.url}/channels/shared/events")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(4.5)  # likewise, before the first one leaves
         await first.close()
         await asyncio.sleep(5)
         assert [b["type"] for b in receiver.received] == ["channel.occupied"]
