@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,10 +112,12 @@ async def test_a_reconnect_within_the_grace_sends_nothing(
 
 
 async def test_retries_on_500_and_never_slows_delivery(
-    make_hub: MakeHub, backplane: str, receiver: Receiver
+    make_hub: MakeHub, backplane: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A receiver that answers 500 twice gets its webhook on the third try (with backoff);
-    the failures are counted; meanwhile events flow."""
+    the failures are counted and logged, the channel escaped, the secret never; meanwhile
+    events flow."""
+    caplog.set_level(logging.INFO, logger="hub.webhooks")
     receiver.answers = [500, 500]
     hub = await make_hub(webhook_url=receiver.url, webhook_secret=SECRET, webhook_grace=0)
     stream = await hub.subscribe("/channels/busy/events")
@@ -123,6 +126,8 @@ async def test_retries_on_500_and_never_slows_delivery(
         assert (await stream.next()).data == str(n)
     await _until(lambda: len(receiver.received) == 1, timeout=15, what="the third try")
     assert receiver.tries == 3
+    assert "webhook channel.occupied of 'busy' failed (answered 500), try 1 of 6" in caplog.text
+    assert SECRET not in caplog.text
     values = await metrics(hub)
     assert values["hub_webhook_failures_total"] == 2
     assert values["hub_webhooks_sent_total"] == 1
