@@ -5,9 +5,10 @@ For a channel C matching a ``presence`` pattern, the channel ``presence/C`` carr
 ``subscribers`` is C's count on every hub process as best known (this process's own count now,
 the others' as the backplane's ``Presence`` last shared them, a few seconds old; a single
 process counts alone), ``change`` the net change the event reports, and ``who`` (only on a
-private channel, and only when a grant named one) the ``sub`` claims of the grants that joined or
-left. It is published through the backplane like any event, so it has ids, history, resume,
-and the grants of C (``hub.grants``: ``presence/C`` is private when C is).
+private channel, and only when a grant named one) the ``sub`` claims whose first stream of C on
+this process joined, or last one left. It is published through the backplane like any event, so
+it has ids, history, resume, and the grants of C (``hub.grants``: ``presence/C`` is private when
+C is); only the hub writes it (``hub.api.publish`` refuses a publish to it, as to a clock).
 
 Coalesced: each process adds up the joins and leaves of C on it, and once a second
 (``INTERVAL``) publishes the net change as one event (``join`` when positive, ``leave`` when

@@ -169,3 +169,17 @@ async def live(session: Any, url: str) -> Any:
         assert chunk, "the stream ended before its retry hint"
         stream.parser.feed(chunk)
     return stream
+
+
+async def test_only_the_hub_writes_a_presence_channel(make_hub: MakeHub, backplane: str) -> None:
+    """A publish to presence/C (C tracked) is a 400 naming it, on every publish route; a
+    channel named presence/... that no pattern tracks is an ordinary one."""
+    hub = await make_hub(presence=["rooms/*"])
+    answer = await hub.publish("presence/rooms/a", "fake", event="join", status=400)
+    assert answer["error"] == "'presence/rooms/a' is a presence channel: only the hub writes it"
+    async with hub.session.post(
+        f"{hub.url}/publish", json=[{"channel": "presence/rooms/a", "data": 1}]
+    ) as response:
+        assert response.status == 400
+        assert "only the hub writes it" in (await response.json())["error"]
+    await hub.publish("presence/other", "an ordinary channel")
