@@ -26,3 +26,4 @@ class Ask(NamedTuple):
     client: str = ""  # the client's address: charged for the channels it brings into being
     deadline: float | None = None  # end the stream at this time.time() (a grant's expiry)
     since: float | None = None  # without last_event_id: the history stored at or after this time
+    who: str | None = None  # the grant's ``sub``: presence channels name it (hub.presence)

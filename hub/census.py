@@ -42,6 +42,14 @@ class Census:
         """Other hub processes' counts (a few seconds old); none without a shared backplane."""
         return self._presence.remote_counts() if self._presence is not None else _ALONE
 
+    def has_local(self, name: str) -> bool:
+        """Whether this process has subscribers of a channel."""
+        return name in self._channels
+
+    def remote_count(self, name: str) -> int:
+        """Subscribers of a channel on the other hub processes (a few seconds old)."""
+        return self.remote_counts().channels.get(name, 0)
+
     def subscriber_count(self, name: str) -> int:
         """Subscribers of a channel on every hub process."""
         channel = self._channels.get(name)

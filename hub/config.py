@@ -39,6 +39,10 @@ ENV_PREFIX = "HUB_"
 CONFIG_ENV = "HUB_CONFIG"
 
 
+#: Settings whose values an error message never shows.
+_SECRETS = frozenset({"webhook_secret"})
+
+
 class ConfigError(Exception):
     """A setting is unknown or bad; the message names the key."""
 
@@ -51,6 +55,8 @@ def _check(key: str, value: Any, source: str, shown: str | None = None) -> Any:
     try:
         return spec.metadata["check"](value)
     except ValueError as error:
+        if key in _SECRETS:  # never echoed, not even in an error
+            shown = "(hidden)"
         raise ConfigError(f"{source}: {key} = {shown or repr(value)}: {error}") from None
 
 
@@ -140,5 +146,10 @@ def load(
         raise ConfigError(
             f"max_event_bytes = {config.max_event_bytes} is larger than max_body_bytes = "
             f"{config.max_body_bytes}: no event that size could be posted"
+        )
+    if config.webhook_url and not config.webhook_secret:
+        raise ConfigError(
+            "webhook_url is set but webhook_secret is not: set a secret of at least 16 bytes, "
+            "the key of the webhooks' X-Ssehub-Signature"
         )
     return config

@@ -17,6 +17,8 @@ __all__ = [
     "check_patterns",
     "check_pem_file",
     "check_tokens",
+    "check_webhook_secret",
+    "check_webhook_url",
 ]
 
 
@@ -112,6 +114,35 @@ def check_jwt_secret(value: Any) -> str:
     if text and len(text.encode()) < 32:
         raise ValueError("an HS256 secret must be at least 32 bytes (or empty: none)")
     return text
+
+
+def check_webhook_url(value: Any) -> str:
+    """An http or https URL with a host, or "" (no webhooks). Checked at load so that a typo
+    stops start-up instead of every webhook failing later."""
+    from urllib.parse import urlsplit
+
+    text = _text(value).strip()
+    if not text:
+        return text
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a port that is no number)
+    except ValueError as problem:
+        raise ValueError(f"not a URL ({problem})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    return text
+
+
+def check_webhook_secret(value: Any) -> str:
+    """The HMAC key of the webhooks' signatures; its value is never echoed in an error."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if value and len(value.encode()) < 16:
+        raise ValueError("a webhook secret must be at least 16 bytes (or empty: none)")
+    return value
 
 
 def check_pem_file(value: Any) -> str:

@@ -23,6 +23,8 @@ from hub.config_access import (
     check_patterns,
     check_pem_file,
     check_tokens,
+    check_webhook_secret,
+    check_webhook_url,
 )
 from hub.config_checks import (
     ClockSpec,
@@ -108,6 +110,13 @@ class Config:
     tcp_user_timeout: float = _setting(0.0, number(0))
     # -- Durable Streams (hub.dialects.durable)
     durable_long_poll: float = _setting(30.0, number(0.1, 3600))
+    # -- latest-wins channels (hub.conflation), presence channels (hub.presence), webhooks
+    # (hub.webhooks): channel patterns as private_channels; "" turns webhooks off
+    conflate: tuple[str, ...] = _setting((), check_patterns)
+    presence: tuple[str, ...] = _setting((), check_patterns)
+    webhook_url: str = _setting("", check_webhook_url)
+    webhook_secret: str = _setting("", check_webhook_secret)
+    webhook_grace: float = _setting(5.0, number(0, 3600))
 
     @classmethod
     def keys(cls) -> dict[str, dataclasses.Field[Any]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from hub.backplane import Tickets
 from hub.config import Config, ConfigError
 from hub.events import InvalidInput
 from hub.patterns import Patterns
+from hub.presence import tracked_of
 from hub.ticket_quota import TicketQuota
 
 __all__ = ["LEEWAY", "Gate", "Patterns", "ticket_digest"]
@@ -81,6 +82,8 @@ class Gate:
 
     def __init__(self, config: Config, tickets: Tickets | None) -> None:
         self.private = Patterns(config.private_channels) if config.private_channels else None
+        # presence/C is as private as C, and a grant of C covers it (hub.presence)
+        self._presence = Patterns(config.presence) if config.presence else None
         self.tickets = tickets
         #: tickets per publisher (POST /tickets and the demo's ticket route share it)
         self.ticket_quota = TicketQuota(config)
@@ -93,25 +96,35 @@ class Gate:
             self._keys[algorithm] = key
 
     def is_private(self, name: str) -> bool:
-        return self.private is not None and self.private.match(name)
+        private = self.private
+        if private is None:
+            return False
+        tracked = tracked_of(name, self._presence)
+        return private.match(name) or (tracked is not None and private.match(tracked))
 
     def needs_grant(self, channels: Sequence[str]) -> Sequence[str]:
         """The private ones among a stream's channels (none without ``private_channels``); a
         shared empty tuple when none, as the handler's frame keeps it for the stream's life."""
-        private = self.private
-        if private is None:
+        if self.private is None:
             return ()
-        return [name for name in channels if private.match(name)] or ()
+        return [name for name in channels if self.is_private(name)] or ()
 
     async def check(self, request: web.Request, private: Sequence[str]) -> float | None:
+        """``grant`` without the subject."""
+        return (await self.grant(request, private))[0]
+
+    async def grant(
+        self, request: web.Request, private: Sequence[str]
+    ) -> tuple[float | None, str | None]:
         """Raise ``InvalidInput`` (401/403) unless the request's grant covers ``private``;
         returns when the stream must end (a JWT's ``exp`` + ``LEEWAY``, ``time.time()``
-        seconds; None for a ticket, spent once at the start). Raises
-        ``BackplaneUnavailable`` while a ticket cannot be looked up."""
+        seconds; None for a ticket, spent once at the start) and the JWT's ``sub`` (None
+        without one, or for a ticket). Raises ``BackplaneUnavailable`` while a ticket cannot
+        be looked up."""
         ticket = request.query.get("ticket")
         if ticket is not None:
             await self._spend(ticket, private)
-            return None
+            return None, None
         token = _bearer(request) or request.cookies.get(self._cookie)
         if not token:
             raise InvalidInput(
@@ -124,13 +137,20 @@ class Gate:
         subject = sub if isinstance(sub, str) else None
         patterns = _patterns_of(tuple(claims["channels"]))
         for name in private:
-            if not patterns.match(name):
+            if not self._covers(patterns.match, name):
                 log.info("grant of %s refused: it does not cover %s", subject or "?", name,
                          extra={"event": "grant-refused", "sub": subject})  # fmt: skip
                 raise InvalidInput(f"the grant does not cover channel {name!r}", status=403)
         log.debug("private stream for %s on %s", subject or "?", ", ".join(private),
                   extra={"event": "grant", "sub": subject})  # fmt: skip
-        return float(claims["exp"]) + LEEWAY
+        return float(claims["exp"]) + LEEWAY, subject
+
+    def _covers(self, granted: Callable[[str], bool], name: str) -> bool:
+        """A grant of C covers presence/C too."""
+        if granted(name):
+            return True
+        tracked = tracked_of(name, self._presence)
+        return tracked is not None and granted(tracked)
 
     async def _spend(self, ticket: str, private: Sequence[str]) -> None:
         # Tickets are URL-safe base64 (secrets.token_urlsafe): anything else is not one, and a
@@ -142,7 +162,7 @@ class Gate:
             raise InvalidInput("the ticket is spent, expired or unknown", status=403)
         covered = set(channels)
         for name in private:
-            if name not in covered:
+            if not self._covers(covered.__contains__, name):
                 raise InvalidInput(f"the ticket does not cover channel {name!r}", status=403)
 
     def _verify(self, token: str) -> dict[str, Any]:

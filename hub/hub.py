@@ -44,6 +44,7 @@ from hub.channel import Channel, Channels, SourceFactory
 from hub.config import Config
 from hub.deadlines import Deadlines
 from hub.events import Draft, Event
+from hub.hooks import make_hooks
 from hub.limits import ClientCounts
 from hub.metrics import Metrics
 from hub.roster import Roster
@@ -62,7 +63,7 @@ class Hub:
         self.config = config
         self._backplane = backplane
         self._metrics = metrics
-        self._settings = Settings(config.retry, config.max_pending_bytes, config.heartbeat, metrics)
+        self._settings = Settings.of(config, metrics)
         #: per client address: open streams (counted by the stream handler), channels made
         self.clients = ClientCounts(config.max_client_streams, config.max_client_channels)
         self._tasks = Tasks()
@@ -78,6 +79,8 @@ class Hub:
         self._times = backplane if isinstance(backplane, Since) else None
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
+        hooks = make_hooks(config, self._writer, self._tasks, self.publish, self.census, metrics)
+        self._hooks = registry.hooks = hooks  # latest-wins, presence, webhooks; or None
         # the newest position received live (any channel): where a partial replay is cut
         self._delivered = 0
 
@@ -87,6 +90,8 @@ class Hub:
         if self._presence is not None:
             self._presence.share_counts(self.census.local_counts)
         await self._backplane.start(self)
+        if self._hooks is not None:
+            self._hooks.start(self._tasks)
         beat = self._writer.beat_forever(self.config.heartbeat, self._streams.keys, _beat_of)
         self._tasks.spawn(beat, "heartbeat")
 
@@ -188,10 +193,9 @@ class Hub:
         return published
 
     async def close_channel(self, name: str) -> bool | None:
-        """Close a finished channel (for a service inside the hub: the demo's answers; the
-        route is ``hub.api.closing``): True, False when closed already, None when deleted.
-        Raises ``BackplaneUnavailable``, or ``NotImplementedError`` on a backplane without
-        ``Closing`` (every one shipped has it)."""
+        """Close a finished channel (the demo's answers; the route is ``hub.api.closing``): True,
+        False when closed already, None when deleted. Raises ``BackplaneUnavailable``, or
+        ``NotImplementedError`` on a backplane without ``Closing`` (none shipped)."""
         if self._closer is None:
             raise NotImplementedError("this backplane cannot close channels")
         return await self._closer.close_channel(name)
@@ -213,11 +217,14 @@ class Hub:
             if channel is None:
                 continue
             live = channel.live
-            for view, streams in live.items():
-                if view.filter is not None and not view.filter.passes(event):
-                    continue
-                frame = event.frame if view.native else view.format.event(event)
-                fan_out(streams, frame, dirty, event.position)
+            if channel.conflated:  # latest-wins: hub.conflation
+                self._hooks.conflator.deliver(live, event)  # type: ignore[union-attr]
+            else:
+                for view, streams in live.items():
+                    if view.filter is not None and not view.filter.passes(event):
+                        continue
+                    frame = event.frame if view.native else view.format.event(event)
+                    fan_out(streams, frame, dirty, event.position)
             if channel.syncing:
                 self._hold(channel, event)
             if live:
@@ -239,22 +246,8 @@ class Hub:
         channel = self._channels.get(name)
         if channel is None:
             return
-        self._fan_out_control(channel, frame, None)
+        channel.fan_out_control(frame, None, self._writer.dirty)
         self._writer.schedule()
-
-    def _fan_out_control(self, channel: Channel, frame: bytes, ended: str | None) -> int:
-        """A frame with no position to every live stream of a channel: a tick (``frame``, in
-        each view's format) or, with ``ended`` (the channel deleted or closed), each view's
-        close frame. Returns how many."""
-        count = 0
-        for view, streams in channel.live.items():
-            if ended is None and not view.passes_frame(frame):
-                continue  # a tick this view's filter leaves out (a close always passes)
-            fmt = view.format
-            data = fmt.close(ended) if ended is not None else fmt.tick(frame)
-            fan_out(streams, data, self._writer.dirty, ANY_FLOOR)
-            count += len(streams)
-        return count
 
     def lost(self, channel: str) -> None:
         """End the streams of a channel whose live order was broken; clients resume and get a
@@ -282,7 +275,7 @@ class Hub:
         if channel is None:
             return
         live = channel.live_streams()
-        self._metrics.events_delivered += self._fan_out_control(channel, b"", name)
+        self._metrics.events_delivered += channel.fan_out_control(b"", name, self._writer.dirty)
         self._writer.flush()  # written now, before the streams that end are closed
         if also_syncing:
             for stream in [*channel.syncing]:

@@ -58,6 +58,9 @@ class Metrics:
         self.events_delivered = 0
         self.subscribers_dropped = 0
         self.subscribers_refused = 0
+        self.webhooks_sent = 0
+        self.webhook_failures = 0
+        self.webhooks_dropped = 0
         self.publish_latency = Histogram(
             "hub_publish_to_write_seconds",
             "Time from an event being stored to its bytes being written to every local subscriber.",
@@ -82,6 +85,14 @@ class Metrics:
             ("hub_subscribers_refused_total",
              "Subscribers told to retry later (at capacity, or backplane unavailable).",
              self.subscribers_refused),
+            ("hub_webhooks_sent_total", "Webhooks the receiver answered with a 2xx.",
+             self.webhooks_sent),
+            ("hub_webhook_failures_total",
+             "Webhook tries that failed (no answer, a timeout or a non-2xx; each retried).",
+             self.webhook_failures),
+            ("hub_webhooks_dropped_total",
+             "Webhooks never delivered: the queue was full, or every retry failed.",
+             self.webhooks_dropped),
         )  # fmt: skip
         for name, help, value in counters:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} counter", f"{name} {value}"]

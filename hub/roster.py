@@ -53,8 +53,11 @@ class Roster:
         channels = [by_name.get(n) or self._channels.open(n, ask.client) for n in names]
         done = asyncio.get_running_loop().create_future()
         stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay), ask.since))
+        hooks = self._channels.hooks
         for channel in channels:
             channel.syncing[stream] = None
+            if hooks is not None and channel.watched:
+                hooks.joined(channel.name, stream, ask.who)
         self.streams[stream] = None
         return stream
 

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from hub.backplane import BackplaneUnavailable, History, Reset
 from hub.backplane.since import Since
 from hub.events import Event, parse_position
-from hub.metrics import Metrics
+from hub.latest_wins import LatestWins, newest_only
+from hub.stream_settings import REPLAY_SLICE, Reader, Settings
 from hub.view import View
 from hub.writer import ANY_FLOOR, Output, Sink
 
@@ -53,29 +53,6 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = ["REPLAY_SLICE", "Reader", "Settings", "State", "Stream"]
-
-#: Bytes of history read and written at a time during a replay.
-REPLAY_SLICE = 256 * 1024
-
-
-class Reader(Protocol):
-    """The backplane's read side, all a stream needs of it (``hub.backplane.Backplane``)."""
-
-    async def follow(self, channels: Sequence[str]) -> int: ...
-
-    async def history(
-        self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
-    ) -> History: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What every stream of a hub shares: one object, passed to each step, kept by none."""
-
-    retry_ms: int
-    max_pending: int  # bytes held, or unsent, past which a stream is a slow reader
-    stall: float  # seconds a replay waits for the client to read a page (the heartbeat)
-    metrics: Metrics
 
 
 class State(enum.Enum):
@@ -218,8 +195,12 @@ class Stream(Output):
         parts = [*map(fmt.close, gone), fmt.head(settings.retry_ms)]
         if page is not None and page.reset is not None:
             parts.append(fmt.reset(page.reset))
+        latest = LatestWins(settings.conflated(self.channels), self.channels, self.floor)
         while page is not None:
-            parts += self._take(page.events, settings)
+            events: Sequence[Event] = page.events
+            if latest.conflated:
+                events, self.floor = latest.page(events, page.more, self.floor)
+            parts += self._take(events, settings)
             if not await self._write(parts, settings):
                 return None
             parts = []
@@ -241,10 +222,11 @@ class Stream(Output):
         """Write ``parts`` and the held events until none arrived meanwhile; then LIVE (the
         caller moves the stream to its channels' live streams before its next await). False:
         closed meanwhile, or a slow reader (cut off)."""
+        conflated = settings.conflated(self.channels)
         while True:
             held, self.held = self.held, ()
             self.held_bytes = 0
-            parts += self._take(held, settings)
+            parts += self._take(newest_only(held, conflated) if conflated else held, settings)
             if parts and not await self._write(parts, settings):
                 return False
             if not self._holds():  # held while that write waited for the client

@@ -13,7 +13,8 @@ The one back-pressure rule, for live frames and replays alike: a stream whose un
 passes ``max_pending_bytes`` is a slow reader and is cut off (aborted: a graceful close would
 wait on the full buffer); it resumes with ``Last-Event-ID`` when it reads again. The writer ends
 such a stream itself (``Output.cut_off``: its ``done`` resolves) and the stream's owner, awaiting
-``done``, forgets it: no call back up into the hub.
+``done``, forgets it: no call back up into the hub. One exception, asked only there: ``spare``
+(latest-wins channels, ``hub.conflation``) may keep a stream that loses nothing by waiting.
 
 Heartbeats (issue 20 hole 9): a vanished subscriber must be released within two heartbeat
 intervals. The kernel drops a connection whose data stays unacknowledged for
@@ -146,6 +147,8 @@ class Writer:
         self._scheduled = False
         self._metrics = metrics
         self._limit = max_pending
+        #: asked before a slow reader is cut off: True keeps it (``hub.conflation``)
+        self.spare: Callable[[Output], bool] | None = None
 
     def schedule(self) -> None:
         if not self._scheduled:
@@ -182,7 +185,7 @@ class Writer:
                 transport.write(last_chunk)
             else:
                 transport.write(data)
-            if transport.get_write_buffer_size() > limit:
+            if transport.get_write_buffer_size() > limit and not self._spared(output):
                 self._metrics.subscribers_dropped += 1
                 output.cut_off()
         metrics = self._metrics
@@ -225,6 +228,10 @@ class Writer:
             else:
                 transport.write(beat)
             output.pending = WRITTEN
-            if transport.get_write_buffer_size() > self._limit:
+            if transport.get_write_buffer_size() > self._limit and not self._spared(output):
                 self._metrics.subscribers_dropped += 1
                 output.cut_off()
+
+    def _spared(self, output: Output) -> bool:
+        """Whether a stream past the limit is kept all the same (``spare``: latest-wins)."""
+        return self.spare is not None and self.spare(output)

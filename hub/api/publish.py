@@ -31,6 +31,7 @@ from hub.events import (
 )
 from hub.grants import Patterns
 from hub.hub import Hub
+from hub.presence import tracked_of
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
@@ -103,6 +104,12 @@ def _publisher_id(token: str | None) -> str:
     return hashlib.sha256(b"ssehub publisher\0" + token.encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=4)
+def _patterns(patterns: tuple[str, ...]) -> Patterns:
+    """``presence``'s patterns, compiled once (a config holds one tuple for its life)."""
+    return Patterns(patterns)
+
+
 def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, config: Config) -> Draft:
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}must be a JSON object")
@@ -114,6 +121,8 @@ def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, confi
         raise InvalidInput(f"{where}data is required")
     if is_clock(channel):
         raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
+    if config.presence and tracked_of(channel, _patterns(config.presence)) is not None:
+        raise InvalidInput(f"{where}{channel!r} is a presence channel: only the hub writes it")
     event = check_event_name(item.get("event", "message"))
     try:
         tags = check_tags(item["tags"]) if "tags" in item else b""

@@ -128,9 +128,9 @@ def _stream_handler(
             query = request.query
             view = SSE.filtered(parse_filter(query.getall("event", []), query.getall("tag", [])))
             since = _since_of(request, start is not None or bool(replay))
-            deadline = None
+            deadline = who = None
             if gate is not None and (private := gate.needs_grant(channels)):
-                deadline = await gate.check(request, private)
+                deadline, who = await gate.grant(request, private)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request))
         except BackplaneUnavailable:
@@ -155,6 +155,7 @@ def _stream_handler(
                     client,
                     deadline,
                     since,
+                    who,
                 ),
                 view,
                 response,

@@ -578,3 +578,20 @@ async def test_private_channel_through_tickets_across_a_cut_connection(
         await page.close()
     finally:
         await proxy.close()
+
+
+async def test_the_console_shows_a_presence_channel(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """Watching presence/<channel> in the console listens for its join and leave events."""
+    hub = await start_hub(presence="rooms/*")
+    page = (await open_page(f"{hub.url}/?watch=presence/rooms/a")).page
+    await channel_live(session, hub, "presence/rooms/a", page)
+    async with session.get(f"{hub.url}/channels/rooms/a/events", timeout=None) as member:
+        assert member.status == 200
+        row = '#console-events tr[data-channel="presence/rooms/a"][data-event="join"]'
+        await page.wait_for_selector(row)
+    await page.wait_for_selector(
+        '#console-events tr[data-channel="presence/rooms/a"][data-event="leave"]'
+    )
+    assert '"change":1' in (await page.text_content(row) or "")

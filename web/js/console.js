@@ -12,6 +12,8 @@ const MAX_LOG = 30;
 const MAX_DATA_CHARS = 2000;
 const MAX_CHANNEL_ROWS = 40;
 const REFRESH_MS = 5000;
+/** What presence/<channel> carries (docs/concepts/presence.md). */
+const PRESENCE_TYPES = ["join", "leave"];
 
 const STATE_TEXT = {
   idle: "idle (no channels)",
@@ -87,6 +89,8 @@ export class ChannelConsole extends EventTarget {
       return "Channel names are 1-200 characters of A-Z a-z 0-9 _ - . : @ /";
     }
     if (this.#watched.has(channel)) return null;
+    // A presence channel's events are typed: an EventSource delivers only the types it listens for.
+    if (channel.startsWith("presence/")) for (const type of PRESENCE_TYPES) this.#stream.listen(type);
     const unwatch = this.#stream.watch(channel, (message) => this.#row(message), { history });
     const element = h("li", {},
       h("code", {}, channel),
