@@ -104,41 +104,56 @@ end
 # One marker entry (no body: field x for a deletion, z for a close, r for a revival) takes the
 # next position of the sequence in the same atomic step as its tombstone, so stored positions
 # still form a prefix of it and every reader meets the mark in position order with the other
-# events it reads (``redis_reader``). Each returns the marker's position (text).
+# events it reads (``redis_reader``). Each returns the marker's position (text). ``KEYS[8]``,
+# when given, is the channel's Durable Stream state (``redis_streams_lua``).
 # A deletion: the events before its marker are no longer served (HISTORY starts a channel after
 # its marker) but stay until the stream expires with the tombstone: a reader still behind must
 # deliver them, since they were acknowledged before the deletion. The trim marker goes: a resume
-# of a stream that also names live channels needs no reset for this one.
+# of a stream that also names live channels needs no reset for this one. A Durable Stream on
+# the channel goes with it.
 # A close: its tombstone is valued "c<position>" (the publish script's one lookup per event
-# refuses both); the history is untouched and expires as it would, the stream's expiry pushed to
-# the mark's, so the marker outlives no reader's need.
-# A revival (a Durable Stream created again on a deleted channel): the tombstone goes, the
-# events before the deletion's marker too (from then on the newest entry is no longer the
-# deletion's marker, so HISTORY would serve them again), and its own marker tells the readers
-# to forget the deletion. Requires: the tombstone is a deletion's (its value, the position).
+# refuses both) and lasts history_ttl; the history is untouched and expires as it would, the
+# stream's expiry pushed to the mark's, so the marker outlives no reader's need. A Durable
+# Stream's close lasts as long as the stream (its state's expiry, or none): its marker's value
+# "s" tells the readers so.
+# A revival (a Durable Stream created on a deleted or closed channel): the tombstone goes, and
+# after a deletion the events before its marker too (from then on the newest entry is no longer
+# the deletion's marker, so HISTORY would serve them again); its marker tells the readers to
+# forget the deletion or close.
 MARKS = """
-local function mark(kind, now_us, ttl_ms)
+local function mark(kind, value, now_us, ttl_ms)
   local at = take(KEYS[1], KEYS[2], now_us)
-  redis.call('XADD', KEYS[3], at .. '-0', kind, '1', 't', string.format('%.0f', now_us / 1000))
+  redis.call('XADD', KEYS[3], at .. '-0', kind, value, 't', string.format('%.0f', now_us / 1000))
   redis.call('PEXPIRE', KEYS[3], ttl_ms)
   return at
 end
 local function delete_channel(now_us, ttl_ms)
-  local at = mark('x', now_us, ttl_ms)
+  local at = mark('x', '1', now_us, ttl_ms)
   redis.call('DEL', KEYS[4])
   redis.call('SET', KEYS[5], at, 'PX', ttl_ms)
+  if KEYS[8] then redis.call('DEL', KEYS[8]) end
   return at
 end
 local function close_channel(now_us, ttl_ms)
-  local at = mark('z', now_us, ttl_ms)
+  local stream = KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1
+  local at = mark('z', stream and 's' or '1', now_us, ttl_ms)
   if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ttl_ms) end
-  redis.call('SET', KEYS[5], 'c' .. at, 'PX', ttl_ms)
+  local lasts = tonumber(ttl_ms)
+  if stream then
+    redis.call('HSET', KEYS[8], 'closed', '1')
+    lasts = redis.call('PTTL', KEYS[8])
+  end
+  if lasts > 0 then
+    redis.call('SET', KEYS[5], 'c' .. at, 'PX', lasts)
+  else
+    redis.call('SET', KEYS[5], 'c' .. at)
+  end
   return at
 end
 local function revive_channel(now_us, ttl_ms)
-  local deleted_at = redis.call('GET', KEYS[5])
+  local gone = redis.call('GET', KEYS[5])
   redis.call('DEL', KEYS[5])
-  redis.call('XTRIM', KEYS[3], 'MINID', deleted_at .. '-0')
-  return mark('r', now_us, ttl_ms)
+  if string.sub(gone, 1, 1) ~= 'c' then redis.call('XTRIM', KEYS[3], 'MINID', gone .. '-0') end
+  return mark('r', '1', now_us, ttl_ms)
 end
 """

@@ -175,9 +175,11 @@ return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
         string.format('%.0f', cutoff_us), more, info, page}
 """
 
-# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker, the
+#       channel's Durable Stream state
 # ARGV: anyway (1/0), history ttl ms, notify length, channel
-# Returns -1: deleted already; 0: no history and not anyway (nothing done); 1: deleted.
+# Returns -1: deleted already; 0: no history, no Durable Stream and not anyway (nothing done);
+# 1: deleted.
 # ``delete_channel`` (``redis_lua``) leaves one marker entry (field x, no body) at the next
 # position of the sequence in the same atomic step as the tombstone, so every reader meets the
 # deletion in position order with the other events it reads; HISTORY starts a channel after it.
@@ -188,7 +190,10 @@ DELETE = (
     + """
 local gone = redis.call('GET', KEYS[5])
 if gone and string.sub(gone, 1, 1) ~= 'c' then return -1 end  -- (a closed one may be deleted)
-if redis.call('EXISTS', KEYS[3]) == 0 and ARGV[1] == '0' then return 0 end
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[8]) == 0
+then
+  return 0
+end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local at = delete_channel(now_us, ARGV[2])
@@ -197,9 +202,11 @@ return 1
 """
 )
 
-# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker, the
+#       channel's Durable Stream state
 # ARGV: history ttl ms, notify length, channel
-# Returns -1: deleted (nothing done); 0: closed already; 1: closed.
+# Returns -1: deleted (nothing done); 0: closed already; 1: closed; 2: closed, a Durable Stream
+# with it.
 # As DELETE: ``close_channel`` (``redis_lua``) leaves the marker entry (field z) at the next
 # position in the same atomic step as the mark that refuses publishes (the tombstone key, valued
 # "c<position>"), so a publish is stored before the close or refused, and every reader meets the
@@ -213,8 +220,9 @@ local gone = redis.call('GET', KEYS[5])
 if gone then return string.sub(gone, 1, 1) == 'c' and 0 or -1 end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local stream = redis.call('EXISTS', KEYS[8])
 local at = close_channel(now_us, ARGV[1])
 notify(KEYS[6], KEYS[7], ARGV[2], ARGV[1], at, {ARGV[3]})
-return 1
+return 1 + stream
 """
 )

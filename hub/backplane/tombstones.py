@@ -46,3 +46,8 @@ class Tombstones:
             self._until = {name: end for name, end in self._until.items() if end > now}
             self._sweep_at = now + 1.0
         return [name for name in channels if self._until.get(name, 0.0) > now]
+
+    def lift(self, channel: str) -> None:
+        """End the channel's mark now: a Durable Stream created again on a deleted channel, or
+        a closed stream deleted (its close outlives ``history_ttl``; ``hub.backplane.streams``)."""
+        self._until.pop(channel, None)
