@@ -125,7 +125,7 @@ local function append_drafts(first)
     ids[#ids + 1] = at
     newest = at
   end
-  if newest then redis.call('HSET', KEYS[8], 'tail', newest) end
+  if #ids > 0 then redis.call('HSET', KEYS[8], 'tail', ids[#ids]) end
   return ids
 end
 local seen = KEYS[9] and redis.call('GET', KEYS[9])
