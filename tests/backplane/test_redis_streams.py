@@ -184,3 +184,27 @@ async def test_lazy_expiry_deletes_once_though_processes_race(rig: Rig) -> None:
     await recorder.wait_for_deleted("s")
     await asyncio.sleep(0.2)
     assert recorder.deleted_channels == ["s"]
+
+
+async def test_a_call_retried_by_the_library_acts_once(rig: Rig) -> None:
+    """redis-py retries a script after a timeout; the operation key makes the retry answer the
+    first call's reply instead of acting again (here: each call sent twice with one key, as a
+    retry is)."""
+    a, _ = await rig.make()
+    store = streams(a)
+
+    def operation(name: str) -> None:
+        a._streams._operation = lambda: f"{rig.prefix}op:{name}"  # type: ignore[attr-defined]
+
+    operation("create")
+    first = await store.create_stream("s", JSON, [draft("s", "one")], False)
+    assert first[0] and await store.create_stream("s", JSON, [draft("s", "one")], False) == first
+    operation("append")
+    appended = await append(store, '"two"')
+    assert appended.outcome is Outcome.APPENDED and await append(store, '"two"') == appended
+    assert len(await stored_ids(a)) == 2
+    operation("delete")
+    assert await store.delete_stream("s") is True
+    assert await store.delete_stream("s") is True  # the first call's answer
+    operation("another")
+    assert await store.delete_stream("s") is False
