@@ -11,7 +11,8 @@ Layout (``P`` is ``redis_prefix``):
 - ``P idem:<key>``: the ids a publish with that Idempotency-Key produced;
 - ``P gone:<channel>``, ``P ticket:<digest>``: tombstones (a closed channel's: ``c<position>``)
   and tickets (``redis_private``);
-- ``P ds:<channel>``: the channel's Durable Stream, a hash (``redis_streams_lua``);
+- ``P ds:<channel>``: the channel's Durable Stream, a hash (``redis_streams_lua``; its close's
+  tombstone lasts as long as it);
 - ``P inst:<id>`` and ``P instances``: each process's subscriber counts, for cluster-wide counts;
 - ``P notify``: one entry per publish script (publish or deletion): its id is the newest position
   the script stored, its field the channels it stored on; about ``NOTIFY_LENGTH`` entries are
