@@ -339,16 +339,17 @@ async def test_a_streams_close_outlasts_history_ttl(rig: Rig) -> None:
 
 
 async def test_a_sliding_ttl_expires_lazily_and_touch_restarts_it(rig: Rig) -> None:
-    """ttl 2 s: touched after 1.2 s it lives past 2 s; a look without touch does not restart it;
-    expired, the stream is deleted as by delete_stream (events gone, listeners told)."""
+    """ttl 3 s: touched after 1.5 s it lives past 3 s; a look without touch does not restart it;
+    expired, the stream is deleted as by delete_stream (events gone, listeners told). (Sleeps
+    only overshoot: each step has 1.4 s or more to spare on a busy machine.)"""
     backplane, store, recorder = await make(rig)
     await backplane.follow(["s"])
-    await store.create_stream("s", Shape("application/json", ttl=2), drafts("s", "x"), False)
-    await asyncio.sleep(1.2)
+    await store.create_stream("s", Shape("application/json", ttl=3), drafts("s", "x"), False)
+    await asyncio.sleep(1.5)
     assert await store.stream_state("s", touch=True) is not None
-    await asyncio.sleep(1.2)  # 2.4 s after the create, 1.2 s after the touch
+    await asyncio.sleep(1.6)  # 3.1 s after the create, 1.6 s after the touch
     assert await store.stream_state("s", touch=False) is not None
-    await asyncio.sleep(1.2)  # 2.4 s after the touch: the look without touch did not count
+    await asyncio.sleep(1.6)  # 3.2 s after the touch: the look without touch did not count
     assert await store.stream_state("s", touch=False) is None
     await recorder.wait_for_deleted("s")
     assert (await backplane.history(["s"], None, BIG)).events == []
@@ -359,12 +360,12 @@ async def test_a_sliding_ttl_expires_lazily_and_touch_restarts_it(rig: Rig) -> N
 
 async def test_an_append_restarts_the_ttl_and_an_expired_stream_refuses_it(rig: Rig) -> None:
     _, store, _ = await make(rig)
-    await store.create_stream("s", Shape("application/json", ttl=2), [], False)
-    await asyncio.sleep(1.2)
+    await store.create_stream("s", Shape("application/json", ttl=3), [], False)
+    await asyncio.sleep(1.5)
     assert (await append(store, "s", "x")).outcome is Outcome.APPENDED
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.6)  # 3.1 s after the create: alive, as the append restarted it
     assert (await append(store, "s", "x")).outcome is Outcome.APPENDED
-    await asyncio.sleep(2.4)
+    await asyncio.sleep(3.2)
     assert (await append(store, "s", "x")).outcome is Outcome.MISSING
 
 

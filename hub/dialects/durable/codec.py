@@ -61,8 +61,8 @@ def drafts_of(
     """The events of one append (or a create's initial body; an empty JSON array is allowed
     only there). Raises ``InvalidInput``: 400 for JSON that is not, 413 past the limits."""
     if kind is Kind.JSON:
-        return [Draft(channel, sse.encode_line("message", m)) for m in _json_messages(
-            body, max_event_bytes, create)]  # fmt: skip
+        messages = _json_messages(body, max_event_bytes, create)
+        return [Draft(channel, sse.encode_line("message", m)) for m in messages]
     if not body:
         return []
     drafts = []
