@@ -21,15 +21,22 @@ from hub.api.responses import answer, cors_headers, json_errors, json_response
 from hub.api.subscribe import CHANNEL_PATH
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelClosed, ChannelDeleted
 from hub.config import Config
-from hub.events import Draft, InvalidInput, check_channel, check_event_name, encode_draft
+from hub.events import (
+    Draft,
+    InvalidInput,
+    check_channel,
+    check_event_name,
+    check_tags,
+    encode_draft,
+)
 from hub.grants import Patterns
 from hub.hub import Hub
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
 
-_SINGLE_FIELDS = frozenset({"event", "data"})
-_BATCH_FIELDS = frozenset({"channel", "event", "data"})
+_SINGLE_FIELDS = frozenset({"event", "data", "tags"})
+_BATCH_FIELDS = frozenset({"channel", "event", "data", "tags"})
 _MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -106,13 +113,14 @@ def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, confi
         raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
     event = check_event_name(item.get("event", "message"))
     try:
-        return encode_draft(channel, event, item["data"], config.max_event_bytes)
+        tags = check_tags(item["tags"]) if "tags" in item else b""
+        return encode_draft(channel, event, item["data"], config.max_event_bytes, tags)
     except InvalidInput as problem:
         raise InvalidInput(f"{where}{problem}", problem.status) from None
 
 
 def batch_item(item: Any, config: Config, scope: Patterns | None, where: str = "") -> Draft:
-    """One ``{"channel", "event", "data"}`` item of ``POST /publish`` (or one line of
+    """One ``{"channel", "event", "data", "tags"}`` item of ``POST /publish`` (or one line of
     ``POST /publish/stream``), checked and encoded; ``where`` starts each error message."""
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}must be a JSON object")

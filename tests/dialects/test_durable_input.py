@@ -10,10 +10,15 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import jwt
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import HubServer, MakeHub
+from tests.support.hubs import running_hub
 from tests.support.raw_http import exchange, json_error, port_of
 
 SECRET = "a-subscribe-secret-of-at-least-32-bytes!"
@@ -146,6 +151,10 @@ async def test_bad_producer_headers_are_400(make_hub: MakeHub, headers: dict[str
         {"Stream-TTL": "99999999999"},
         {"Stream-Expires-At": "tomorrow"},
         {"Stream-Expires-At": "2030-01-01T00:00:00"},  # no time zone
+        {"Stream-Expires-At": "0001-01-01T00:00:00+01:00"},  # year 0 in UTC
+        {"Stream-Expires-At": "9999-12-31T23:59:59-14:00"},  # year 10000 in UTC
+        {"Stream-Expires-At": "1969-12-31T23:59:59Z"},
+        {"Stream-Expires-At": "2030-01-01T00:00:00Z" + "0" * 60},
         {"Stream-TTL": "60", "Stream-Expires-At": "2030-01-01T00:00:00Z"},
     ],
 )
@@ -260,3 +269,68 @@ async def test_live_reads_are_limited_per_address(make_hub: MakeHub) -> None:
     assert status == 204
     status, why = await status_of(hub, "GET", f"/v1/stream/{path}?offset=-1&live=sse")
     assert status == 429 and "too many" in why
+
+
+# -- fuzzing -----------------------------------------------------------------------------------
+
+_HEADERS = [
+    "Content-Type",
+    "Stream-TTL",
+    "Stream-Expires-At",
+    "Stream-Closed",
+    "Stream-Seq",
+    "Producer-Id",
+    "Producer-Epoch",
+    "Producer-Seq",
+    "If-None-Match",
+]
+_VALUES = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+            max_size=40),
+    st.sampled_from(["0", "1", "-1", "true", "2030-01-01T00:00:00Z", "application/json",
+                     "text/plain", "9" * 30, "now"]),
+)  # fmt: skip
+_QUERY = st.dictionaries(
+    st.sampled_from(["offset", "live", "cursor", "ticket", "x"]),
+    st.one_of(st.text(max_size=25), st.sampled_from(["-1", "now", "sse", "long-poll", "0"])),
+    max_size=3,
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_fuzzed_headers_queries_and_bodies_get_no_5xx() -> None:
+    """Arbitrary protocol headers, queries and bodies on every method: never a 5xx, and every
+    error a JSON {"error"}; a live read is either a stream or such an error."""
+    with (
+        running_hub("memory", durable_long_poll=0.1, subscribe_rate=0) as live,
+        httpx.Client(base_url=live.url, timeout=20) as client,
+    ):
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(
+            method=st.sampled_from(["PUT", "POST", "GET", "HEAD", "DELETE"]),
+            stream=st.sampled_from(["fz/a", "fz/b", "fz/c"]),
+            headers=st.dictionaries(st.sampled_from(_HEADERS), _VALUES, max_size=4),
+            query=_QUERY,
+            body=st.one_of(st.binary(max_size=40), st.sampled_from([b"[]", b'[{"a": 1}]', b""])),
+        )
+        def check(
+            method: str, stream: str, headers: dict[str, str], query: dict[str, str], body: bytes
+        ) -> None:
+            tried.append(method)
+            sent = {k: v.encode("latin-1") for k, v in headers.items() if v.strip(" \t") == v}
+            with client.stream(
+                method, f"/v1/stream/{stream}", params=query, headers=sent, content=body
+            ) as response:
+                assert response.status_code < 500, (method, headers, query, body)
+                kind = response.headers.get("Content-Type", "").split(";")[0]
+                if response.status_code >= 400 and method != "HEAD":
+                    assert kind == "application/json", (method, headers, query)
+                    assert set(orjson.loads(response.read())) == {"error"}
+                elif kind == "text/event-stream":
+                    next(response.iter_raw(), b"")  # the head; the stream is left there
+
+        tried: list[str] = []
+        check()
+    assert len(tried) >= 100 and live.tracebacks() == []

@@ -228,3 +228,19 @@ async def test_a_backplane_without_streams_answers_501(
         async with hub.session.request(method, f"{hub.url}/v1/stream/x") as response:
             assert response.status == 501
             assert "memory backplane" in (await response.json())["error"]
+
+
+async def test_an_offset_past_retention_is_410_and_the_start_is_the_oldest_kept(
+    make_hub: MakeHub, backplane: str
+) -> None:
+    hub = await durable_hub(make_hub, history_size=3)
+    path = name()
+    await put(hub, path, "application/json")
+    offsets = [await post(hub, path, "application/json", b"%d" % n) for n in range(5)]
+    for live in ("", "&live=long-poll", "&live=sse"):
+        url = f"{hub.url}/v1/stream/{path}?offset={offsets[0]}{live}"
+        async with hub.session.get(url) as response:
+            assert response.status == 410, live
+            assert "older than the events this hub keeps" in (await response.json())["error"]
+    assert orjson.loads((await read(hub, path))[0]) == [2, 3, 4]
+    assert orjson.loads((await read(hub, path, offsets[1]))[0]) == [2, 3, 4]

@@ -28,7 +28,7 @@ from hub.backplane.streams import StreamState, media_type
 from hub.dialects.durable import offsets
 from hub.dialects.durable.codec import Kind, kind_of
 from hub.dialects.durable.context import Context, fail
-from hub.dialects.durable.reads import offset_param, page_response, read_page
+from hub.dialects.durable.reads import check_kept, offset_param, page_response, read_page
 from hub.dialects.durable.wire import control
 from hub.outlet import SSE_HEADERS, Outlet
 from hub.view import View
@@ -157,7 +157,7 @@ async def sse(
         return fail(400, why, headers)
     after = offsets.parse_offset(given, state.start, state.tail)
     if after > state.start:
-        await read_page(ctx, channel, state, after)  # 410 when its events are gone
+        await check_kept(ctx, channel, state, after)  # 410 when its events are gone
     kind = kind_of(media_type(state.shape.content_type))
     wire = ctx.wire
     wire.cursors.echoed(request.query.get("cursor"))

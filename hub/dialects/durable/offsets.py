@@ -44,6 +44,9 @@ _MAX_HEADER = 256
 #: The protocol's cursor epoch (2024-10-09T00:00:00Z) and interval.
 CURSOR_EPOCH = 1728432000.0
 CURSOR_INTERVAL = 20.0
+#: 9999-01-01T00:00:00Z: no expiry at or past it (it could not be written back as RFC 3339
+#: once a zone offset pushed it into year 10000).
+_LAST_EXPIRY = 253370764800.0
 
 
 def format_offset(position: int) -> str:
@@ -105,19 +108,22 @@ def ttl(value: str | None) -> int | None:
 
 
 def expires_at(value: str | None) -> float | None:
-    """``Stream-Expires-At``: an RFC 3339 time (``Z`` or an offset), as seconds since the epoch."""
+    """``Stream-Expires-At``: an RFC 3339 time (``Z`` or an offset) from 1970 to 9998, as
+    seconds since the epoch."""
     if value is None:
         return None
+    shown = value[:40]
     try:
-        if len(value) > 64:
-            raise ValueError
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        shown = value[:40]
-        raise InvalidInput(f"Stream-Expires-At {shown!r} is not an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        raise InvalidInput("Stream-Expires-At needs a time zone (Z or +hh:mm)")
-    return parsed.timestamp()
+        parsed = datetime.fromisoformat(value) if len(value) <= 64 else None
+        seconds = parsed.timestamp() if parsed is not None and parsed.tzinfo else None
+    except (ValueError, OverflowError, OSError):  # (a date, or a year out of range)
+        seconds = None
+    if seconds is None or not 0 <= seconds < _LAST_EXPIRY:
+        raise InvalidInput(
+            f"Stream-Expires-At {shown!r} is not an RFC 3339 time with a zone (Z or +hh:mm) "
+            "from 1970 to 9998"
+        )
+    return seconds
 
 
 def format_expiry(seconds: float) -> str:

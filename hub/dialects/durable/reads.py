@@ -30,6 +30,7 @@ __all__ = [
     "Gone",
     "Page",
     "catch_up",
+    "check_kept",
     "head",
     "offset_param",
     "page_response",
@@ -67,11 +68,20 @@ def offset_param(request: web.Request) -> str | None:
 async def read_page(ctx: Context, channel: str, state: StreamState, after: int) -> Page:
     """The stream's events after ``after``, one page; ``Gone`` when they are not all kept."""
     history = await ctx.hub.history([channel], after, READ_PAGE)
-    if history.reset is not None and after > state.start:
-        raise Gone(offsets.format_offset(after))
+    _check_kept(history.reset is not None, state, after)
     events = [event for event in history.events if event.position > state.start]
     ctx.metrics.events_delivered += len(events)
     return Page(after, events, history.more)
+
+
+async def check_kept(ctx: Context, channel: str, state: StreamState, after: int) -> None:
+    """``Gone`` unless the events after ``after`` are all kept (a look at one event)."""
+    _check_kept((await ctx.hub.history([channel], after, 1)).reset is not None, state, after)
+
+
+def _check_kept(reset: bool, state: StreamState, after: int) -> None:
+    if reset and after > state.start:  # (from the start: the oldest event kept will do)
+        raise Gone(offsets.format_offset(after))
 
 
 def page_response(
