@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import resource
 import signal
 import time
+import weakref
 from collections.abc import Callable
 
 from aiohttp import web
@@ -23,13 +25,49 @@ __all__ = ["run", "serve"]
 log = logging.getLogger("hub")
 
 
+#: Set to ``1`` to run on aiofastnet's transports (Cython, on uvloop) when it is installed: off
+#: by default, as it saved nothing measurable here (docs/performance.md has the figures).
+AIOFASTNET_ENV = "SSEHUB_AIOFASTNET"
+#: Loops made by ``_loop_factory`` with aiofastnet's transports, for the start line.
+_FASTNET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def aiofastnet_asked() -> bool:
+    """Whether the environment asks for aiofastnet (an opt-in: see ``AIOFASTNET_ENV``)."""
+    return os.environ.get(AIOFASTNET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path."""
+    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path.
+    With ``SSEHUB_AIOFASTNET=1`` and aiofastnet installed, its transports on it (an experiment
+    to re-measure: same-run A/B figures in docs/performance.md)."""
     try:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop
+    if not aiofastnet_asked():
+        return uvloop.new_event_loop
+    try:  # by name: an optional package outside every extra, so type checks never need it
+        aiofastnet = importlib.import_module("aiofastnet")
+    except ImportError:
+        log.warning("SSEHUB_AIOFASTNET=1 but aiofastnet is not installed: running on uvloop")
+        return uvloop.new_event_loop
+    patched: Callable[[], asyncio.AbstractEventLoop] = aiofastnet.loop_factory(
+        uvloop.new_event_loop
+    )
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = patched()
+        _FASTNET_LOOPS.add(loop)
+        return loop
+
+    return factory
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop``, ``uvloop+aiofastnet`` or ``asyncio``: what the start line says."""
+    name = type(loop).__module__.split(".")[0]
+    return f"{name}+aiofastnet" if loop in _FASTNET_LOOPS else name
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -100,7 +138,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         "ssehub listening on http://%s (backplane: %s; publish: %s; profile: %s, limits per "
         "client %s; open files: %s; loop: %s; ready in %.2fs)",
         _authority(host, port), _redact(config.backplane), publish, config.profile,
-        _limits(config), files, type(loop).__module__.split(".")[0],
+        _limits(config), files, loop_name(loop),
         time.monotonic() - started,
         extra={"event": "start", "host": host, "port": port, "profile": config.profile},
     )  # fmt: skip
