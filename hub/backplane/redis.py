@@ -4,13 +4,15 @@ Layout (``P`` is ``redis_prefix``):
 
 - ``P seq``: the last position issued, for all channels; ``P origin``: the first one ever issued;
 - ``P s:<channel>``: the channel's history, a Stream of entries ``<position>-0`` holding the frame
-  body (``b``) and the store time in ms (``t``), or a deletion's marker (``x``, no body), or a
-  close's (``z``, no body);
+  body (``b``) and the store time in ms (``t``), or a deletion's marker (``x``, no body), a
+  close's (``z``) or a revival's (``r``: a Durable Stream took the name again);
 - ``P t:<channel>``: the newest position trimmed from that stream (by size or age), so a resume
   from before it is known not to be exact;
 - ``P idem:<key>``: the ids a publish with that Idempotency-Key produced;
 - ``P gone:<channel>``, ``P ticket:<digest>``: tombstones (a closed channel's: ``c<position>``)
   and tickets (``redis_private``);
+- ``P ds:<channel>``: the channel's Durable Stream, a hash (``redis_streams_lua``; its close's
+  tombstone lasts as long as it);
 - ``P inst:<id>`` and ``P instances``: each process's subscriber counts, for cluster-wide counts;
 - ``P notify``: one entry per publish script (publish or deletion): its id is the newest position
   the script stored, its field the channels it stored on; about ``NOTIFY_LENGTH`` entries are
@@ -18,9 +20,11 @@ Layout (``P`` is ``redis_prefix``):
 - ``P wake:<id>``: a stream each process's reader also waits on, so a follow can wake it.
 
 Modules: this (connections, lifecycle, publish, the protocol over its parts), ``redis_scripts``
-(the Lua), ``redis_history`` (pages, resets, catalog), ``redis_reader`` (follow, XREAD loop),
-``redis_presence`` (cluster counts), ``redis_private`` (tickets, deletion, closing),
-``redis_keys`` (key layout, entries, link health), ``redis_settings`` (its ``redis_*`` keys).
+(the Lua of channels) and ``redis_lua`` (its shared functions), ``redis_history`` (pages,
+resets, catalog), ``redis_reader`` (follow, XREAD loop), ``redis_presence`` (cluster counts),
+``redis_private`` (tickets, deletion, closing), ``redis_streams`` and ``redis_streams_lua``
+(Durable Streams), ``redis_keys`` (key layout, entries, link health), ``redis_settings`` (its
+``redis_*`` keys).
 
 Why one ``Last-Event-ID`` resumes a multi-channel stream exactly, though several processes
 publish:
@@ -91,6 +95,7 @@ from hub.backplane.redis_private import PrivateChannels
 from hub.backplane.redis_reader import BLOCK_MS, Reader
 from hub.backplane.redis_scripts import PUBLISH
 from hub.backplane.redis_settings import RedisSettings
+from hub.backplane.redis_streams import StreamsFront, StreamStates
 from hub.backplane.tombstones import Tombstones
 from hub.config import Config, ConfigError
 from hub.events import Draft, event_id
@@ -106,8 +111,9 @@ POOL_WAIT = 5.0
 OPERATION_KEY_TTL_MS = 30_000
 
 
-class RedisBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.private_front
-    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets`` and ``Deletion``."""
+class RedisBackplane(PrivateFront, StreamsFront):  # private_front; Streams: redis_streams
+    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets``, ``Deletion``,
+    ``Closing`` and ``Streams``."""
 
     def __init__(self, config: Config) -> None:
         if config.history_size < 1:
@@ -165,6 +171,16 @@ class RedisBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane
         self._private = PrivateChannels(
             self._redis, self._keys, self._link, tombstones, closings, self._ttl_ms
         )
+        self._streams = StreamStates(
+            self._redis,
+            self._keys,
+            self._link,
+            tombstones,
+            closings,
+            self._ttl_ms,
+            self._history_size,
+            self._operation_key,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -200,13 +216,13 @@ class RedisBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane
 
     # -- publish, history, live reading ------------------------------------------------------
 
+    def _operation_key(self) -> str:
+        """Unique per process (a random instance id) and per call: no random bytes each."""
+        return self._keys.key(f"op:{self._instance}:{next(self._ops)}")
+
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
         if idempotency_key is None:
-            # unique per process (a random instance id) and per publish: no random bytes each
-            key, ttl = (
-                self._keys.key(f"op:{self._instance}:{next(self._ops)}"),
-                OPERATION_KEY_TTL_MS,
-            )
+            key, ttl = self._operation_key(), OPERATION_KEY_TTL_MS
         else:
             key, ttl = self._keys.key(f"idem:{idempotency_key}"), self._ttl_ms
         keys = [self._keys.key("seq"), self._keys.key("origin"), key, *self._keys.notify()]

@@ -57,6 +57,23 @@ class Keys:
         holds ``c<position>`` (``redis_scripts.CLOSE``)."""
         return f"{self.prefix}gone:{channel}"
 
+    def stream_state(self, channel: str) -> str:
+        """The channel's Durable Stream, a hash (``redis_streams_lua``)."""
+        return f"{self.prefix}ds:{channel}"
+
+    def of_channel(self, channel: str) -> list[str]:
+        """The keys of a script that marks one channel (``redis_lua.MARKS``): seq, origin, its
+        stream, trim marker and tombstone, the notify stream and its marker, its Durable Stream."""
+        return [
+            f"{self.prefix}seq",
+            f"{self.prefix}origin",
+            self.stream(channel),
+            self.marker(channel),
+            self.tombstone(channel),
+            *self.notify(),
+            self.stream_state(channel),
+        ]
+
     def triples_of(self, channels: Sequence[str]) -> list[str]:
         return [k for c in channels for k in (self.stream(c), self.marker(c), self.tombstone(c))]
 

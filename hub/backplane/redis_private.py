@@ -16,6 +16,7 @@ and its marker entry (field ``z``) reaches every reader in order; the history st
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -69,8 +70,7 @@ class PrivateChannels:
         return [str(c) for c in channels] if isinstance(channels, list) else None
 
     async def delete(self, channel: str, anyway: bool) -> bool | None:
-        keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of([channel])]
-        keys += [self._keys.tombstone(channel), *self._keys.notify()]
+        keys = self._keys.of_channel(channel)
         args: list[Any] = [int(anyway), self._ttl_ms, redis_scripts.NOTIFY_LENGTH, channel]
         try:
             done = await self._delete_script(keys=keys, args=args)
@@ -80,14 +80,14 @@ class PrivateChannels:
             return None
         if done == 1:  # known here at once; the reader tells the listeners, here and elsewhere
             self._tombstones.mark(channel, time.time())
+            self._closings.lift(channel)  # a Durable Stream's close ends with it
         return bool(done)
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._tombstones.among(channels)
 
     async def close(self, channel: str) -> bool | None:
-        keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of([channel])]
-        keys += [self._keys.tombstone(channel), *self._keys.notify()]
+        keys = self._keys.of_channel(channel)
         args: list[Any] = [self._ttl_ms, redis_scripts.NOTIFY_LENGTH, channel]
         try:
             done = await self._close_script(keys=keys, args=args)
@@ -95,7 +95,11 @@ class PrivateChannels:
             raise self._link.unavailable("pool", problem) from None
         if done == -1:
             return None
-        self._closings.mark(channel, time.time())  # the reader tells the listeners
+        # The reader tells the listeners. A Durable Stream's close (2) lasts as long as it.
+        if done == 2:
+            self._closings.mark_until(channel, math.inf)
+        else:
+            self._closings.mark(channel, time.time())
         return bool(done)
 
     def closed(self, channels: Sequence[str]) -> list[str]:

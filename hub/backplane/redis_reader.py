@@ -11,6 +11,7 @@ design read every followed stream on every event, which cost 7x at 1,000 channel
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -117,9 +118,13 @@ class Reader:
         newest, tombstones = replies[:count], replies[count : 2 * count]
         now = time.time()
         for channel, left_ms, mark in zip(channels, tombstones, replies[2 * count :], strict=True):
-            if left_ms > 0 and mark:  # deleted (or closed) before this join: told at once
+            if not mark:  # none (any more): a Durable Stream created again lifted it
+                self._tombstones.lift(channel)
+                self._closings.lift(channel)
+            elif left_ms > 0 or left_ms == -1:  # deleted (or closed) before this join: told now
                 ends = self._closings if mark.startswith(b"c") else self._tombstones
-                ends.mark_until(channel, now + left_ms / 1000)
+                # -1: a Durable Stream's close, with no end of its own
+                ends.mark_until(channel, now + left_ms / 1000 if left_ms > 0 else math.inf)
         for channel, entries in zip(channels, newest, strict=True):
             self._following.joined(channel, position(entries[0][0]) if entries else 0, frontier)
 
@@ -223,8 +228,7 @@ class Reader:
     def _dispatch(self, read: Read, cut: int | None) -> None:
         """Deliver what was read, merged by position, up to the cut, and move the cursors."""
         events: list[Event] = []
-        # a deletion's or a close's marker entry: (position, channel, closed)
-        deletions: list[tuple[int, str, bool]] = []
+        deletions: list[tuple[int, str, dict[bytes, bytes]]] = []  # marker entries (_met)
         for channel, parsed in read:
             cursor = self.cursors.get(channel)
             if cursor is None:  # unfollowed meanwhile
@@ -234,8 +238,8 @@ class Reader:
                     continue
                 if cut is not None and at > cut:
                     break
-                if b"x" in fields or b"z" in fields:
-                    deletions.append((at, channel, b"z" in fields))
+                if b"b" not in fields:  # a deletion's, a close's or a revival's marker
+                    deletions.append((at, channel, fields))
                 else:
                     events.append(entry_event(channel, at, fields))
                 cursor = at
@@ -243,19 +247,31 @@ class Reader:
         if self.listener is None:
             return
         events.sort(key=lambda event: event.position)
-        for at, channel, closed in sorted(deletions):  # in position order with the events
+        deletions.sort(key=lambda marker: marker[0])  # in position order with the events
+        for at, channel, fields in deletions:
             before = [e for e in events if e.position < at]
             if before:
                 self.listener.deliver(before)
                 events = events[len(before) :]
-            if closed:
-                self._closings.mark(channel, time.time())
-                self.listener.closed(channel)
-            else:
-                self._tombstones.mark(channel, time.time())
-                self.listener.deleted(channel)
+            self._met(self.listener, channel, fields)
         if events:
             self.listener.deliver(events)
+
+    def _met(self, listener: Listener, channel: str, fields: dict[bytes, bytes]) -> None:
+        """A marker entry read: note it and tell the listener (``redis_lua.MARKS``)."""
+        if b"z" in fields:  # closed ("s": a Durable Stream's close, as long as the stream)
+            if fields[b"z"] == b"s":
+                self._closings.mark_until(channel, math.inf)
+            else:
+                self._closings.mark(channel, time.time())
+            listener.closed(channel)
+        elif b"x" in fields:  # deleted: a Durable Stream's close ends with it
+            self._tombstones.mark(channel, time.time())
+            self._closings.lift(channel)
+            listener.deleted(channel)
+        else:  # revived: a Durable Stream created on the deleted or closed channel
+            self._tombstones.lift(channel)
+            self._closings.lift(channel)
 
     async def _check_gaps(self) -> None:
         """After an outage: channels whose unread entries were trimmed meanwhile lose order."""

@@ -1,4 +1,5 @@
-"""Redis backplane: the four Lua scripts: publish, history, delete and close.
+"""Redis backplane: the four Lua scripts of channels: publish, history, delete and close (built
+on the functions of ``redis_lua``; a Durable Stream's are in ``redis_streams_lua``).
 
 Each runs atomically inside Redis, which is what the backplane's guarantees rest on: a publish
 takes its positions and stores its events in one step, a history page is read from one
@@ -9,44 +10,14 @@ and a close likewise (its mark in the same tombstone key, valued ``c<position>``
 
 from __future__ import annotations
 
+from hub.backplane.redis_lua import MARKS, NOTIFY, STORE
+
 __all__ = ["CLOSE", "DELETE", "HISTORY", "NOTIFY_LENGTH", "PUBLISH"]
 
 #: Entries the notify stream keeps (about: trimmed a node at a time). A reader further behind
 #: than this reads its channels' streams themselves once (``redis_reader``), so this bounds
 #: Redis memory (~50 bytes an entry, at most ~1.1 KB), not correctness.
 NOTIFY_LENGTH = 20_000
-#: A notify entry names at most this many channels, of this many bytes in all; more are "*".
-NOTIFY_NAMES = 32
-NOTIFY_BYTES = 1024
-
-# Appends a notify entry: its id is the newest position the script stored, its field ``c`` the
-# channels it stored on, once each, joined by spaces (no channel name holds one), or ``*`` when
-# they are more than NOTIFY_NAMES or their names longer than NOTIFY_BYTES (a reader then reads
-# every channel it follows), so an entry stays small whatever the batch. Trims the stream to
-# about the notify length and, when that removed entries, notes the oldest id still kept in the
-# notify trim marker: a reader whose cursor is below it may have missed entries (XTRIM and
-# XADD's MAXLEN keep no record of what they removed). Both expire after the history ttl of
-# quiet, as the channels' streams do.
-_NOTIFY = """
-local function notify(stream, marker, length, ttl_ms, at, channels)
-  local names, seen, bytes = {}, {}, 0
-  for _, channel in ipairs(channels) do
-    if not seen[channel] then
-      seen[channel] = true
-      names[#names + 1] = channel
-      bytes = bytes + #channel + 1
-      if #names > @NAMES@ or bytes > @BYTES@ then names = {'*'}; break end
-    end
-  end
-  redis.call('XADD', stream, at .. '-0', 'c', table.concat(names, ' '))
-  if redis.call('XTRIM', stream, 'MAXLEN', '~', length) > 0 then
-    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-    redis.call('SET', marker, string.match(first[1][1], '^(%d+)'))
-  end
-  redis.call('PEXPIRE', stream, ttl_ms)
-  redis.call('PEXPIRE', marker, ttl_ms)
-end
-""".replace("@NAMES@", str(NOTIFY_NAMES)).replace("@BYTES@", str(NOTIFY_BYTES))
 
 # KEYS: seq, origin, idempotency key, notify stream, notify trim marker, then (stream, trim
 #       marker, tombstone) per event
@@ -56,10 +27,10 @@ end
 # before (its ids, "position:channel": the first batch's, whatever this one's body is); {2, n}
 # when the n-th event's channel is deleted, {3, n} when it is closed (its tombstone key holds
 # "c<position>": see CLOSE).
-# XADD's own MAXLEN trimming does not record what it removed (Redis 7.0's max-deleted-entry-id
-# counts XDEL only), so the script notes the newest position it trims in the channel's marker.
+# Each event is stored by ``store`` (``redis_lua``: trimming, the trim marker).
 PUBLISH = (
-    _NOTIFY
+    NOTIFY
+    + STORE
     + """
 local seen = redis.call('GET', KEYS[3])
 if seen then return {1, seen} end
@@ -75,44 +46,14 @@ local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last == 0 then redis.call('SET', KEYS[2], string.format('%.0f', now_us)) end
 local maxlen = tonumber(ARGV[1])
 local ttl_ms = tonumber(ARGV[2])
-local oldest = string.format('%.0f', now_us - ttl_ms * 1000) .. '-0'
 local now_ms = string.format('%.0f', math.floor(now_us / 1000))
-local function position(id) return tonumber(string.match(id, '^(%d+)')) end
 local ids, named, channels = {}, {}, {}
 local count = (#KEYS - 5) / 3
 for i = 6, #KEYS, 3 do
-  local stream, marker = KEYS[i], KEYS[i + 1]
-  local body = ARGV[5 + (i - 6) / 3]
-  local trimmed = 0
-  if redis.call('EXISTS', stream) == 0 then
-    -- new, or expired whole after a quiet spell: what came before the time limit is unknown
-    trimmed = now_us - ttl_ms * 1000
-  end
-  local over = redis.call('XLEN', stream) + 1 - maxlen
-  if over > 0 then
-    local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
-    if #victims > 0 then trimmed = position(victims[#victims][1]) end
-  end
   local at = math.max(last + 1, now_us)
   last = at
-  local text = string.format('%.0f', at)
-  redis.call('XADD', stream, 'MAXLEN', maxlen, text .. '-0', 'b', body, 't', now_ms)
-  -- Age trimming only when the oldest entry is past the limit: a reverse range from the limit
-  -- costs time in proportion to the stream's length, and usually finds nothing.
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  if #first > 0 and position(first[1][1]) < now_us - ttl_ms * 1000 then
-    local expired = redis.call('XREVRANGE', stream, '(' .. oldest, '-', 'COUNT', 1)
-    if #expired > 0 then
-      trimmed = math.max(trimmed, position(expired[1][1]))
-      redis.call('XTRIM', stream, 'MINID', oldest)
-    end
-  end
-  if trimmed > 0 then
-    local before = tonumber(redis.call('GET', marker) or '0')
-    if trimmed > before then redis.call('SET', marker, string.format('%.0f', trimmed)) end
-  end
-  redis.call('PEXPIRE', stream, ttl_ms)
-  redis.call('PEXPIRE', marker, ttl_ms)
+  local text = store(KEYS[i], KEYS[i + 1], ARGV[5 + (i - 6) / 3], at, now_us, now_ms, maxlen,
+                     ttl_ms)
   ids[#ids + 1] = text
   channels[#channels + 1] = ARGV[4 + count + #ids]
   named[#named + 1] = text .. ':' .. channels[#channels]
@@ -234,61 +175,54 @@ return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
         string.format('%.0f', cutoff_us), more, info, page}
 """
 
-# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker, the
+#       channel's Durable Stream state
 # ARGV: anyway (1/0), history ttl ms, notify length, channel
-# Returns -1: deleted already; 0: no history and not anyway (nothing done); 1: deleted.
-# One marker entry (field x, no body) takes the next position of the sequence in the same
-# atomic step, so stored positions still form a prefix of it and every reader meets the
-# deletion in position order with the other events it reads. The events before the marker are
-# no longer served (HISTORY starts a channel after its marker) but stay until the stream
-# expires with the tombstone: a reader still behind must deliver them, since they were
-# acknowledged before the deletion. The trim marker goes: a resume of a stream that also names
-# live channels needs no reset for this one.
+# Returns -1: deleted already; 0: no history, no Durable Stream and not anyway (nothing done);
+# 1: deleted.
+# ``delete_channel`` (``redis_lua``) leaves one marker entry (field x, no body) at the next
+# position of the sequence in the same atomic step as the tombstone, so every reader meets the
+# deletion in position order with the other events it reads; HISTORY starts a channel after it.
 DELETE = (
-    _NOTIFY
+    NOTIFY
+    + STORE
+    + MARKS
     + """
 local gone = redis.call('GET', KEYS[5])
 if gone and string.sub(gone, 1, 1) ~= 'c' then return -1 end  -- (a closed one may be deleted)
-if redis.call('EXISTS', KEYS[3]) == 0 and ARGV[1] == '0' then return 0 end
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[8]) == 0
+then
+  return 0
+end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if last == 0 then redis.call('SET', KEYS[2], string.format('%.0f', now_us)) end
-local at = string.format('%.0f', math.max(last + 1, now_us))
-redis.call('SET', KEYS[1], at)
-redis.call('DEL', KEYS[4])
-redis.call('XADD', KEYS[3], at .. '-0', 'x', '1', 't', string.format('%.0f', now_us / 1000))
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-redis.call('SET', KEYS[5], at, 'PX', ARGV[2])
+local at = delete_channel(now_us, ARGV[2])
 notify(KEYS[6], KEYS[7], ARGV[3], ARGV[2], at, {ARGV[4]})
 return 1
 """
 )
 
-# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker
+# KEYS: seq, origin, stream, trim marker, tombstone, notify stream, notify trim marker, the
+#       channel's Durable Stream state
 # ARGV: history ttl ms, notify length, channel
-# Returns -1: deleted (nothing done); 0: closed already; 1: closed.
-# As DELETE: one marker entry (field z, no body) at the next position, in the same atomic step
-# as the mark that refuses publishes (the tombstone key, valued "c<position>"), so a publish is
-# stored before the close or refused, and every reader meets the close after every event before
-# it. The history is untouched (HISTORY skips entries without a body) and expires as it would;
-# the stream's own expiry is pushed to the mark's, so the marker outlives no reader's need.
+# Returns -1: deleted (nothing done); 0: closed already; 1: closed; 2: closed, a Durable Stream
+# with it.
+# As DELETE: ``close_channel`` (``redis_lua``) leaves the marker entry (field z) at the next
+# position in the same atomic step as the mark that refuses publishes (the tombstone key, valued
+# "c<position>"), so a publish is stored before the close or refused, and every reader meets the
+# close after every event before it.
 CLOSE = (
-    _NOTIFY
+    NOTIFY
+    + STORE
+    + MARKS
     + """
 local gone = redis.call('GET', KEYS[5])
 if gone then return string.sub(gone, 1, 1) == 'c' and 0 or -1 end
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if last == 0 then redis.call('SET', KEYS[2], string.format('%.0f', now_us)) end
-local at = string.format('%.0f', math.max(last + 1, now_us))
-redis.call('SET', KEYS[1], at)
-redis.call('XADD', KEYS[3], at .. '-0', 'z', '1', 't', string.format('%.0f', now_us / 1000))
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
-redis.call('SET', KEYS[5], 'c' .. at, 'PX', ARGV[1])
+local stream = redis.call('EXISTS', KEYS[8])
+local at = close_channel(now_us, ARGV[1])
 notify(KEYS[6], KEYS[7], ARGV[2], ARGV[1], at, {ARGV[3]})
-return 1
+return 1 + stream
 """
 )

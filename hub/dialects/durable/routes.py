@@ -79,7 +79,7 @@ def _handler(ctx: Context) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return fail(
                 501,
                 f"the {ctx.backplane} backplane does not serve Durable Streams: use one that "
-                "does (memory, for now)",
+                "does (memory, redis, nats)",
                 headers,
             )
         try:
