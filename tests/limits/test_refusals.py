@@ -63,8 +63,16 @@ async def test_each_setting_has_its_own_line(
 ) -> None:
     """subscribe_rate, max_client_channels and publish_rate each name themselves and their
     values; the same address refused by two settings gets a line for each."""
+    # Rates of one token in 100 s: the public profile's 20/s and 1000/s refill a bucket within
+    # 50 ms and 1 ms, which a loaded machine spends between two requests, and then the request
+    # meant to be refused was let through.
     hub = await make_hub(
-        profile="public", subscribe_burst=2, max_client_channels=1, publish_burst=1
+        profile="public",
+        subscribe_rate=0.01,
+        subscribe_burst=2,
+        max_client_channels=1,
+        publish_rate=0.01,
+        publish_burst=1,
     )
     caplog.set_level(logging.WARNING, "hub.refusals")
     await hub.subscribe("/channels/one/events")
@@ -75,8 +83,8 @@ async def test_each_setting_has_its_own_line(
     lines = refusal_lines(caplog)
     assert len(lines) == 3, lines
     assert "by max_client_channels (1 channels brought into being per address)" in lines[0]
-    assert "by subscribe_rate (20 new streams a second per address, 2 at once" in lines[1]
-    assert "turned away a publish from 127.0.0.1 by publish_rate (1000 events a second" in lines[2]
+    assert "by subscribe_rate (0.01 new streams a second per address, 2 at once" in lines[1]
+    assert "turned away a publish from 127.0.0.1 by publish_rate (0.01 events a second" in lines[2]
 
 
 @pytest.mark.any_backplane
