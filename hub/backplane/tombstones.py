@@ -46,3 +46,7 @@ class Tombstones:
             self._until = {name: end for name, end in self._until.items() if end > now}
             self._sweep_at = now + 1.0
         return [name for name in channels if self._until.get(name, 0.0) > now]
+
+    def ends(self, channels: Sequence[str]) -> dict[str, float]:
+        """When the standing tombstones of ``channels`` end (for a proxy that keeps a copy)."""
+        return {name: self._until[name] for name in self.among(channels)}

@@ -1,0 +1,286 @@
+"""The engine: the memory backplane of a hub of several workers, in the supervisor's process.
+
+With ``workers`` > 1 and the memory backplane, each worker process talks to one
+``MemoryBackplane`` here, over a Unix socket (``hub.backplane.engine_wire``), through its proxy
+(``hub.backplane.engine_client``). Why every guarantee of one process holds hub-wide: there is
+one store, and it runs each request in one step on this event loop, as it does inside a single
+hub. Positions come from its one sequence; history, idempotency keys, tickets, tombstones and
+closed marks live only here; a publish stores its events and queues their frames for the
+workers that follow their channels *before* its answer, in one step. Each worker's link is one
+ordered byte stream, so a worker receives every event of its followed channels once, in position
+order, and a deletion or a close after the events stored before it; a follow is answered after
+the link is registered on the channels, so every event stored after that answer reaches the
+worker, and the answer's frontier (the newest position) bounds those stored before.
+
+An event's frame is encoded once per set of links that receive it (usually: once) and written
+to each; the frames a request produced are written when the data it came in is processed, one
+write per link. A worker that dies takes its link with it: its follows go, its counters stay
+in the sums (``hub.backplane.totals``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from hub.backplane import Counts, History, Published
+from hub.backplane.engine_wire import Frames, drafts_in, error_of, events_out, frame
+from hub.backplane.memory import MemoryBackplane
+from hub.events import Event
+from hub.metrics import add_snapshots
+
+if TYPE_CHECKING:
+    from hub.config import Config
+
+__all__ = ["EngineServer"]
+
+log = logging.getLogger("hub.engine")
+
+
+class _Link(asyncio.Protocol):
+    """One worker's connection: what it follows, its last counts and counters."""
+
+    def __init__(self, engine: EngineServer) -> None:
+        self.engine = engine
+        self.transport: asyncio.Transport | None = None
+        self.frames = Frames()
+        self.out: list[bytes] = []
+        self.channels: set[str] = set()
+        self.worker = 0
+        self.counts: dict[str, int] = {}
+        self.streams = 0
+        self.totals: dict[str, Any] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass
+        self.engine.links.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        engine = self.engine
+        engine.receiving = True
+        try:
+            for message in self.frames.feed(data):
+                engine.handle(self, message)
+        except ValueError as problem:  # not our wire: drop the link
+            log.error("engine: a broken link from worker %s: %s", self.worker, problem)
+            if self.transport is not None:
+                self.transport.abort()
+        finally:
+            engine.receiving = False
+        engine.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.engine.drop(self)
+
+
+class EngineServer:
+    """The memory backplane served on a Unix socket at ``path``; the ``Listener`` of it."""
+
+    def __init__(self, config: Config, path: str) -> None:
+        self.path = path
+        self.backplane = MemoryBackplane(config)
+        self.links: set[_Link] = set()
+        self._followers: dict[str, set[_Link]] = {}
+        self._dirty: set[_Link] = set()
+        self._retired: dict[str, Any] = {}  # the counters of the workers that ended
+        self._server: asyncio.AbstractServer | None = None
+        self._methods: dict[str, Callable[..., Any]] = {
+            "hello": self._hello,
+            "publish": self._publish,
+            "history": self._history,
+            "follow": self._follow,
+            "unfollow": self._unfollow,
+            "channels": self.backplane.channels,
+            "issue": self.backplane.issue_ticket,
+            "spend": self.backplane.spend_ticket,
+            "delete": self.backplane.delete_channel,
+            "close": self.backplane.close_channel,
+            "report": self._report,
+        }
+        self._link: _Link | None = None  # the link whose request runs now
+        #: while a link's data is processed: its frames are written when it is done (flush)
+        self.receiving = False
+
+    async def start(self) -> None:
+        await self.backplane.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _Link(self), self.path)
+        os.chmod(self.path, 0o600)  # the workers run as this user; nobody else may publish
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for link in list(self.links):
+                if link.transport is not None:
+                    link.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+        await self.backplane.close()
+
+    @property
+    def workers(self) -> int:
+        return sum(1 for link in self.links if link.worker)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle(self, link: _Link, message: list[Any]) -> None:
+        ident, method, *args = message
+        self._link = link
+        try:
+            result = self._methods[method](*args)
+            if isinstance(result, Coroutine):
+                result = _run_now(result)
+        except Exception as problem:  # every error goes back: the worker decides
+            kind, detail = error_of(problem)
+            if kind == "unavailable":
+                log.exception("engine: %s failed", method)
+            if ident:
+                self._queue(link, frame([-ident, kind, detail]))
+            return
+        finally:
+            self._link = None
+        if ident:
+            self._queue(link, frame([ident, result]))
+
+    def _hello(self, worker: int) -> int:
+        assert self._link is not None
+        self._link.worker = worker
+        return os.getpid()
+
+    def _publish(self, drafts: list[list[str]], key: str | None) -> list[Any]:
+        published: Published = _run_now(self.backplane.publish(drafts_in(drafts), key))
+        return [published.ids, published.replayed]
+
+    def _history(
+        self, channels: list[str], after: int | None, max_bytes: int, continued: bool
+    ) -> list[Any]:
+        page: History = _run_now(
+            self.backplane.history(channels, after, max_bytes, continued=continued)
+        )
+        reset = None if page.reset is None else [page.reset.reason, page.reset.oldest_id]
+        return [events_out(page.events), reset, page.more]
+
+    def _follow(self, channels: list[str]) -> list[Any]:
+        link = self._link
+        assert link is not None
+        for name in channels:
+            self._followers.setdefault(name, set()).add(link)
+        link.channels.update(channels)
+        deleted, closed = self.backplane.marks(channels)
+        return [self.backplane.last_position, deleted, closed]
+
+    def _unfollow(self, channel: str) -> None:
+        assert self._link is not None
+        self._forget(self._link, channel)
+
+    def _report(self, counts: dict[str, int], streams: int, totals: dict[str, Any]) -> list[Any]:
+        """A worker's counts and counters in; the others' sums and the engine's state out."""
+        link = self._link
+        assert link is not None
+        link.counts, link.streams, link.totals = counts, streams, totals
+        channels: dict[str, int] = {}
+        others = 0
+        summed = dict(self._retired)
+        for other in self.links:
+            if other is link:
+                continue
+            for name, count in other.counts.items():
+                channels[name] = channels.get(name, 0) + count
+            others += other.streams
+            summed = add_snapshots(summed, other.totals)
+        state = self.backplane.state().detail | {"workers": self.workers}
+        return [channels, others, summed, state]
+
+    # -- the listener: pushes to the links that follow ---------------------------------------
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        followers = self._followers
+        if len(events) == 1:
+            links = followers.get(events[0].channel)
+            if links:
+                data = frame([0, "d", events_out(events)])
+                for link in links:
+                    self._queue(link, data)
+            return
+        by_link: dict[_Link, list[Event]] = {}
+        for event in events:
+            for link in followers.get(event.channel, ()):
+                by_link.setdefault(link, []).append(event)
+        encoded: dict[tuple[int, ...], bytes] = {}  # one encoding per distinct selection
+        for link, chosen in by_link.items():
+            key = tuple(event.position for event in chosen)
+            found = encoded.get(key)
+            if found is None:
+                found = encoded[key] = frame([0, "d", events_out(chosen)])
+            self._queue(link, found)
+
+    def lost(self, channel: str) -> None:
+        self._push(channel, frame([0, "l", channel]))
+
+    def deleted(self, channel: str) -> None:
+        until = self.backplane.marks([channel])[0].get(channel, 0.0)
+        self._push(channel, frame([0, "x", channel, until]))
+
+    def closed(self, channel: str) -> None:
+        until = self.backplane.marks([channel])[1].get(channel, 0.0)
+        self._push(channel, frame([0, "c", channel, until]))
+
+    def _push(self, channel: str, data: bytes) -> None:
+        for link in self._followers.get(channel, ()):
+            self._queue(link, data)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _queue(self, link: _Link, data: bytes) -> None:
+        link.out.append(data)
+        if not self._dirty and not self.receiving:  # else flush() runs at the end of the data
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.add(link)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for link in dirty:
+            out, link.out = link.out, []
+            if link.transport is not None and not link.transport.is_closing():
+                link.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def drop(self, link: _Link) -> None:
+        """A worker went away: its follows end; its counters stay in the sums."""
+        self.links.discard(link)
+        self._dirty.discard(link)
+        for name in list(link.channels):
+            self._forget(link, name)
+        self._retired = add_snapshots(self._retired, link.totals)
+        if link.worker:
+            log.info("engine: worker %d left", link.worker)
+
+    def _forget(self, link: _Link, channel: str) -> None:
+        link.channels.discard(channel)
+        links = self._followers.get(channel)
+        if links is not None:
+            links.discard(link)
+            if not links:
+                del self._followers[channel]
+
+    def counts(self) -> Counts:
+        """Every worker's counts summed (for the supervisor's own log lines)."""
+        channels: dict[str, int] = {}
+        for link in self.links:
+            for name, count in link.counts.items():
+                channels[name] = channels.get(name, 0) + count
+        return Counts(channels, sum(link.streams for link in self.links))
+
+
+def _run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a memory backplane method to its end at once: none of them awaits (their module's
+    docstring says why), which is what keeps each request one step, in arrival order."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a memory backplane method awaited: the engine runs them in one step")
