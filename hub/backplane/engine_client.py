@@ -225,14 +225,20 @@ class EngineBackplane:
         return found
 
     async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
-        done: bool | None = await self._call("delete", channel, anyway)
+        done: bool | None
+        done, until = await self._call("delete", channel, anyway)
+        if until is not None:
+            self._deleted.mark_until(channel, until)
         return done
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._deleted.among(channels)
 
     async def close_channel(self, channel: str) -> bool | None:
-        done: bool | None = await self._call("close", channel)
+        done: bool | None
+        done, until = await self._call("close", channel)
+        if until is not None:
+            self._closed.mark_until(channel, until)
         return done
 
     def closed(self, channels: Sequence[str]) -> list[str]:

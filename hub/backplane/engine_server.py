@@ -97,8 +97,8 @@ class EngineServer:
             "channels": self.backplane.channels,
             "issue": self.backplane.issue_ticket,
             "spend": self.backplane.spend_ticket,
-            "delete": self.backplane.delete_channel,
-            "close": self.backplane.close_channel,
+            "delete": self._delete,
+            "close": self._close,
             "report": self._report,
         }
         self._link: _Link | None = None  # the link whose request runs now
@@ -173,6 +173,16 @@ class EngineServer:
         deleted, closed = self.backplane.marks(channels)
         return [self.backplane.last_position, deleted, closed]
 
+    def _delete(self, channel: str, anyway: bool) -> list[Any]:
+        """Deleted or not, and until when its tombstone stands (the deleting worker answers
+        ``deleted()`` for it at once, followed or not)."""
+        done = _run_now(self.backplane.delete_channel(channel, anyway))
+        return [done, self.backplane.marks([channel])[0].get(channel)]
+
+    def _close(self, channel: str) -> list[Any]:
+        done = _run_now(self.backplane.close_channel(channel))
+        return [done, self.backplane.marks([channel])[1].get(channel)]
+
     def _unfollow(self, channel: str) -> None:
         assert self._link is not None
         self._forget(self._link, channel)
@@ -189,7 +199,8 @@ class EngineServer:
             if other is link:
                 continue
             for name, count in other.counts.items():
-                channels[name] = channels.get(name, 0) + count
+                if count:
+                    channels[name] = channels.get(name, 0) + count
             others += other.streams
             summed = add_snapshots(summed, other.totals)
         state = self.backplane.state().detail | {"workers": self.workers}
