@@ -129,7 +129,7 @@ def add_introspection_routes(
              int(hub.census.health().connected)),
         )  # fmt: skip
         return web.Response(
-            body=metrics.render(gauges, totals.others_totals() if totals else None).encode(),
+            body=metrics.render(gauges, await totals.others_totals() if totals else None).encode(),
             # the exposition format's version is a parameter, which content_type= refuses
             headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
         )

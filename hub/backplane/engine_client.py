@@ -253,7 +253,11 @@ class EngineBackplane:
     def share_totals(self, local: Callable[[], dict[str, Any]]) -> None:
         self._local_totals = local
 
-    def others_totals(self) -> dict[str, Any]:
+    async def others_totals(self) -> dict[str, Any]:
+        """Asked at each scrape (the others' reports are a second old at most); the last
+        answer while the engine cannot be reached."""
+        with contextlib.suppress(BackplaneUnavailable):
+            self._others_totals = await self._call("totals")
         return self._others_totals
 
     def state(self) -> BackplaneState:

@@ -100,6 +100,7 @@ class EngineServer:
             "delete": self._delete,
             "close": self._close,
             "report": self._report,
+            "totals": self._totals,
         }
         self._link: _Link | None = None  # the link whose request runs now
         #: while a link's data is processed: its frames are written when it is done (flush)
@@ -194,7 +195,6 @@ class EngineServer:
         link.counts, link.streams, link.totals = counts, streams, totals
         channels: dict[str, int] = {}
         others = 0
-        summed = dict(self._retired)
         for other in self.links:
             if other is link:
                 continue
@@ -202,9 +202,17 @@ class EngineServer:
                 if count:
                     channels[name] = channels.get(name, 0) + count
             others += other.streams
-            summed = add_snapshots(summed, other.totals)
         state = self.backplane.state().detail | {"workers": self.workers}
-        return [channels, others, summed, state]
+        return [channels, others, self._totals(), state]
+
+    def _totals(self) -> dict[str, Any]:
+        """The counters of every worker but the asking one (as of their last report), and of
+        the workers that ended."""
+        summed = dict(self._retired)
+        for other in self.links:
+            if other is not self._link:
+                summed = add_snapshots(summed, other.totals)
+        return summed
 
     # -- the listener: pushes to the links that follow ---------------------------------------
 

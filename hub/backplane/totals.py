@@ -23,5 +23,5 @@ class Totals(Protocol):
     def share_totals(self, local: Callable[[], dict[str, Any]]) -> None:
         """Send ``local()`` (this process's ``Metrics.snapshot``) to the others, every second."""
 
-    def others_totals(self) -> dict[str, Any]:
+    async def others_totals(self) -> dict[str, Any]:
         """The other workers' snapshots (and the ended ones'), summed; a second old at most."""
