@@ -263,4 +263,5 @@ class EngineBackplane:
     def state(self) -> BackplaneState:
         up = self._link is not None and self._link.up
         detail = {"engine": self._path, **self._detail}
-        return BackplaneState(kind="engine", connected=up, detail=detail)
+        # the memory backplane, in the engine: what the operator configured
+        return BackplaneState(kind="memory", connected=up, detail=detail)

@@ -1,7 +1,7 @@
 """A worker's link to its engine: requests pipelined by id, answers matched, pushes handed on.
 
 The byte half of ``hub.backplane.engine_client``: one Unix socket connection, frames out
-(written together once per event-loop pass, so a burst of publishes costs one write) and in
+(each written at once: a request is waited for) and in
 (answers resolve their request's future; pushes go to ``on_push`` in the order they came, which
 is the engine's order).
 """
@@ -29,7 +29,6 @@ class EngineLink(asyncio.Protocol):
         self._frames = Frames()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
-        self._out: list[bytes] = []
 
     @property
     def up(self) -> bool:
@@ -55,14 +54,10 @@ class EngineLink(asyncio.Protocol):
             self._send(frame([0, method, *args]))
 
     def _send(self, data: bytes) -> None:
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if self._transport is not None and out:
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        # At once: a request waits for its answer, so holding it for the end of the loop pass
+        # would add a pass to every publish; a burst costs a write each (small, on a socket).
+        assert self._transport is not None
+        self._transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         try:
