@@ -90,11 +90,14 @@ def add_introspection_routes(
             "channels": hub.census.channel_count,
             "uptime": round(time.monotonic() - started, 3),
         }
-        if worker.number():  # one of several (hub.supervisor): which one, and the whole hub's
+        if worker.number():  # one of several (hub.supervisor): the whole hub's, and which
+            census = hub.census
             answer |= {
+                "subscribers": census.cluster_subscribers,
+                "channels": len({*census.channel_names, *census.remote_counts().channels}),
                 "worker": worker.number(),
                 "workers": worker.count(),
-                "hub_subscribers": hub.census.cluster_subscribers,
+                "worker_subscribers": census.subscribers,
             }
         return json_response(answer)
 

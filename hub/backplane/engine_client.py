@@ -36,6 +36,7 @@ from hub.backplane import (
     Reset,
 )
 from hub.backplane.engine_link import EngineLink
+from hub.backplane.engine_reports import Reports
 from hub.backplane.engine_wire import drafts_out, events_in
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["SCHEME", "EngineBackplane"]
 
 SCHEME = "engine+unix"
-#: Seconds between two reports (counts and counters out, the others' sums in).
-REPORT_INTERVAL = 1.0
 #: Seconds between two attempts to reach the engine while the link is down.
 RECONNECT_INTERVAL = 0.5
 
@@ -67,11 +66,7 @@ class EngineBackplane:
         self._joining: dict[str, asyncio.Future[int]] = {}
         self._deleted = Tombstones(config.history_ttl)
         self._closed = Tombstones(config.history_ttl)
-        self._local_counts: Callable[[], Counts] | None = None
-        self._local_totals: Callable[[], dict[str, Any]] | None = None
-        self._remote = Counts()
-        self._others_totals: dict[str, Any] = {}
-        self._detail: dict[str, Any] = {}
+        self._reports = Reports()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -90,33 +85,21 @@ class EngineBackplane:
         )
         self._link = link
         await link.call("hello", self._worker)
-        await self._report()
+        await self._reports.report(link)
 
     async def _keep_up(self) -> None:
-        """Report every second; reconnect while the link is down."""
+        """Reports while the link is up; reconnect while it is down."""
         while True:
             link = self._link
-            if link is None or not link.up:
-                await asyncio.sleep(RECONNECT_INTERVAL)
-                with contextlib.suppress(OSError, BackplaneUnavailable):
-                    await self._connect()
-                continue
-            await asyncio.sleep(REPORT_INTERVAL)
-            with contextlib.suppress(BackplaneUnavailable):
-                await self._report()
-
-    async def _report(self) -> None:
-        counts = self._local_counts() if self._local_counts is not None else Counts()
-        totals = self._local_totals() if self._local_totals is not None else {}
-        channels, streams, others, detail = await self._call(
-            "report", dict(counts.channels), counts.streams, totals
-        )
-        self._remote = Counts(channels, streams)
-        self._others_totals = others
-        self._detail = detail
+            if link is not None and link.up:
+                await self._reports.keep(link)
+            await asyncio.sleep(RECONNECT_INTERVAL)
+            with contextlib.suppress(OSError, BackplaneUnavailable):
+                await self._connect()
 
     async def close(self) -> None:
         self._closing = True
+        self._reports.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +154,7 @@ class EngineBackplane:
         for name, until in closed.items():
             self._closed.mark_until(name, until)
         self._followed.update(still)
+        self._reports.changed()
         return int(frontier)
 
     def unfollow(self, channel: str) -> None:
@@ -178,6 +162,7 @@ class EngineBackplane:
         self._joining.pop(channel, None)
         if self._link is not None:
             self._link.tell("unfollow", channel)
+        self._reports.changed()
 
     def _pushed(self, message: list[Any]) -> None:
         listener = self._listener
@@ -194,6 +179,8 @@ class EngineBackplane:
             listener.closed(message[2])
         elif kind == "l":
             listener.lost(message[2])
+        elif kind == "n":
+            self._reports.heard(message[2], message[3])
 
     def _lost(self) -> None:
         """The link ended: what was followed can no longer be delivered in order."""
@@ -245,23 +232,20 @@ class EngineBackplane:
         return self._closed.among(channels)
 
     def share_counts(self, local: Callable[[], Counts]) -> None:
-        self._local_counts = local
+        self._reports.local_counts = local
 
     def remote_counts(self) -> Counts:
-        return self._remote
+        return self._reports.remote
 
     def share_totals(self, local: Callable[[], dict[str, Any]]) -> None:
-        self._local_totals = local
+        self._reports.local_totals = local
 
     async def others_totals(self) -> dict[str, Any]:
-        """Asked at each scrape (the others' reports are a second old at most); the last
-        answer while the engine cannot be reached."""
-        with contextlib.suppress(BackplaneUnavailable):
-            self._others_totals = await self._call("totals")
-        return self._others_totals
+        """Asked at each scrape (the others' reports are a second old at most)."""
+        return await self._reports.fetch_totals(self._link)
 
     def state(self) -> BackplaneState:
         up = self._link is not None and self._link.up
-        detail = {"engine": self._path, **self._detail}
+        detail = {"engine": self._path, **self._reports.detail}
         # the memory backplane, in the engine: what the operator configured
         return BackplaneState(kind="memory", connected=up, detail=detail)

@@ -26,7 +26,8 @@ import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from hub.backplane import Counts, History, Published
+from hub.backplane import History, Published
+from hub.backplane.engine_sums import others_counts, others_totals, pushed_counts
 from hub.backplane.engine_wire import Frames, drafts_in, error_of, events_out, frame
 from hub.backplane.memory import MemoryBackplane
 from hub.events import Event
@@ -100,6 +101,7 @@ class EngineServer:
             "delete": self._delete,
             "close": self._close,
             "report": self._report,
+            "counts": self._counts,
             "totals": self._totals,
         }
         self._link: _Link | None = None  # the link whose request runs now
@@ -193,26 +195,20 @@ class EngineServer:
         link = self._link
         assert link is not None
         link.counts, link.streams, link.totals = counts, streams, totals
-        channels: dict[str, int] = {}
-        others = 0
-        for other in self.links:
-            if other is link:
-                continue
-            for name, count in other.counts.items():
-                if count:
-                    channels[name] = channels.get(name, 0) + count
-            others += other.streams
+        channels, others = others_counts(self.links, link)
         state = self.backplane.state().detail | {"workers": self.workers}
         return [channels, others, self._totals(), state]
 
+    def _counts(self, counts: dict[str, int], streams: int) -> None:
+        """A worker's counts changed: every worker gets the others' sums (``n``)."""
+        link = self._link
+        assert link is not None
+        link.counts, link.streams = counts, streams
+        for other, channels, others in pushed_counts(self.links):
+            self._queue(cast(_Link, other), frame([0, "n", channels, others]))
+
     def _totals(self) -> dict[str, Any]:
-        """The counters of every worker but the asking one (as of their last report), and of
-        the workers that ended."""
-        summed = dict(self._retired)
-        for other in self.links:
-            if other is not self._link:
-                summed = add_snapshots(summed, other.totals)
-        return summed
+        return others_totals(self.links, self._retired, self._link)
 
     # -- the listener: pushes to the links that follow ---------------------------------------
 
@@ -284,14 +280,6 @@ class EngineServer:
             links.discard(link)
             if not links:
                 del self._followers[channel]
-
-    def counts(self) -> Counts:
-        """Every worker's counts summed (for the supervisor's own log lines)."""
-        channels: dict[str, int] = {}
-        for link in self.links:
-            for name, count in link.counts.items():
-                channels[name] = channels.get(name, 0) + count
-        return Counts(channels, sum(link.streams for link in self.links))
 
 
 def _run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:

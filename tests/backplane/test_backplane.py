@@ -67,7 +67,7 @@ async def rig(
         await made.close()
         return
     if kind == "engine":  # the workers' link to their supervisor's memory backplane
-        monkeypatch.setattr("hub.backplane.engine_client.REPORT_INTERVAL", 0.1)
+        monkeypatch.setattr("hub.backplane.engine_reports.REPORT_INTERVAL", 0.1)
     url = REDIS_URL if kind == "redis" else "memory"
     made = Rig(kind, url, f"ssehub-test:{uuid.uuid4().hex}:")
     yield made
@@ -97,7 +97,7 @@ async def shared_rig(
     store, many instances."""
     monkeypatch.setattr("hub.backplane.redis_presence.COUNTS_INTERVAL", 0.1)
     monkeypatch.setattr("hub.backplane.nats_presence.COUNTS_INTERVAL", 0.1)
-    monkeypatch.setattr("hub.backplane.engine_client.REPORT_INTERVAL", 0.1)
+    monkeypatch.setattr("hub.backplane.engine_reports.REPORT_INTERVAL", 0.1)
     if request.param == "engine":
         made = Rig("engine", "memory", "")
     elif request.param == "nats":

@@ -236,6 +236,7 @@ async def test_metrics_and_health_show_the_whole_hub(two: HubProcess) -> None:
             async with session.get(f"{two.url}/healthz") as answer:
                 health = await answer.json()
             assert health["worker"] == number and health["workers"] == 2
+            assert health["subscribers"] == 3 and health["worker_subscribers"] == number
             assert health["backplane"]["kind"] == "memory" and health["backplane"]["workers"] == 2
             assert health["backplane"]["engine"].endswith("engine.sock")
             async with session.get(f"{two.url}/readyz") as answer:
