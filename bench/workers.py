@@ -78,6 +78,7 @@ async def price_of(name: str, workers: int, plan: Plan, workdir: Path) -> dict[s
             "p99_ms": result["p99_ms"],
             "delivered": result["delivered"],
             "noisy": result["noisy"],
+            "other_cpu_pct": result["other_cpu_pct"],
             "client_saturated": result["client_saturated"],
         }
     finally:
@@ -106,6 +107,7 @@ async def _publish_cost(server: Server, plan: Plan) -> dict[str, Any]:
         "us_per_publish": round(1e6 * measured.server_cpu_s / events, 2) if events else None,
         "failed": done["failed_requests"],
         "noisy": measured.noisy,
+        "other_cpu_pct": measured.other_cpu_pct,
     }
 
 

@@ -291,3 +291,25 @@ async def test_a_taken_port_stops_the_hub_with_one_line() -> None:
         )  # fmt: skip
     assert code != 0
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err, (out, err)
+
+
+async def test_on_every_backplane_a_publish_reaches_the_other_worker(
+    make_hub_process: MakeHubProcess, backplane: str
+) -> None:
+    """With Redis or NATS the workers use the store directly (no engine), as separate hub
+    processes do; with memory, the engine. Either way a publish on one worker reaches a
+    subscriber on the other, and a resume there is exact."""
+    hub = await make_hub_process(workers=2, publish_tokens=TOKEN)
+    engine = "memory history in the engine" in hub.output
+    assert engine == (backplane == "memory"), hub.output
+    async with on_worker(hub, 1) as one, on_worker(hub, 2) as other:
+        stream = await stream_on(other, hub, 2, "/channels/shared/events")
+        sent = [await publish_ok(one, hub, "shared", n, 1) for n in range(5)]
+        got = await stream.take(3, timeout=10)
+        await stream.close()
+        resumed = await stream_on(
+            one, hub, 1, "/channels/shared/events", **{"Last-Event-ID": got[-1].id}
+        )
+        got += await resumed.take(2, timeout=10)
+    assert_exact(got, sent)
+    await close_sessions()
