@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # `python bench/workers.py`: make `bench` importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadclient import install_uvloop, raise_nofile_limit
-from bench.measure import cli_flags, log
+from bench.measure import cli_flags, log, wait_quiet
 from bench.run import Plan, StartMark, _publish_to, rate_scenario
 from bench.servers import SERVERS, Server, free_port
 
@@ -50,7 +50,7 @@ __all__ = ["main"]
 #: (subscribers, channels, events/s) of each price scenario
 PRICE = {"fanout": (1000, 1, 50.0), "small": (1000, 64, 500.0)}
 PUBLISH_RATE = 1000.0
-KNEE_RATES = (50.0, 100.0, 150.0, 200.0, 250.0, 300.0)
+KNEE_RATES = (10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0)
 KNEE_SUBS = 1000
 TARGETS = {"fanout": 1.10, "small": 1.5, "publish": 1.15}
 
@@ -64,6 +64,7 @@ async def _hub(workers: int, cores: Sequence[int] | None, workdir: Path) -> Serv
 
 
 async def price_of(name: str, workers: int, plan: Plan, workdir: Path) -> dict[str, Any]:
+    await wait_quiet(plan.wait_quiet)
     server = await _hub(workers, (0,), workdir)
     try:
         if name == "publish":
@@ -117,6 +118,7 @@ async def knee_of(
     steps = []
     best = None
     for rate in rates:
+        await wait_quiet(plan.wait_quiet)
         server = await _hub(workers, None, workdir / f"k{workers}-{rate:g}")
         try:
             got = await rate_scenario(
@@ -161,6 +163,11 @@ def report(results: dict[str, Any]) -> str:
         unit = "us/publish" if name == "publish" else "us/delivery"
         lines.append(f"{name:<10}{one:>10.2f}  {two:>10.2f}  {two / one:>6.2f}x  "
                      f"{TARGETS[name]:>5.2f}x  ({unit})")  # fmt: skip
+    noise = [r.get("other_cpu_pct") or 0 for by in results["price"].values()
+             for runs in by.values() for r in runs]  # fmt: skip
+    if noise:
+        lines.append(f"(other processes used {min(noise):.0f}-{max(noise):.0f}% of a core "
+                     "during those windows)")  # fmt: skip
     lines.append("gain (hub unpinned; the load client and publisher share the 2 cores):")
     for workers, knee in results["knee"].items():
         steps = ", ".join(f"{s['rate']:g}/s->{s['delivered_per_s']} (hub {s['hub_cpu_pct']}%, "
@@ -175,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write every figure here")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="seconds to wait at most for a quiet machine before each hub starts",
+    )
     parser.add_argument("--from-json", help="print the report of an earlier run")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -182,11 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     install_uvloop()
     raise_nofile_limit()
-    plan = replace(Plan(), warmup=2.0, duration=8.0)
+    plan = replace(Plan(), warmup=2.0, duration=8.0, wait_quiet=args.wait_quiet)
     rates: Sequence[float] = KNEE_RATES
     rounds = args.rounds
     if args.quick:
-        plan, rates, rounds = replace(Plan(), warmup=0.5, duration=2.0), (50.0, 100.0), 1
+        plan, rates, rounds = replace(plan, warmup=0.5, duration=2.0), (10.0, 50.0), 1
     with tempfile.TemporaryDirectory(prefix="ssehub-bench-workers-") as tmp:
         results = asyncio.run(run(plan, rounds, rates, Path(tmp)))
     # JSON keys are strings: the report reads them so, whether fresh or from a file

@@ -1,9 +1,9 @@
 """What a worker tells its engine about itself, and what it hears of the other workers.
 
 The ``Presence`` and ``Totals`` half of ``hub.backplane.engine_client``: this worker's
-subscriber counts go to the engine when they change (looked at every ``COUNTS_INTERVAL``, and on
-the next loop pass after a channel is followed or unfollowed, i.e. its first subscriber came or
-its last left); the engine pushes the others' sums back to every worker, so publish receipts and
+subscriber counts go to the engine when they change (looked at every ``COUNTS_INTERVAL``, and
+``COUNTS_SOON`` after a channel is followed or unfollowed, i.e. its first subscriber came or its
+last left); the engine pushes the others' sums back to every worker, so publish receipts and
 ``/channels`` count the whole hub within a fraction of a second. The counters (``Totals``) and
 the engine's state go with a report every ``REPORT_INTERVAL``.
 """
@@ -24,6 +24,9 @@ __all__ = ["COUNTS_INTERVAL", "REPORT_INTERVAL", "Reports"]
 REPORT_INTERVAL = 1.0
 #: Seconds between two looks at this worker's counts, sent when they changed.
 COUNTS_INTERVAL = 0.25
+#: Seconds a follow or unfollow waits before the counts go: many subscribers coming at once
+#: (a reconnect storm) cost one send per this interval, not one each.
+COUNTS_SOON = 0.02
 
 
 class Reports:
@@ -77,10 +80,10 @@ class Reports:
             link.tell("counts", dict(counts.channels), counts.streams)
 
     def changed(self) -> None:
-        """A channel was followed or unfollowed: send the counts on the next pass (the stream
-        that made the change is registered, or gone, by then)."""
+        """A channel was followed or unfollowed: send the counts shortly (the stream that made
+        the change is registered, or gone, by then)."""
         if self._soon is None and self.local_counts is not None:
-            self._soon = asyncio.get_running_loop().call_soon(self.send_counts)
+            self._soon = asyncio.get_running_loop().call_later(COUNTS_SOON, self.send_counts)
 
     def heard(self, channels: dict[str, int], streams: int) -> None:
         """The engine's push of the others' sums."""
