@@ -2,9 +2,10 @@
 
 The ``Presence`` and ``Totals`` half of ``hub.backplane.engine_client``: this worker's
 subscriber counts go to the engine when they change (looked at every ``COUNTS_INTERVAL``, and
-``COUNTS_SOON`` after a channel is followed or unfollowed, i.e. its first subscriber came or its
-last left); the engine pushes the others' sums back to every worker, so publish receipts and
-``/channels`` count the whole hub within a fraction of a second. The counters (``Totals``) and
+on the next loop pass after a channel is followed or unfollowed, i.e. its first subscriber came
+or its last left, at most once per ``COUNTS_SOON``); the engine pushes the others' sums back to
+every worker, so publish receipts and ``/channels`` count the whole hub within a fraction of a
+second. The counters (``Totals``) and
 the engine's state go with a report every ``REPORT_INTERVAL``.
 """
 
@@ -38,6 +39,7 @@ class Reports:
         self.detail: dict[str, Any] = {}  # the engine's state, for /healthz
         self._sent = Counts()  # this worker's counts as last sent
         self._soon: asyncio.Handle | None = None
+        self._last = 0.0  # the loop's time of the last send of the counts
         self._link: EngineLink | None = None
 
     def _counts(self) -> Counts:
@@ -77,13 +79,21 @@ class Reports:
         counts = self._counts()
         if counts != self._sent:
             self._sent = counts
+            self._last = asyncio.get_running_loop().time()
             link.tell("counts", dict(counts.channels), counts.streams)
 
     def changed(self) -> None:
-        """A channel was followed or unfollowed: send the counts shortly (the stream that made
-        the change is registered, or gone, by then)."""
-        if self._soon is None and self.local_counts is not None:
-            self._soon = asyncio.get_running_loop().call_later(COUNTS_SOON, self.send_counts)
+        """A channel was followed or unfollowed: send the counts on the next pass (the stream
+        that made the change is registered, or gone, by then), or ``COUNTS_SOON`` after the
+        last send when that was sooner (a leading edge, then at most one send per interval)."""
+        if self._soon is not None or self.local_counts is None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last + COUNTS_SOON - loop.time()
+        if wait > 0:
+            self._soon = loop.call_later(wait, self.send_counts)
+        else:
+            self._soon = loop.call_soon(self.send_counts)
 
     def heard(self, channels: dict[str, int], streams: int) -> None:
         """The engine's push of the others' sums."""
