@@ -27,6 +27,7 @@ from hub.backplane.totals import Totals
 from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config
 from hub.dialects.ai_sdk import add_ai_sdk_routes
+from hub.dialects.durable import add_durable_routes
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
@@ -69,6 +70,7 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
     publishers = Publishers(config, refusals)  # one rate bucket per publisher for both routes
     add_publish_routes(app, hub, publishers)
     add_publish_stream_routes(app, hub, publishers)
+    add_durable_routes(app, wired, gate, publishers, backplane)  # hub.dialects.durable
     add_private_routes(app, hub, gate, backplane if isinstance(backplane, Deletion) else None)
     add_close_route(app, hub, backplane if isinstance(backplane, Closing) else None)
     preflight = preflight_handler(config)

@@ -110,6 +110,8 @@ class Config:
     idle_timeout: float = _setting(30.0, number(0.1))
     body_timeout: float = _setting(30.0, number(0.1))
     tcp_user_timeout: float = _setting(0.0, number(0))
+    # -- Durable Streams (hub.dialects.durable)
+    durable_long_poll: float = _setting(30.0, number(0.1, 3600))
 
     @classmethod
     def keys(cls) -> dict[str, dataclasses.Field[Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hub.api.openapi_durable import DURABLE_PATHS
 from hub.api.openapi_paths import API_PATHS
 from hub.api.openapi_schemas import SCHEMAS
 from hub.api.openapi_site import SITE_PATHS
@@ -26,7 +27,13 @@ from hub.api.openapi_site import SITE_PATHS
 __all__ = ["OPENAPI", "STREAM_OPERATIONS", "add_openapi_route"]
 
 #: operationIds of the routes that answer a never-ending event stream
-STREAM_OPERATIONS = ("subscribeChannel", "subscribeChannels", "subscribeClock", "resumeAiChat")
+STREAM_OPERATIONS = (
+    "subscribeChannel",
+    "subscribeChannels",
+    "subscribeClock",
+    "resumeAiChat",
+    "readDurableStream",  # (with live=sse)
+)
 
 #: The document, as a dict (tests read it; the route serves its bytes).
 OPENAPI: dict[str, Any] = {
@@ -37,7 +44,7 @@ OPENAPI: dict[str, Any] = {
         "description": "A Server-Sent Events broadcast hub. Every error is JSON "
         '{"error": "..."}; an event stream answers 200 even when it turns a client away.',
     },
-    "paths": {**API_PATHS, **SITE_PATHS},
+    "paths": {**API_PATHS, **DURABLE_PATHS, **SITE_PATHS},
     "components": {"schemas": SCHEMAS},
 }
 

@@ -21,6 +21,7 @@ from hub.events import InvalidInput
 __all__ = [
     "Handler",
     "add_fallback",
+    "allowed_origin",
     "answer",
     "cors_headers",
     "error",
@@ -78,7 +79,11 @@ def json_errors(config: Config, handler: Handler) -> Handler:
 # -- CORS ------------------------------------------------------------------------------------
 
 
-def _allowed_origin(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
+_READS = frozenset({"GET", "HEAD"})
+
+
+def allowed_origin(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
+    """The CORS answer for the request's ``Origin`` against ``origins`` (empty: not allowed)."""
     if "*" in origins:
         return {"Access-Control-Allow-Origin": "*"}
     origin = request.headers.get("Origin")
@@ -93,9 +98,9 @@ def _allowed_origin(request: web.Request, origins: tuple[str, ...]) -> dict[str,
 
 
 def cors_headers(config: Config, request: web.Request) -> dict[str, str]:
-    """Subscribing (GET) and publishing have separate origin lists."""
-    origins = config.cors_origins if request.method == "GET" else config.publish_cors_origins
-    return _allowed_origin(request, origins)
+    """Subscribing (GET, and HEAD: a read too) and publishing have separate origin lists."""
+    origins = config.cors_origins if request.method in _READS else config.publish_cors_origins
+    return allowed_origin(request, origins)
 
 
 def preflight_handler(config: Config) -> Handler:
@@ -104,10 +109,10 @@ def preflight_handler(config: Config) -> Handler:
     async def preflight(request: web.Request) -> web.Response:
         method = request.headers.get("Access-Control-Request-Method", "GET").upper()
         if method == "POST":
-            headers = _allowed_origin(request, config.publish_cors_origins)
+            headers = allowed_origin(request, config.publish_cors_origins)
             allow = "Authorization, Content-Type, Idempotency-Key"
         else:
-            headers = _allowed_origin(request, config.cors_origins)
+            headers = allowed_origin(request, config.cors_origins)
             # fetch-based EventSource polyfills send Last-Event-ID as a real header, and a grant
             # for private channels as Authorization (so does the AI SDK's transport)
             allow = "Last-Event-ID, Cache-Control, Accept, Authorization"

@@ -27,6 +27,7 @@ from hub.backplane import (
     Reset,
 )
 from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
+from hub.backplane.memory_streams import MemoryStreams, StreamRecord
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, Event
 
@@ -51,9 +52,9 @@ def next_position(last: int) -> int:
     return max(last + 1, time.time_ns() // 1000)
 
 
-class MemoryBackplane:
-    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and ``Closing``; no
-    ``Presence`` (one process counts alone)."""
+class MemoryBackplane(MemoryStreams):
+    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing`` and
+    ``Streams`` (``memory_streams``); no ``Presence`` (one process counts alone)."""
 
     def __init__(self, config: Config) -> None:
         self._history_size = config.history_size
@@ -72,6 +73,7 @@ class MemoryBackplane:
         self._tickets: dict[str, tuple[float, list[str]]] = {}  # digest -> (expiry, channels)
         self._tombstones = Tombstones(config.history_ttl)  # the deleted channels
         self._closed = Tombstones(config.history_ttl)  # the closed ones (history kept)
+        self._streams: dict[str, StreamRecord] = {}  # the Durable Streams (memory_streams)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, listener: Listener) -> None:
@@ -97,12 +99,22 @@ class MemoryBackplane:
         if self._closed and (done := self._closed.among([d.channel for d in drafts])):
             raise ChannelClosed(done[0])
         self._make_room(drafts, now)
+        ids = self._store(drafts, now)
+        if idempotency_key is not None:
+            self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
+            if len(self._idempotency) > MAX_IDEMPOTENCY_KEYS:
+                self._idempotency.popitem(last=False)
+        return Published(ids=ids)
+
+    def _store(self, drafts: Sequence[Draft], now: float) -> list[str]:
+        """Store checked drafts and deliver them, without awaiting (the caller checked first)."""
         events: list[Event] = []
         ids: list[str] = []
         position = self._last
         cutoff = now - self._history_ttl
         logs = self._logs
         keep = self._history_size
+        streams = self._streams
         for draft in drafts:
             position = next_position(position)
             ident = f"{position}:{draft.channel}"  # event_id(), inlined on the publish path
@@ -116,16 +128,28 @@ class MemoryBackplane:
             log.append(event, keep)
             log.expire(cutoff)
             self._bytes += log.bytes - before
+            if streams and (stream := streams.get(draft.channel)) is not None:
+                stream.tail = position
         self._last = position
         if self._max_bytes and self._bytes > self._max_bytes:
             self._shed()
-        if idempotency_key is not None:
-            self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
-            if len(self._idempotency) > MAX_IDEMPOTENCY_KEYS:
-                self._idempotency.popitem(last=False)
         if self._listener is not None:
             self._listener.deliver(events)
-        return Published(ids=ids)
+        return ids
+
+    def _next_position(self) -> int:
+        return next_position(self._last)
+
+    def _erase(self, channel: str) -> None:
+        """Delete the channel (and its stream) now: history gone, tombstone, listener told."""
+        log = self._logs.pop(channel, None)
+        if log is not None:  # gone on purpose: not "forgotten", so resumes need no reset
+            self._bytes -= log.bytes
+        if self._streams.pop(channel, None) is not None:
+            self._closed.lift(channel)  # a stream's close lasts as long as the stream
+        self._tombstones.mark(channel, time.time())
+        if self._listener is not None:
+            self._listener.deleted(channel)
 
     async def history(
         self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
@@ -189,14 +213,9 @@ class MemoryBackplane:
         if self._tombstones.among([channel]):
             return None
         log = self._logs.get(channel)
-        if (log is None or not log) and not anyway:
+        if (log is None or not log) and not anyway and channel not in self._streams:
             return False
-        if log is not None:  # gone on purpose: not "forgotten", so resumes need no reset
-            self._bytes -= log.bytes
-            del self._logs[channel]
-        self._tombstones.mark(channel, time.time())
-        if self._listener is not None:
-            self._listener.deleted(channel)
+        self._erase(channel)
         return True
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
@@ -216,7 +235,7 @@ class MemoryBackplane:
             return None
         if self._closed.among([channel]):
             return False
-        self._closed.mark(channel, time.time())  # in one step with the publishes: no await
+        self._mark_closed(channel, None)  # in one step with the publishes: no await
         if self._listener is not None:
             self._listener.closed(channel)
         return True
@@ -260,6 +279,7 @@ class MemoryBackplane:
                 self._forgotten = max(self._forgotten, log.trimmed)
                 del self._logs[name]
         self._expire_keys(now)
+        self._expire_streams(now)
         monotonic = time.monotonic()
         self._tickets = {k: v for k, v in self._tickets.items() if v[0] > monotonic}
 

@@ -23,17 +23,27 @@ The contract (``tests/backplane/test_streams.py`` checks it on every backplane, 
 - ``tail`` is a position: every event of the stream has a position at or below it, and every
   later one above it (the creation position while it has none). It follows events published
   through the hub's own API too: a stream's tail is the last position of its channel.
+  ``start`` is the creation position: the stream's events are the channel's events above it
+  (a read from the stream's start is ``history(after=start)``). Neither ever decreases while
+  the stream lives, even when its oldest events expire from the history.
 - ``append_stream`` checks, in this order and atomically with storing: the stream exists
   (``MISSING``), is open (``CLOSED``; but a duplicate of the producer tuple that closed it is
-  ``DUPLICATE``), the content type matches when given (``MISMATCH``), the producer's epoch and
-  seq (``STALE_EPOCH``, ``BAD_SEQ`` for a new epoch not at 0, ``GAP``, ``DUPLICATE``), the
-  ``Stream-Seq`` is above the last one (``SEQ_REGRESSION``); then stores the drafts (none is
-  allowed only with ``close``) and closes the stream when ``close``. A close reaches every
+  ``DUPLICATE``), the content type matches when given (``MISMATCH``: ``content_type`` is given
+  as a ``media_type()`` and compared with the shape's), the producer's epoch and seq
+  (``STALE_EPOCH``; ``BAD_SEQ`` for a new epoch not at 0; ``GAP``, also for an unknown
+  producer not at 0; ``DUPLICATE`` for a seq at or below the last), the ``Stream-Seq`` is
+  above the last one by plain string comparison (``SEQ_REGRESSION``); then stores the drafts
+  (none is allowed only with ``close``), records the producer's ``(epoch, seq)`` and the
+  ``Stream-Seq``, restarts a sliding TTL and closes the stream when ``close`` (remembering the
+  producer tuple that closed it). Nothing is stored or recorded unless ``APPENDED``. A close
+  reaches every
   process's listener as ``closed(channel)`` after the events stored before it, as
   ``Closing.close_channel`` does; ``Closing.close_channel`` on a stream's channel closes the
-  stream, and ``closed()`` names it.
+  stream, and ``closed()`` names it. A stream's close lasts as long as the stream (not only
+  ``history_ttl``): native publishes to it are refused with ``ChannelClosed`` meanwhile.
 - ``delete_stream`` deletes the stream and its events as ``Deletion.delete_channel`` does
   (every listener gets ``deleted(channel)``), and returns False when there was no stream.
+  ``Deletion.delete_channel`` on a stream's channel deletes the stream too.
 - every method may raise ``BackplaneUnavailable``, and nothing else for a store that errs.
 """
 
@@ -46,7 +56,12 @@ from typing import Protocol, runtime_checkable
 
 from hub.events import Draft
 
-__all__ = ["Appended", "Outcome", "Producer", "Shape", "StreamState", "Streams"]
+__all__ = ["Appended", "Outcome", "Producer", "Shape", "StreamState", "Streams", "media_type"]
+
+
+def media_type(content_type: str) -> str:
+    """A content type as compared: lower case, without parameters (``; charset=...``)."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +90,7 @@ class StreamState:
     tail: int  # see the module's contract
     closed: bool = False
     created_at: float = 0.0
+    start: int = 0  # the creation position: the stream's events are those above it
 
 
 class Outcome(enum.Enum):
@@ -98,6 +114,7 @@ class Appended:
     ids: list[str] = field(default_factory=list)
     epoch: int | None = None  # STALE_EPOCH: the producer's current epoch
     expected_seq: int | None = None  # GAP: the seq the producer must send next
+    last_seq: int | None = None  # DUPLICATE by a producer: its highest accepted seq
 
 
 @runtime_checkable

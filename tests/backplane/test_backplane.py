@@ -378,9 +378,12 @@ async def test_reset_expired_by_size_and_its_pages_continue(rig: Rig) -> None:
 @pytest.mark.timeout(30)
 async def test_reset_expired_by_age(rig: Rig) -> None:
     """Past history_ttl events are gone: a resume from before them is "expired"."""
-    backplane, _ = await rig.make(history_ttl=1)
+    # history_ttl 2, not 1: the fresh event must still be young when read, and the age limit
+    # is Redis's own clock (TIME in the scripts), so it cannot be injected; the second of margin
+    # is what a loaded machine needs between a publish and the read after it.
+    backplane, _ = await rig.make(history_ttl=2)
     ids = await publish(backplane, "a", "a")
-    await asyncio.sleep(1.3)
+    await asyncio.sleep(2.3)
     gone = await backplane.history(["a"], positions(ids)[0], BIG)
     assert gone.reset is not None and gone.reset.reason == "expired"
     assert (gone.events, gone.reset.oldest_id) == ([], None)
@@ -396,11 +399,11 @@ async def test_reset_expired_by_age(rig: Rig) -> None:
 async def test_history_skips_events_past_the_age_limit_not_yet_trimmed(rig: Rig) -> None:
     """An event past history_ttl is not served even while newer ones keep its channel alive
     and no publish has trimmed it yet; a resume from before it is "expired"."""
-    backplane, _ = await rig.make(history_ttl=1)
+    backplane, _ = await rig.make(history_ttl=2)  # old ages 2.4 s, young 1.2 s (0.8 s margin)
     old = await publish(backplane, "a", "a")
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(1.2)
     young = await publish(backplane, "a")
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(1.2)
     assert [e.id for e in (await backplane.history(["a"], None, BIG)).events] == young
     history = await backplane.history(["a"], positions(old)[0], BIG)
     assert history.reset is not None and history.reset.reason == "expired"
@@ -749,11 +752,11 @@ async def test_a_publish_racing_a_deletion_is_stored_before_it_or_refused(
 
 async def test_a_tombstone_ends_after_history_ttl(rig: Rig) -> None:
     """Once the tombstone is over, the name is a new channel: publishes are stored again."""
-    backplane, _ = await rig.make(history_ttl=1)
+    backplane, _ = await rig.make(history_ttl=2)  # the new event read back must still be young
     assert isinstance(backplane, Deletion)
     await publish(backplane, "x")
     assert await backplane.delete_channel("x", anyway=False) is True
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(2.3)
     assert backplane.deleted(["x"]) == []
     ids = await publish(backplane, "x")
     assert [e.id for e in (await backplane.history(["x"], None, BIG)).events] == ids
@@ -795,11 +798,11 @@ async def test_close_channel(rig: Rig) -> None:
 
 async def test_a_close_ends_after_history_ttl(rig: Rig) -> None:
     """Once the close's mark is over (history_ttl), the name takes events again."""
-    backplane, _ = await rig.make(history_ttl=1)
+    backplane, _ = await rig.make(history_ttl=2)  # the new event read back must still be young
     closing = _closing(backplane)
     await publish(backplane, "x")
     assert await closing.close_channel("x") is True
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(2.3)
     assert closing.closed(["x"]) == []
     ids = await publish(backplane, "x")
     assert [e.id for e in (await backplane.history(["x"], None, BIG)).events] == ids

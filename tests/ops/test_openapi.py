@@ -103,7 +103,8 @@ def test_schemathesis_finds_no_5xx_and_nothing_outside_the_schema(
     minutes); the demo runner on, with room for many jobs."""
     settings_ = {"demo_jobs": "true", "max_demo_jobs": 1000, "demo_job_seconds": 0.5}
     with running_hub(backplane_url, tracebacks_allowed=True, **settings_) as live:
-        excluded = [arg for op in STREAM_OPERATIONS for arg in ("--exclude-operation-id", op)]
+        skipped = dict.fromkeys([*STREAM_OPERATIONS, *_without_durable_streams(live.url)])
+        excluded = [arg for op in skipped for arg in ("--exclude-operation-id", op)]
         run = subprocess.run(
             [
                 sys.executable, "-m", "schemathesis.cli", "run", f"{live.url}/openapi.json",
@@ -131,6 +132,21 @@ def test_schemathesis_finds_no_5xx_and_nothing_outside_the_schema(
         # a known hole shows only as a 500 (undocumented, and a server error)
         assert checks <= {"ST101 Server error", "ST103 Undocumented status code"}, (op, output)
     assert run.returncode == 0 or failures, f"schemathesis failed to run:\n{output[-6000:]}"
+
+
+def _without_durable_streams(url: str) -> list[str]:
+    """The Durable Streams operations when this backplane has no ``Streams``: every one then
+    answers 501 by design (hub.dialects.durable), which the fuzzer would count as a server
+    error; none when it serves them (the probe stream is deleted again)."""
+    probe = f"{url}/v1/stream/ssehub-probe"
+    if httpx.put(probe).status_code != 501:
+        assert httpx.delete(probe).status_code == 204
+        return []
+    return [
+        op["operationId"]
+        for op in OPENAPI["paths"]["/v1/stream/{path}"].values()
+        if "operationId" in op
+    ]
 
 
 _queries = st.dictionaries(

@@ -425,11 +425,11 @@ async def test_idempotency_key(hub: HubServer, backplane: str) -> None:
 
 async def test_idempotency_key_expires_with_history_ttl(make_hub: MakeHub, backplane: str) -> None:
     """Keys are kept for ``history_ttl``: after that the same key publishes again."""
-    hub = await make_hub(history_ttl=1)
+    hub = await make_hub(history_ttl=2)  # 2, not 1: the replay must come while the key lives
     key = {"Idempotency-Key": "short-lived"}
     first = await hub.publish("c", "x", headers=key)
     assert (await hub.publish("c", "x", headers=key))["id"] == first["id"]
-    await asyncio.sleep(1.2)  # past history_ttl
+    await asyncio.sleep(2.3)  # past history_ttl
     later = await hub.publish("c", "x", headers=key)
     assert later["id"] != first["id"]
     assert position(later["id"]) > position(first["id"])

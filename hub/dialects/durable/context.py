@@ -1,0 +1,118 @@
+"""What every handler of the dialect is given at wiring, and the checks and answers they share:
+the channel of a URL, who may write (as ``POST /channels/{name}/events``) and read (as a
+subscribe), the request body under the hub's limits, the headers of every answer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from hub import auth
+from hub.api.publishers import Publishers
+from hub.api.responses import cors_headers, error
+from hub.backplane.streams import Streams
+from hub.clients import ClientAddresses
+from hub.config import Config
+from hub.dialects.durable.wire import Wire
+from hub.events import InvalidInput, check_channel
+from hub.grants import Gate
+from hub.hub import Hub
+from hub.limits import TokenBuckets
+from hub.metrics import Metrics
+from hub.refusals import Refusals
+from hub.ticker import is_clock
+
+__all__ = ["SECURITY", "Context", "body_of", "fail", "headers_for"]
+
+#: On every answer (the protocol's section 12.7): no sniffing a stream's bytes as HTML, and
+#: readable from other origins' pages as CORS allows.
+SECURITY = {"X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "cross-origin"}
+#: The response headers a page's script may read (CORS hides the others).
+EXPOSED = (
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+    "Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
+    "Producer-Expected-Seq, Producer-Received-Seq, ETag, Location"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    hub: Hub
+    config: Config
+    metrics: Metrics
+    refusals: Refusals
+    #: the backplane's ``Streams``; None: it has none, and every route answers 501
+    streams: Streams | None
+    backplane: str  # its kind, for that 501
+    gate: Gate | None  # None: no private channels
+    publishers: Publishers
+    wire: Wire
+    addresses: ClientAddresses
+    rate: TokenBuckets  # subscribe_rate, for SSE and long-poll reads
+
+    def channel(self, request: web.Request) -> str:
+        """The stream's channel: the path after /v1/stream/ (400 when it is no channel name)."""
+        name = check_channel(request.match_info["path"])
+        if is_clock(name):
+            raise InvalidInput(f"{name!r} is a clock channel: it holds no stream")
+        return name
+
+    def writer(self, request: web.Request, channel: str) -> str | None:
+        """Publish auth, as ``POST /channels/{name}/events``: the token (401/403) and its scope
+        (403), checked before anything of the stream is told; the token (None: loopback)."""
+        token, scope = self.publishers.check(request)
+        auth.check_scope(scope, channel)
+        return token
+
+    def spend(self, request: web.Request, token: str | None, events: int) -> None:
+        """The publish rate, for ``events`` events (at least one: a close or a delete counts
+        as one); 429 past it."""
+        self.publishers.spend(request, token, max(1, events))
+
+    async def may_read(self, request: web.Request, channel: str) -> float | None:
+        """What a subscribe needs: for a private channel, a grant, ticket or token (401/403);
+        when the stream must end (a grant's expiry), or None."""
+        if self.gate is None or not self.gate.needs_grant([channel]):
+            return None
+        return await self.gate.check(request, [channel])
+
+
+def headers_for(config: Config, request: web.Request) -> dict[str, str]:
+    """CORS (reads: ``cors_origins``; writes: ``publish_cors_origins``) and ``SECURITY``."""
+    headers = cors_headers(config, request)
+    if headers:
+        headers["Access-Control-Expose-Headers"] = EXPOSED
+    return headers | SECURITY
+
+
+def fail(
+    status: int, message: str, headers: dict[str, str], extra: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON error (``{"error": ...}``) with the answer's headers."""
+    return error(status, message, headers | extra if extra else headers)
+
+
+async def body_of(request: web.Request, config: Config) -> bytes:
+    """The request body within ``max_body_bytes`` (413) and ``body_timeout`` (408)."""
+    length = request.content_length
+    if length is not None and length > config.max_body_bytes:
+        raise _too_large(config)
+    try:
+        async with asyncio.timeout(config.body_timeout):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(config) from None
+    except TimeoutError:
+        raise InvalidInput(
+            f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
+        ) from None
+
+
+def _too_large(config: Config) -> InvalidInput:
+    return InvalidInput(
+        f"the body is larger than max_body_bytes ({config.max_body_bytes} bytes): append it "
+        "in parts",
+        413,
+    )
