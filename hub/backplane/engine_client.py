@@ -37,6 +37,7 @@ from hub.backplane import (
 )
 from hub.backplane.engine_link import EngineLink
 from hub.backplane.engine_reports import Reports
+from hub.backplane.engine_streams import StreamsFront
 from hub.backplane.engine_wire import drafts_out, events_in
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
@@ -53,9 +54,10 @@ RECONNECT_INTERVAL = 0.5
 log = logging.getLogger("hub.backplane")
 
 
-class EngineBackplane:
+class EngineBackplane(StreamsFront):
     """``Backplane`` with ``Presence``, ``Totals``, ``Health``, ``Catalog``, ``Tickets``,
-    ``Deletion`` and ``Closing``, all answered by the engine."""
+    ``Deletion``, ``Closing`` and ``Streams`` (``engine_streams``), all answered by the
+    engine."""
 
     def __init__(self, config: Config) -> None:
         self._path = config.backplane.removeprefix(f"{SCHEME}://")
@@ -143,16 +145,14 @@ class EngineBackplane:
     async def _join(self, channels: list[str]) -> int:
         me = asyncio.current_task()
         try:
-            frontier, deleted, closed = await self._call("follow", channels)
+            frontier, marks = await self._call("follow", channels)
         finally:
             # those unfollowed meanwhile are left out (the engine had the unfollow after this)
             still = [name for name in channels if self._joining.get(name) is me]
             for name in still:
                 del self._joining[name]
-        for name, until in deleted.items():
-            self._deleted.mark_until(name, until)
-        for name, until in closed.items():
-            self._closed.mark_until(name, until)
+        for name, (deleted, closed) in marks.items():
+            self._set_marks(name, deleted, closed)
         self._followed.update(still)
         self._reports.changed()
         return int(frontier)
@@ -172,15 +172,25 @@ class EngineBackplane:
         if kind == "d":
             listener.deliver(events_in(message[2]))
         elif kind == "x":
-            self._deleted.mark_until(message[2], message[3])
+            self._set_marks(*message[2:5])
             listener.deleted(message[2])
         elif kind == "c":
-            self._closed.mark_until(message[2], message[3])
+            self._set_marks(*message[2:5])
             listener.closed(message[2])
+        elif kind == "m":
+            self._set_marks(*message[2:5])
         elif kind == "l":
             listener.lost(message[2])
         elif kind == "n":
             self._reports.heard(message[2], message[3])
+
+    def _set_marks(self, channel: str, deleted: float | None, closed: float | None) -> None:
+        """The engine's word on a channel's marks: kept (until when) or lifted (None)."""
+        for marks, until in ((self._deleted, deleted), (self._closed, closed)):
+            if until is None:
+                marks.lift(channel)
+            else:
+                marks.mark_until(channel, until)
 
     def _lost(self) -> None:
         """The link ended: what was followed can no longer be delivered in order."""
@@ -213,9 +223,8 @@ class EngineBackplane:
 
     async def delete_channel(self, channel: str, anyway: bool) -> bool | None:
         done: bool | None
-        done, until = await self._call("delete", channel, anyway)
-        if until is not None:
-            self._deleted.mark_until(channel, until)
+        done, deleted, closed = await self._call("delete", channel, anyway)
+        self._set_marks(channel, deleted, closed)
         return done
 
     def deleted(self, channels: Sequence[str]) -> list[str]:
@@ -223,9 +232,8 @@ class EngineBackplane:
 
     async def close_channel(self, channel: str) -> bool | None:
         done: bool | None
-        done, until = await self._call("close", channel)
-        if until is not None:
-            self._closed.mark_until(channel, until)
+        done, deleted, closed = await self._call("close", channel)
+        self._set_marks(channel, deleted, closed)
         return done
 
     def closed(self, channels: Sequence[str]) -> list[str]:

@@ -12,10 +12,9 @@ order, and a deletion or a close after the events stored before it; a follow is 
 the link is registered on the channels, so every event stored after that answer reaches the
 worker, and the answer's frontier (the newest position) bounds those stored before.
 
-An event's frame is encoded once per set of links that receive it (usually: once) and written
-to each; the frames a request produced are written when the data it came in is processed, one
-write per link. A worker that dies takes its link with it: its follows go, its counters stay
-in the sums (``hub.backplane.totals``).
+An event's frame is encoded once per set of links that receive it (usually: once); the frames a
+request produced are written when its data is processed, one write per link. A dead worker's
+follows go with its link; its counters stay in the sums (``hub.backplane.totals``).
 """
 
 from __future__ import annotations
@@ -27,8 +26,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from hub.backplane import History, Published
+from hub.backplane.engine_streams import stream_methods
 from hub.backplane.engine_sums import others_counts, others_totals, pushed_counts
-from hub.backplane.engine_wire import Frames, drafts_in, error_of, events_out, frame
+from hub.backplane.engine_wire import Frames, drafts_in, error_of, events_out, frame, marks_out
 from hub.backplane.memory import MemoryBackplane
 from hub.events import Event
 from hub.metrics import add_snapshots
@@ -103,6 +103,7 @@ class EngineServer:
             "report": self._report,
             "counts": self._counts,
             "totals": self._totals,
+            **stream_methods(self),
         }
         self._link: _Link | None = None  # the link whose request runs now
         #: while a link's data is processed: its frames are written when it is done (flush)
@@ -123,10 +124,6 @@ class EngineServer:
             await self._server.wait_closed()
             self._server = None
         await self.backplane.close()
-
-    @property
-    def workers(self) -> int:
-        return sum(1 for link in self.links if link.worker)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -173,22 +170,32 @@ class EngineServer:
         for name in channels:
             self._followers.setdefault(name, set()).add(link)
         link.channels.update(channels)
-        deleted, closed = self.backplane.marks(channels)
-        return [self.backplane.last_position, deleted, closed]
+        last, deleted, closed = self.backplane.marks(channels)
+        return [last, {name: marks_out(name, deleted, closed) for name in channels}]
+
+    def marks(self, channel: str) -> list[float | None]:
+        """Until when the channel's tombstone and closed mark stand (None: not)."""
+        _, deleted, closed = self.backplane.marks([channel])
+        return marks_out(channel, deleted, closed)
 
     def _delete(self, channel: str, anyway: bool) -> list[Any]:
-        """Deleted or not, and until when its tombstone stands (the deleting worker answers
-        ``deleted()`` for it at once, followed or not)."""
-        done = _run_now(self.backplane.delete_channel(channel, anyway))
-        return [done, self.backplane.marks([channel])[0].get(channel)]
+        """Deleted or not, and its marks (the deleting worker answers ``deleted()`` for it at
+        once, followed or not)."""
+        return [_run_now(self.backplane.delete_channel(channel, anyway)), *self.marks(channel)]
 
     def _close(self, channel: str) -> list[Any]:
-        done = _run_now(self.backplane.close_channel(channel))
-        return [done, self.backplane.marks([channel])[1].get(channel)]
+        return [_run_now(self.backplane.close_channel(channel)), *self.marks(channel)]
+
+    def streams_call(self, method: Callable[..., Any], channel: str, *args: Any) -> list[Any]:
+        """A ``Streams`` request (``hub.backplane.engine_streams``): its answer and the
+        channel's marks, which every follower gets too (a create lifts a deletion's)."""
+        result = method(channel, *args)
+        marks = self.marks(channel)
+        self._push(channel, frame([0, "m", channel, *marks]))
+        return [result, *marks]
 
     def _unfollow(self, channel: str) -> None:
-        assert self._link is not None
-        self._forget(self._link, channel)
+        self._forget(cast(_Link, self._link), channel)
 
     def _report(self, counts: dict[str, int], streams: int, totals: dict[str, Any]) -> list[Any]:
         """A worker's counts and counters in; the others' sums and the engine's state out."""
@@ -196,7 +203,9 @@ class EngineServer:
         assert link is not None
         link.counts, link.streams, link.totals = counts, streams, totals
         channels, others = others_counts(self.links, link)
-        state = self.backplane.state().detail | {"workers": self.workers}
+        state = self.backplane.state().detail | {
+            "workers": sum(1 for one in self.links if one.worker)
+        }
         return [channels, others, self._totals(), state]
 
     def _counts(self, counts: dict[str, int], streams: int) -> None:
@@ -237,12 +246,10 @@ class EngineServer:
         self._push(channel, frame([0, "l", channel]))
 
     def deleted(self, channel: str) -> None:
-        until = self.backplane.marks([channel])[0].get(channel, 0.0)
-        self._push(channel, frame([0, "x", channel, until]))
+        self._push(channel, frame([0, "x", channel, *self.marks(channel)]))
 
     def closed(self, channel: str) -> None:
-        until = self.backplane.marks([channel])[1].get(channel, 0.0)
-        self._push(channel, frame([0, "c", channel, until]))
+        self._push(channel, frame([0, "c", channel, *self.marks(channel)]))
 
     def _push(self, channel: str, data: bytes) -> None:
         for link in self._followers.get(channel, ()):

@@ -41,6 +41,7 @@ __all__ = [
     "events_in",
     "events_out",
     "frame",
+    "marks_out",
 ]
 
 HEADER = struct.Struct(">I")
@@ -80,6 +81,21 @@ class Frames:
             yield _loads(buffer[start + 4 : start + 4 + size])
             start += 4 + size
         self._buffer = buffer[start:] if start < end else b""
+
+
+#: A mark that never ends (a Durable Stream's close lasts as long as the stream) as a number
+#: JSON can carry (orjson writes infinity as null, which means "no mark" here).
+FOREVER = 1e300
+
+
+def marks_out(
+    channel: str, deleted: dict[str, float], closed: dict[str, float]
+) -> list[float | None]:
+    """A channel's marks on the wire: until when it stands deleted, and closed (None: not)."""
+    return [
+        None if (d := deleted.get(channel)) is None else min(d, FOREVER),
+        None if (c := closed.get(channel)) is None else min(c, FOREVER),
+    ]
 
 
 def drafts_out(drafts: Sequence[Draft]) -> list[list[str]]:

@@ -221,15 +221,6 @@ class MemoryBackplane(MemoryStreams):
     def deleted(self, channels: Sequence[str]) -> list[str]:
         return self._tombstones.among(channels)
 
-    @property
-    def last_position(self) -> int:
-        """The newest position stored (the engine's frontier: hub.backplane.engine_server)."""
-        return self._last
-
-    def marks(self, channels: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
-        """When the tombstones and the closed marks of ``channels`` end, those that stand."""
-        return self._tombstones.ends(channels), self._closed.ends(channels)
-
     async def close_channel(self, channel: str) -> bool | None:
         if self._tombstones.among([channel]):
             return None
