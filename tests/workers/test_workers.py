@@ -313,3 +313,22 @@ async def test_on_every_backplane_a_publish_reaches_the_other_worker(
         got += await resumed.take(2, timeout=10)
     assert_exact(got, sent)
     await close_sessions()
+
+
+async def test_a_durable_stream_across_workers(two: HubProcess) -> None:
+    """A Durable Stream created on worker 1, appended to on worker 2, read on worker 1, closed
+    on worker 2 and refused an append on worker 1: its state is the engine's."""
+    url = f"{two.url}/v1/stream/w/orders"
+    json_type = {"Content-Type": "application/json", **AUTH}
+    async with on_worker(two, 1) as one, on_worker(two, 2) as other:
+        async with one.put(url, headers=json_type) as answer:
+            assert answer.status == 201, await answer.text()
+        async with other.post(url, headers=json_type, data='[{"id": 1}, {"id": 2}]') as answer:
+            assert answer.status in (200, 204), await answer.text()
+        async with one.get(url) as answer:
+            assert await answer.json() == [{"id": 1}, {"id": 2}]
+        closing = {**json_type, "Stream-Closed": "true"}
+        async with other.post(url, headers=closing, data='{"id": 3}') as answer:
+            assert answer.status in (200, 204), await answer.text()
+        async with one.post(url, headers=json_type, data='{"id": 4}') as answer:
+            assert answer.status == 409, await answer.text()
