@@ -50,7 +50,7 @@ __all__ = ["main"]
 #: (subscribers, channels, events/s) of each price scenario
 PRICE = {"fanout": (1000, 1, 50.0), "small": (1000, 64, 500.0)}
 PUBLISH_RATE = 1000.0
-KNEE_RATES = (10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0)
+KNEE_RATES = (25.0, 50.0, 100.0, 200.0, 300.0)
 KNEE_SUBS = 1000
 TARGETS = {"fanout": 1.10, "small": 1.5, "publish": 1.15}
 
@@ -134,14 +134,18 @@ async def knee_of(
         log(f"  knee {workers}w {rate:g}/s: {per_s}/s p99 {got['p99_ms']} ms ok={ok}")
         if ok:
             best = per_s
-        else:
+        if got["loss"]:
             break
-    return {"knee_deliveries_per_s": best, "steps": steps}
+    # on a busy machine no step may keep p99 under 100 ms: the peak says what got through
+    peak = max((s["delivered_per_s"] for s in steps), default=None)
+    return {"knee_deliveries_per_s": best, "peak_deliveries_per_s": peak, "steps": steps}
 
 
-async def run(plan: Plan, rounds: int, rates: Sequence[float], workdir: Path) -> dict[str, Any]:
+async def run(
+    plan: Plan, rounds: int, rates: Sequence[float], workdir: Path, parts: Sequence[str]
+) -> dict[str, Any]:
     price: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for name in (*PRICE, "publish"):
+    for name in (*PRICE, "publish") if "price" in parts else ():
         price[name] = {1: [], 2: []}
         for n in range(rounds):
             for workers in (1, 2):
@@ -149,11 +153,13 @@ async def run(plan: Plan, rounds: int, rates: Sequence[float], workdir: Path) ->
                 got = await price_of(name, workers, plan, workdir / f"{name}-{workers}-{n}")
                 log(f"  {got}")
                 price[name][workers].append(got)
-    knee = {w: await knee_of(w, plan, rates, workdir) for w in (1, 2)}
+    knee = {w: await knee_of(w, plan, rates, workdir) for w in (1, 2)} if "gain" in parts else {}
     return {"price": price, "knee": knee}
 
 
 def report(results: dict[str, Any]) -> str:
+    if not results["price"]:
+        return _gain(results)
     head = f"{'scenario':<10}{'1 worker':>12}{'2 workers':>12}{'ratio':>8}{'target':>8}"
     lines = ["price (both pinned to one core): hub process tree CPU, median of rounds", head]
     for name, by in results["price"].items():
@@ -168,11 +174,16 @@ def report(results: dict[str, Any]) -> str:
     if noise:
         lines.append(f"(other processes used {min(noise):.0f}-{max(noise):.0f}% of a core "
                      "during those windows)")  # fmt: skip
-    lines.append("gain (hub unpinned; the load client and publisher share the 2 cores):")
+    return "\n".join(lines) + "\n" + _gain(results)
+
+
+def _gain(results: dict[str, Any]) -> str:
+    lines = ["gain (hub unpinned; the load client and publisher share the 2 cores):"]
     for workers, knee in results["knee"].items():
         steps = ", ".join(f"{s['rate']:g}/s->{s['delivered_per_s']} (hub {s['hub_cpu_pct']}%, "
                           f"client {s['client_cpu_pct']}%)" for s in knee["steps"])  # fmt: skip
-        lines.append(f"  {workers} worker(s): knee {knee['knee_deliveries_per_s']} deliveries/s;"
+        lines.append(f"  {workers} worker(s): knee {knee['knee_deliveries_per_s']} deliveries/s"
+                     f" (p99 <= 100 ms), peak {knee.get('peak_deliveries_per_s')}/s;"
                      f" steps: {steps}")  # fmt: skip
     return "\n".join(lines)
 
@@ -189,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds to wait at most for a quiet machine before each hub starts",
     )
     parser.add_argument("--from-json", help="print the report of an earlier run")
+    parser.add_argument("--parts", default="price,gain", help="price, gain or both")
     args = parser.parse_args(argv)
     if args.from_json:
         print(report(json.loads(Path(args.from_json).read_text())["results"]))
@@ -201,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         plan, rates, rounds = replace(plan, warmup=0.5, duration=2.0), (10.0, 50.0), 1
     with tempfile.TemporaryDirectory(prefix="ssehub-bench-workers-") as tmp:
-        results = asyncio.run(run(plan, rounds, rates, Path(tmp)))
+        results = asyncio.run(run(plan, rounds, rates, Path(tmp), args.parts.split(",")))
     # JSON keys are strings: the report reads them so, whether fresh or from a file
     results = json.loads(json.dumps(results))
     if args.json:
