@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, cast
 from hub.backplane import History, Published
 from hub.backplane.engine_streams import stream_methods
 from hub.backplane.engine_sums import others_counts, others_totals, pushed_counts
-from hub.backplane.engine_wire import Frames, drafts_in, error_of, events_out, frame, marks_out
+from hub.backplane.engine_wire import (
+    Frames,
+    drafts_in,
+    error_of,
+    events_out,
+    frame,
+    marks_out,
+    run_now,
+)
 from hub.backplane.memory import MemoryBackplane
 from hub.events import Event
 from hub.metrics import add_snapshots
@@ -133,7 +141,7 @@ class EngineServer:
         try:
             result = self._methods[method](*args)
             if isinstance(result, Coroutine):
-                result = _run_now(result)
+                result = run_now(result)
         except Exception as problem:  # every error goes back: the worker decides
             kind, detail = error_of(problem)
             if kind == "unavailable":
@@ -152,13 +160,13 @@ class EngineServer:
         return os.getpid()
 
     def _publish(self, drafts: list[list[str]], key: str | None) -> list[Any]:
-        published: Published = _run_now(self.backplane.publish(drafts_in(drafts), key))
+        published: Published = run_now(self.backplane.publish(drafts_in(drafts), key))
         return [published.ids, published.replayed]
 
     def _history(
         self, channels: list[str], after: int | None, max_bytes: int, continued: bool
     ) -> list[Any]:
-        page: History = _run_now(
+        page: History = run_now(
             self.backplane.history(channels, after, max_bytes, continued=continued)
         )
         reset = None if page.reset is None else [page.reset.reason, page.reset.oldest_id]
@@ -181,10 +189,10 @@ class EngineServer:
     def _delete(self, channel: str, anyway: bool) -> list[Any]:
         """Deleted or not, and its marks (the deleting worker answers ``deleted()`` for it at
         once, followed or not)."""
-        return [_run_now(self.backplane.delete_channel(channel, anyway)), *self.marks(channel)]
+        return [run_now(self.backplane.delete_channel(channel, anyway)), *self.marks(channel)]
 
     def _close(self, channel: str) -> list[Any]:
-        return [_run_now(self.backplane.close_channel(channel)), *self.marks(channel)]
+        return [run_now(self.backplane.close_channel(channel)), *self.marks(channel)]
 
     def streams_call(self, method: Callable[..., Any], channel: str, *args: Any) -> list[Any]:
         """A ``Streams`` request (``hub.backplane.engine_streams``): its answer and the
@@ -287,14 +295,3 @@ class EngineServer:
             links.discard(link)
             if not links:
                 del self._followers[channel]
-
-
-def _run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a memory backplane method to its end at once: none of them awaits (their module's
-    docstring says why), which is what keeps each request one step, in arrival order."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("a memory backplane method awaited: the engine runs them in one step")

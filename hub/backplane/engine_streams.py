@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hub.backplane.engine_wire import drafts_in, drafts_out
+from hub.backplane.engine_wire import drafts_in, drafts_out, run_now
 from hub.backplane.streams import Appended, Outcome, Producer, Shape, StreamState
 from hub.events import Draft
 
 if TYPE_CHECKING:
-    from hub.backplane.engine_server import EngineServer
+    from hub.backplane.memory import MemoryBackplane
 
 __all__ = ["StreamsFront", "stream_methods"]
 
@@ -41,22 +41,28 @@ def _state_in(wire: Sequence[Any] | None) -> StreamState | None:
     return StreamState(Shape(*shape), tail, closed, created_at, start)
 
 
-def stream_methods(engine: EngineServer) -> dict[str, Callable[..., Any]]:
-    """The engine's handlers of the ``Streams`` requests (run in one step: ``_run_now``)."""
-    from hub.backplane.engine_server import _run_now
+class _Engine(Protocol):
+    """What these handlers use of ``hub.backplane.engine_server.EngineServer``."""
 
+    backplane: MemoryBackplane
+
+    def streams_call(self, method: Callable[..., Any], channel: str, *args: Any) -> list[Any]: ...
+
+
+def stream_methods(engine: _Engine) -> dict[str, Callable[..., Any]]:
+    """The engine's handlers of the ``Streams`` requests (each run in one step: ``run_now``)."""
     memory = engine.backplane
 
     def create(channel: str, shape: list[Any], drafts: list[list[str]], closed: bool) -> Any:
-        done = _run_now(memory.create_stream(channel, Shape(*shape), drafts_in(drafts), closed))
+        done = run_now(memory.create_stream(channel, Shape(*shape), drafts_in(drafts), closed))
         return [done[0], _state_out(done[1])]
 
     def state(channel: str, touch: bool) -> Any:
-        return _state_out(_run_now(memory.stream_state(channel, touch=touch)))
+        return _state_out(run_now(memory.stream_state(channel, touch=touch)))
 
     def append(channel: str, drafts: list[list[str]], content_type: str | None,
                producer: list[Any] | None, stream_seq: str | None, close: bool) -> Any:  # fmt: skip
-        done: Appended = _run_now(
+        done: Appended = run_now(
             memory.append_stream(
                 channel,
                 drafts_in(drafts),
@@ -70,7 +76,7 @@ def stream_methods(engine: EngineServer) -> dict[str, Callable[..., Any]]:
                 done.expected_seq, done.last_seq]  # fmt: skip
 
     def delete(channel: str) -> Any:
-        return _run_now(memory.delete_stream(channel))
+        return run_now(memory.delete_stream(channel))
 
     def wrapped(method: Callable[..., Any]) -> Callable[..., Any]:
         return lambda channel, *args: engine.streams_call(method, channel, *args)

@@ -18,7 +18,7 @@ ASCII of an SSE frame as it is, so the common frame costs a copy, not an escape)
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -42,6 +42,7 @@ __all__ = [
     "events_out",
     "frame",
     "marks_out",
+    "run_now",
 ]
 
 HEADER = struct.Struct(">I")
@@ -132,3 +133,14 @@ def error_of(problem: Exception) -> tuple[str, str]:
     if isinstance(problem, BackplaneFull):
         return "full", str(problem)
     return "unavailable", f"the engine failed: {type(problem).__name__}: {problem}"
+
+
+def run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a memory backplane method to its end at once: none of them awaits (their module's
+    docstring says why), which is what keeps each request one step, in arrival order."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a memory backplane method awaited: the engine runs them in one step")
