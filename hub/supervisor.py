@@ -29,6 +29,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -77,7 +78,7 @@ class Supervisor:
         self._count = workers_of(config.workers)
         self._workers: dict[int, _Worker] = {}
         self._stopping = False
-        self._dir = tempfile.mkdtemp(prefix="ssehub-")  # 0700: the engine's socket is ours
+        self._dir = _private_dir()
         self._engine: EngineServer | None = None
         self._port = config.port
 
@@ -91,7 +92,12 @@ class Supervisor:
         try:
             holder = self._reserve()
             if self._config.backplane == "memory":
-                self._engine = EngineServer(self._config, os.path.join(self._dir, "engine.sock"))
+                path = (
+                    os.path.join(self._dir, "engine.sock")
+                    if self._dir
+                    else f"@ssehub-engine-{os.getpid()}-{secrets.token_hex(8)}"
+                )
+                self._engine = EngineServer(self._config, path)
                 await self._engine.start()
             for number in range(1, self._count + 1):
                 await self._spawn(number)
@@ -107,7 +113,8 @@ class Supervisor:
                 holder.close()
             if self._engine is not None:
                 await self._engine.close()
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._dir:
+                shutil.rmtree(self._dir, ignore_errors=True)
 
     def _reserve(self) -> socket.socket | None:
         """Refuse a port another process listens on (as a single hub does: the workers' own
@@ -243,6 +250,20 @@ class Supervisor:
                 len(workers), time.monotonic() - stopping,
                 extra={"event": "stop"},
             )  # fmt: skip
+
+
+def _private_dir() -> str | None:
+    """A directory of our own (mode 0700) for the engine's socket: under TMPDIR, else /dev/shm
+    (a tmpfs even in a read-only container); None when neither can be written, and the socket
+    gets a name in Linux's abstract namespace instead (``@...``: no file, but reachable by
+    anyone in the same network namespace, which a read-only container has to itself)."""
+    for where in (None, "/dev/shm"):
+        try:
+            return tempfile.mkdtemp(prefix="ssehub-", dir=where)
+        except OSError:
+            continue
+    log.warning("ssehub: no writable TMPDIR or /dev/shm: the engine listens on an abstract socket")
+    return None
 
 
 async def _read_ready(fd: int) -> bool:

@@ -38,7 +38,7 @@ from hub.backplane import (
 from hub.backplane.engine_link import EngineLink
 from hub.backplane.engine_reports import Reports
 from hub.backplane.engine_streams import StreamsFront
-from hub.backplane.engine_wire import drafts_out, events_in
+from hub.backplane.engine_wire import drafts_out, events_in, socket_path
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
 
@@ -83,7 +83,7 @@ class EngineBackplane(StreamsFront):
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         _, link = await loop.create_unix_connection(
-            lambda: EngineLink(self._pushed, self._lost), self._path
+            lambda: EngineLink(self._pushed, self._lost), socket_path(self._path)
         )
         self._link = link
         await link.call("hello", self._worker)

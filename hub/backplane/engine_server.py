@@ -36,6 +36,7 @@ from hub.backplane.engine_wire import (
     frame,
     marks_out,
     run_now,
+    socket_path,
 )
 from hub.backplane.memory import MemoryBackplane
 from hub.events import Event
@@ -120,8 +121,9 @@ class EngineServer:
     async def start(self) -> None:
         await self.backplane.start(self)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _Link(self), self.path)
-        os.chmod(self.path, 0o600)  # the workers run as this user; nobody else may publish
+        self._server = await loop.create_unix_server(lambda: _Link(self), socket_path(self.path))
+        if not self.path.startswith("@"):  # the workers run as this user; nobody else may publish
+            os.chmod(self.path, 0o600)
 
     async def close(self) -> None:
         if self._server is not None:

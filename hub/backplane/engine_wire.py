@@ -43,6 +43,7 @@ __all__ = [
     "frame",
     "marks_out",
     "run_now",
+    "socket_path",
 ]
 
 HEADER = struct.Struct(">I")
@@ -97,6 +98,12 @@ def marks_out(
         None if (d := deleted.get(channel)) is None else min(d, FOREVER),
         None if (c := closed.get(channel)) is None else min(c, FOREVER),
     ]
+
+
+def socket_path(path: str) -> str:
+    """``@name`` (what an environment variable can carry) is ``\0name`` in Linux's abstract
+    namespace; any other path is a file."""
+    return "\0" + path[1:] if path.startswith("@") else path
 
 
 def drafts_out(drafts: Sequence[Draft]) -> list[list[str]]:
