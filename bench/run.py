@@ -90,6 +90,8 @@ SCENARIOS = (
 )
 #: Scenarios only the hub runs (the others have no such feature).
 HUB_ONLY = ("clocks", "many-stream")
+#: Targets that serve only some scenarios: the bare aiohttp handler has no streams.
+ONLY = {"aiohttp": ("publish",)}
 
 
 @dataclass
@@ -627,6 +629,8 @@ async def run_target(
     for name in scenarios:
         if name in HUB_ONLY and not spec.name.startswith("hub"):
             continue
+        if spec.name in ONLY and name not in ONLY[spec.name]:
+            continue
         log(f"{spec.name}: {name}")
         if name == "search":
             results[name] = await scenario_search(spec, plan, workdir / name)
@@ -741,6 +745,15 @@ def rows_for(plan: Plan) -> list[Row]:
             "higher",
             0,
         ),
+        # CPU per request: on a busy machine the rate moves with the load client's share of its
+        # core, the server's CPU per request much less (the row bench.ab can compare)
+        Row(
+            f"publish single, {plan.pub_connections} conns: server CPU us/publish",
+            "publish",
+            ("multi", "server_cpu_us_per_publish"),
+            "lower",
+            1,
+        ),
         Row(
             f"publish batches of {plan.pub_batch} (events/s)",
             "publish",
@@ -815,7 +828,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--targets",
-        default="hub,naive,nchan,uws,floor",
+        default="hub,naive,nchan,uws,floor,aiohttp",
         help=f"comma list of {','.join(SERVERS)} (unavailable ones are skipped)",
     )
     p.add_argument(

@@ -75,6 +75,9 @@ max_client_channels = 0
 NAIVE_COMMAND = (
     "{python}", str(BENCH / "baselines/naive_aiohttp.py"), "--port", "{port}",
 )  # fmt: skip
+BARE_COMMAND = (
+    "{python}", str(BENCH / "baselines/bare_aiohttp.py"), "--port", "{port}",
+)  # fmt: skip
 NGINX = Path("/usr/sbin/nginx")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 NCHAN_TEMPLATE = BENCH / "baselines/nchan.conf"
@@ -147,6 +150,8 @@ class ServerSpec:
             return [part.format(**fill) for part in HUB_COMMAND]
         if self.name == "naive":
             return [part.format(python=PYTHON, port=port) for part in NAIVE_COMMAND]
+        if self.name == "aiohttp":
+            return [part.format(python=PYTHON, port=port) for part in BARE_COMMAND]
         if self.name == "floor":
             binary, error = build_floor()
             if binary is None:
@@ -171,6 +176,7 @@ SERVERS = {
     "nchan": ServerSpec("nchan", "nchan", baseline=True),
     "uws": ServerSpec("uws", "hub", baseline=True, stop_grace=1.0),
     "floor": ServerSpec("floor", "hub", baseline=True, stop_grace=1.0),
+    "aiohttp": ServerSpec("aiohttp", "hub", baseline=True, stop_grace=0.5),
 }
 #: A checkout of an earlier hub to measure beside this one in the same run, as the target
 #: "hub-base" (a baseline: the table shows hub÷hub-base), e.g. after

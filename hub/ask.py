@@ -25,3 +25,4 @@ class Ask(NamedTuple):
     replay: Sequence[str] = ()  # replay these channels' history from the start (others: live)
     client: str = ""  # the client's address: charged for the channels it brings into being
     deadline: float | None = None  # end the stream at this time.time() (a grant's expiry)
+    since: float | None = None  # without last_event_id: the history stored at or after this time

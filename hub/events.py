@@ -6,6 +6,18 @@ channel it carries, and the channel part lets a multi-channel subscriber tell ch
 Positions are at least the publish time in microseconds since the epoch, so they keep increasing
 across a restart of an in-memory hub and an id from before the restart is never mistaken for one
 from after it.
+
+Tags (``"tags": {"region": "eu"}`` on a publish) travel inside the stored body, as a first line
+``tags: region:eu tier:gold`` that the backplanes store and never look at: no backplane's
+publish script, entry layout or message headers changed for them. The line is split off once per
+event where a stored entry becomes an ``Event`` (``stored_event``, used by every backplane), so
+the frame on the wire is the same with or without tags, and an event without tags pays one
+``startswith``. No other body starts so: ``sse.encode`` starts every body with ``event:`` or
+``data:``, a Durable Stream's binary frame with a comment (``hub.dialects.durable.codec``).
+Tags are kept on the ``Event`` as a tuple of ``name:value`` strings: a tuple of strings is a
+record the garbage collector stops tracking (a dict inside the memory backplane's retained
+tuples would make each of them tracked, ``hub.backplane.memory_log``), and a filter's test is a
+few ``in`` on at most 16 short strings.
 """
 
 from __future__ import annotations
@@ -26,14 +38,23 @@ __all__ = [
     "InvalidInput",
     "check_channel",
     "check_event_name",
+    "check_tags",
     "encode_draft",
     "event_id",
+    "event_name",
     "parse_position",
+    "stored_event",
 ]
 
 CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-.:@/]{1,200}")
 EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _POSITION_RE = re.compile(r"[0-9]{1,19}")
+#: A tag's name: an event name's characters but ``:``, which parts name and value in a filter.
+TAG_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: Tags on one event at most.
+MAX_TAGS = 16
+#: The first line of a stored body that carries tags (see the module docstring).
+TAGS_LINE = b"tags: "
 
 #: Longest ``Last-Event-ID`` looked at; longer values are treated as unknown, not parsed.
 MAX_LAST_EVENT_ID = 512
@@ -67,6 +88,7 @@ class Event(NamedTuple):
     channel: str
     frame: bytes
     published_at: float  # time.time() when the backplane stored it
+    tags: tuple[str, ...] = ()  # "name:value" each (see the module docstring)
 
     @property
     def id(self) -> str:
@@ -75,6 +97,27 @@ class Event(NamedTuple):
 
 def event_id(position: int, channel: str) -> str:
     return f"{position}:{channel}"
+
+
+def stored_event(position: int, channel: str, body: bytes, published_at: float) -> Event:
+    """A stored entry as an ``Event``: the tags line, if any, split off, the id line put on.
+    Every backplane makes its events here, once per event and process."""
+    if body.startswith(TAGS_LINE):
+        line, _, body = body.partition(b"\n")
+        tags = tuple(line[len(TAGS_LINE) :].decode().split(" "))
+        return Event(
+            position, channel, sse.with_id(f"{position}:{channel}", body), published_at, tags
+        )
+    return Event(position, channel, sse.with_id(f"{position}:{channel}", body), published_at)
+
+
+def event_name(frame: bytes) -> bytes:
+    """The event type of a frame (``message`` when it has no ``event:`` line), with or without
+    its id line: a filter's test, made once per event per distinct filter."""
+    start = frame.index(b"\n") + 1 if frame.startswith(b"id: ") else 0
+    if frame.startswith(b"event: ", start):
+        return frame[start + 7 : frame.index(b"\n", start)]
+    return b"message"
 
 
 def parse_position(last_event_id: str) -> int | None:
@@ -107,8 +150,35 @@ def check_event_name(name: Any) -> str:
     return name
 
 
-def encode_draft(channel: str, event: str, data: Any, max_event_bytes: int) -> Draft:
-    """Check one event's fields and encode it once; the bytes are reused for every subscriber."""
+def check_tags(tags: Any) -> bytes:
+    """A publish's ``tags`` object as the first line of the stored body (``b""``: none), or
+    ``InvalidInput`` naming the problem."""
+    if tags is None:
+        return b""
+    if not isinstance(tags, dict):
+        raise InvalidInput('tags must be a JSON object of names to values: {"region": "eu"}')
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"{len(tags)} tags; at most {MAX_TAGS}")
+    for name, value in tags.items():
+        if not TAG_NAME_RE.fullmatch(name):
+            raise InvalidInput(
+                f"invalid tag name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
+            )
+        if not isinstance(value, str) or not EVENT_NAME_RE.fullmatch(value):
+            raise InvalidInput(
+                f"invalid value of tag {name!r}: {value!r}; use a string of 1-64 characters of "
+                "A-Z a-z 0-9 _ . : -"
+            )
+    if not tags:
+        return b""
+    return TAGS_LINE + " ".join(f"{name}:{value}" for name, value in tags.items()).encode() + b"\n"
+
+
+def encode_draft(
+    channel: str, event: str, data: Any, max_event_bytes: int, tags: bytes = b""
+) -> Draft:
+    """Check one event's fields and encode it once; the bytes are reused for every subscriber.
+    ``tags``: the tags line (``check_tags``), stored before the body."""
     if isinstance(data, str):
         size = len(data.encode())
         body = b""
@@ -128,4 +198,4 @@ def encode_draft(channel: str, event: str, data: Any, max_event_bytes: int) -> D
             f"event data is {size} bytes encoded; the limit (max_event_bytes) is {max_event_bytes}",
             status=413,
         )
-    return Draft(channel, body or sse.encode(event, data))
+    return Draft(channel, tags + (body or sse.encode(event, data)))

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from hub.ask import AllDeleted, Ask, AtCapacity
 from hub.backplane import Backplane, Closing, Deletion, History, Presence, Published
+from hub.backplane.since import Since
 from hub.census import Census
 from hub.channel import Channel, Channels, SourceFactory
 from hub.config import Config
@@ -74,6 +75,7 @@ class Hub:
         self._presence = backplane if isinstance(backplane, Presence) else None
         self._deletion = backplane if isinstance(backplane, Deletion) else None
         self._closer = backplane if isinstance(backplane, Closing) else None
+        self._times = backplane if isinstance(backplane, Since) else None
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
         # the newest position received live (any channel): where a partial replay is cut
@@ -118,7 +120,7 @@ class Hub:
         del ask  # this frame lives as long as the stream: it keeps nothing it no longer needs
         try:
             await stream.begin(
-                self._backplane, self._roster.feeds(stream.channels), self._delivered
+                self._backplane, self._roster.feeds(stream.channels), self._delivered, self._times
             )
             # (locals here live as long as the stream: shared empty tuples, no lists kept)
             gone = (self._deletion.deleted(stream.channels) if self._deletion else None) or ()
@@ -169,9 +171,9 @@ class Hub:
 
     def _ephemeral_frames(self, stream: Stream, now: float) -> list[bytes]:
         """What a new stream of ephemeral channels gets at once (a clock: the time now)."""
-        tick = stream.view.format.tick
-        sources = (self._channels[name].source for name in stream.channels)
-        frames = [tick(source.frame(now)) for source in sources if source is not None]
+        view, sources = stream.view, (self._channels[name].source for name in stream.channels)
+        at_once = (source.frame(now) for source in sources if source is not None)
+        frames = [view.format.tick(f) for f in at_once if view.passes_frame(f)]
         self._metrics.events_delivered += len(frames)
         return frames
 
@@ -200,8 +202,8 @@ class Hub:
         return await self._backplane.history(channels, after, max_bytes)
 
     def deliver(self, events: Sequence[Event]) -> None:
-        """Live events from the backplane: each encoded once per view present on its channel
-        (the native one: its frame as is) and queued for every live stream of that view."""
+        """Live events from the backplane: each tested once per filtered view on its channel,
+        encoded once per view it passes (native: its frame as is), queued for its streams."""
         channels = self._channels
         writer = self._writer
         dirty = writer.dirty
@@ -212,6 +214,8 @@ class Hub:
                 continue
             live = channel.live
             for view, streams in live.items():
+                if view.filter is not None and not view.filter.passes(event):
+                    continue
                 frame = event.frame if view.native else view.format.event(event)
                 fan_out(streams, frame, dirty, event.position)
             if channel.syncing:
@@ -244,6 +248,8 @@ class Hub:
         close frame. Returns how many."""
         count = 0
         for view, streams in channel.live.items():
+            if ended is None and not view.passes_frame(frame):
+                continue  # a tick this view's filter leaves out (a close always passes)
             fmt = view.format
             data = fmt.close(ended) if ended is not None else fmt.tick(frame)
             fan_out(streams, data, self._writer.dirty, ANY_FLOOR)

@@ -52,7 +52,7 @@ class Roster:
             raise AtCapacity("max_client_channels reached")
         channels = [by_name.get(n) or self._channels.open(n, ask.client) for n in names]
         done = asyncio.get_running_loop().create_future()
-        stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay)))
+        stream = Stream(names, view, done, (ask.last_event_id, tuple(ask.replay), ask.since))
         for channel in channels:
             channel.syncing[stream] = None
         self.streams[stream] = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import resource
 import signal
 import time
+import weakref
 from collections.abc import Callable
 
 from aiohttp import web
@@ -19,18 +21,63 @@ from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.protocol import HubRunner
 
-__all__ = ["loop_factory", "raise_open_files_limit", "run", "serve", "start_details"]
+__all__ = [
+    "AIOFASTNET_ENV",
+    "aiofastnet_asked",
+    "loop_factory",
+    "loop_name",
+    "raise_open_files_limit",
+    "run",
+    "serve",
+    "start_details",
+]
 
 log = logging.getLogger("hub")
 
 
+#: Set to ``1`` to run on aiofastnet's transports (Cython, on uvloop) when it is installed: off
+#: by default, as it saved nothing measurable here (docs/performance.md has the figures).
+AIOFASTNET_ENV = "SSEHUB_AIOFASTNET"
+#: Loops made by ``loop_factory`` with aiofastnet's transports, for the start line.
+_FASTNET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def aiofastnet_asked() -> bool:
+    """Whether the environment asks for aiofastnet (an opt-in: see ``AIOFASTNET_ENV``)."""
+    return os.environ.get(AIOFASTNET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path."""
+    """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path.
+    With ``SSEHUB_AIOFASTNET=1`` and aiofastnet installed, its transports on it (an experiment
+    to re-measure: same-run A/B figures in docs/performance.md)."""
     try:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop
+    if not aiofastnet_asked():
+        return uvloop.new_event_loop
+    try:  # by name: an optional package outside every extra, so type checks never need it
+        aiofastnet = importlib.import_module("aiofastnet")
+    except ImportError:
+        log.warning("SSEHUB_AIOFASTNET=1 but aiofastnet is not installed: running on uvloop")
+        return uvloop.new_event_loop
+    patched: Callable[[], asyncio.AbstractEventLoop] = aiofastnet.loop_factory(
+        uvloop.new_event_loop
+    )
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = patched()
+        _FASTNET_LOOPS.add(loop)
+        return loop
+
+    return factory
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop``, ``uvloop+aiofastnet`` or ``asyncio``: what the start line says."""
+    name = type(loop).__module__.split(".")[0]
+    return f"{name}+aiofastnet" if loop in _FASTNET_LOOPS else name
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -99,14 +146,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None, *, worker: bo
         log.info(
             "ssehub worker %d/%d serving http://%s (pid %d; backplane: %s; loop: %s)",
             hub_worker.number(), hub_worker.count(), _authority(host, port), os.getpid(),
-            _redact(config.backplane), type(loop).__module__.split(".")[0],
+            _redact(config.backplane), loop_name(loop),
             extra={"event": "start", "host": host, "port": port, "worker": hub_worker.number()},
         )  # fmt: skip
         hub_worker.ready()
     else:
         log.info(
             "ssehub listening on http://%s (%s; ready in %.2fs)",
-            _authority(host, port), start_details(config, type(loop).__module__),
+            _authority(host, port), start_details(config, loop_name(loop)),
             time.monotonic() - started,
             extra={"event": "start", "host": host, "port": port, "profile": config.profile},
         )  # fmt: skip
@@ -125,7 +172,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, *, worker: bo
         )  # fmt: skip
 
 
-def start_details(config: Config, loop_module: str) -> str:
+def start_details(config: Config, loop: str) -> str:
     """What the start line says of a hub (the supervisor's line of a hub of workers too)."""
     publish = (
         f"{len(config.publish_tokens)} token(s)"
@@ -136,7 +183,7 @@ def start_details(config: Config, loop_module: str) -> str:
     return (
         f"backplane: {_redact(config.backplane)}; publish: {publish}; profile: {config.profile}, "
         f"limits per client {_limits(config)}; open files: {files}; "
-        f"loop: {loop_module.split('.')[0]}"
+        f"loop: {loop}"
     )
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hub.backplane import BackplaneUnavailable, History, Reset
+from hub.backplane.since import Since
 from hub.events import Event, parse_position
 from hub.metrics import Metrics
 from hub.view import View
@@ -93,15 +94,15 @@ class Stream(Output):
         channels: tuple[str, ...],
         view: View,
         done: asyncio.Future[None],
-        asked: tuple[str | None, tuple[str, ...]],
+        asked: tuple[str | None, tuple[str, ...], float | None],
     ) -> None:
         super().__init__(done)
-        # what the client asked for (Last-Event-ID, the channels to replay from the start);
-        # then the first history page
-        self._start: tuple[str | None, tuple[str, ...]] | History | None = asked
-        # while replaying: the channels whose history is read, and the cut (ANY_FLOOR: none;
-        # else only some of the channels are replayed, up to it)
-        self._reading: tuple[tuple[str, ...], int] | None = None
+        # what the client asked for (Last-Event-ID, the channels to replay from the start, the
+        # time to replay from); then the first history page
+        self._start: tuple[str | None, tuple[str, ...], float | None] | History | None = asked
+        # while replaying: the channels read, the cut (ANY_FLOOR: none; else some channels are
+        # replayed, up to it), the time events must be stored at or after (``since``; 0.0: any)
+        self._reading: tuple[tuple[str, ...], int, float] | None = None
         self.channels = channels
         self.view = view
         self.state = State.SYNCING
@@ -144,35 +145,58 @@ class Stream(Output):
 
     # -- before the response headers ----------------------------------------------------------
 
-    async def begin(self, reader: Reader, feeds: tuple[str, ...], delivered: int) -> None:
+    async def begin(
+        self, reader: Reader, feeds: tuple[str, ...], delivered: int, times: Since | None = None
+    ) -> None:
         """Follow the channels with history (``feeds``) and read the first history page; raises
         ``BackplaneUnavailable`` while the backplane is away (then nothing was sent).
-        ``delivered``: the newest position the hub received live when the stream registered."""
+        ``delivered``: the newest position the hub received live when the stream registered;
+        ``times``: the backplane's positions by time, for ``since`` (None: read from the start)."""
         asked, self._start = self._start, None
         assert isinstance(asked, tuple), "a stream begins once"
-        last_event_id, replay = asked
+        last_event_id, replay, since = asked
         if not feeds:
             return
         # A stream without history starts at the frontier: events at or below it may predate
         # the channels being followed, so none of them are sent.
         frontier = self.floor = await reader.follow(feeds)
         replay = tuple(name for name in feeds if name in replay)
+        if last_event_id is None and since is not None:
+            await self._begin_since(reader, feeds, since, times)
+            return
         if last_event_id is None and not replay:
             return
         self.floor = 0
         if last_event_id is None and len(replay) < len(feeds):
             cut = max(delivered, frontier)
-            self._reading = (replay, cut)
+            self._reading = (replay, cut, 0.0)
             page = await reader.history(replay, None, REPLAY_SLICE)
             self._start = _up_to(page, cut)
             return
-        self._reading = (feeds, ANY_FLOOR)
+        self._reading = (feeds, ANY_FLOOR, 0.0)
         after = None if last_event_id is None else parse_position(last_event_id)
         first = await reader.history(feeds, after, REPLAY_SLICE)
         if last_event_id is not None and after is None and first.reset is None:
             oldest = first.events[0].id if first.events else None
             first = History(first.events, Reset("unknown-id", oldest), first.more)
         if first.reset is None and after is not None:
+            self.floor = after
+        self._start = first
+
+    async def _begin_since(
+        self, reader: Reader, feeds: tuple[str, ...], since: float, times: Since | None
+    ) -> None:
+        """``since``: the history after ``Since.position_at`` (events stored before the time
+        skipped by ``_take``); nothing stored since: live. A reset here means the history does
+        not reach back to that time: "expired", whatever the backplane's reason."""
+        if (after := 0 if times is None else await times.position_at(since)) is None:
+            return
+        self.floor = 0
+        self._reading = (feeds, ANY_FLOOR, since)
+        first = await reader.history(feeds, after or None, REPLAY_SLICE)
+        if first.reset is not None:
+            first = History(first.events, Reset("expired", first.reset.oldest_id), first.more)
+        elif after:
             self.floor = after
         self._start = first
 
@@ -232,7 +256,7 @@ class Stream(Output):
 
     async def _next_page(self, reader: Reader) -> History:
         assert self._reading is not None
-        channels, cut = self._reading
+        channels, cut, _ = self._reading
         page = await reader.history(channels, self.floor, REPLAY_SLICE, continued=True)
         return _up_to(page, cut)
 
@@ -251,14 +275,18 @@ class Stream(Output):
         return not self.is_closed()
 
     def _take(self, events: Sequence[Event], settings: Settings) -> list[bytes]:
-        """The frames of events newer than what was written; moves the write position."""
+        """The frames of events newer than what was written, stored at or after ``since`` and
+        passing the view's filter; moves the write position past all of them."""
         frames = []
         last = self.floor
-        encode = self.view.encode
+        view = self.view
+        encode, test = view.encode, (view.filter.passes if view.filter is not None else None)
+        since = self._reading[2] if self._reading is not None else 0.0
         for event in events:
             if event.position > last:
-                frames.append(encode(event))
                 last = event.position
+                if event.published_at >= since and (test is None or test(event)):
+                    frames.append(encode(event))
         self.floor = last
         settings.metrics.events_delivered += len(frames)
         return frames

@@ -42,7 +42,7 @@ from hub import worker
 from hub.backplane.engine_server import EngineServer
 from hub.config import Config
 from hub.config_checks import workers_of
-from hub.server import loop_factory, raise_open_files_limit, start_details
+from hub.server import loop_factory, loop_name, raise_open_files_limit, start_details
 
 __all__ = ["supervise"]
 
@@ -186,7 +186,7 @@ class Supervisor:
         where = f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
         pids = " ".join(str(one.process.pid) for one in self._workers.values())
         engine = "; memory history in the engine (this process)" if self._engine else ""
-        details = start_details(self._config, type(asyncio.get_running_loop()).__module__)
+        details = start_details(self._config, loop_name(asyncio.get_running_loop()))
         log.info(
             "ssehub listening on http://%s (workers: %d, pids %s%s; %s; ready in %.2fs)",
             where, self._count, pids, engine, details, time.monotonic() - started,

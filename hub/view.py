@@ -2,9 +2,9 @@
 
 The core fans out ``Event``s; a stream carries a ``View``, and a channel keeps its live streams
 grouped by view (``hub.channel``), so an event is encoded once per view present on the channel,
-never once per subscriber. Today a view is a format alone; a later filter (issue 23: events
-filtered once per distinct filter) joins it as a second field of the key, so that streams with
-the same format *and* the same filter share one encoding and one filter test per event.
+never once per subscriber. A view is a format and a filter (``hub.filters``, None for none):
+``View.filtered`` interns the views of one format per filter, so streams with the same format
+*and* the same filter share one view, one group, one filter test and one encoding per event.
 
 The native format (``SSE``) is the identity on the backplane's ready frame (``Event.frame``: the
 Server-Sent Events bytes encoded once at publish), so the native hot path costs one dict entry
@@ -17,6 +17,7 @@ in.
 
 from __future__ import annotations
 
+import weakref
 from typing import Protocol
 
 import orjson
@@ -24,6 +25,7 @@ import orjson
 from hub import sse
 from hub.backplane import Reset
 from hub.events import Event
+from hub.filters import Filter
 
 __all__ = ["RESET_EVENT", "SSE", "Format", "NativeSse", "View"]
 
@@ -81,20 +83,42 @@ class NativeSse:
 
 
 class View:
-    """A group key: streams of one view share each event's encoding (and later its filter).
+    """A group key: streams of one view share each event's filter test and encoding.
 
-    Compared by identity: a dialect makes its views once (at wiring), so a channel holds one
-    group per view and the key's hash is the object's id, the cheapest there is.
+    Compared by identity: a dialect makes its unfiltered view once (at wiring) and its filtered
+    ones through ``filtered``, which hands out one object per distinct filter, so a channel holds
+    one group per view and the key's hash is the object's id, the cheapest there is. A filtered
+    view lives as long as a stream holds it (the table keeps it weakly): filters made up by
+    clients cost nothing once their streams are gone.
     """
 
-    __slots__ = ("format", "native")
+    __slots__ = ("__weakref__", "_filtered", "filter", "format", "native")
 
-    def __init__(self, format: Format) -> None:
+    def __init__(self, format: Format, filter: Filter | None = None) -> None:
         self.format = format
         self.native = format.native
+        #: the events its streams get (None: all); reset and close frames always pass
+        self.filter = filter
+        self._filtered: weakref.WeakValueDictionary[object, View] | None = None
 
     def encode(self, event: Event) -> bytes:
         return event.frame if self.native else self.format.event(event)
+
+    def passes_frame(self, frame: bytes) -> bool:
+        """Whether an ephemeral channel's frame (a tick) passes this view's filter."""
+        return self.filter is None or self.filter.passes_frame(frame)
+
+    def filtered(self, filter: Filter | None) -> View:
+        """This format's view for ``filter``: the same object for every equal filter."""
+        if filter is None:
+            return self
+        table = self._filtered
+        if table is None:
+            table = self._filtered = weakref.WeakValueDictionary()
+        view = table.get(filter.key)
+        if view is None:
+            view = table[filter.key] = View(self.format, filter)
+        return view
 
 
 #: The native dialect's view, shared by every native stream.

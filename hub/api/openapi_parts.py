@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api.openapi_schemas import CHANNEL, ERRORS, STRING
+from hub.api.openapi_schemas import CHANNEL, ERRORS, STRING, TAG_FILTER
+from hub.events import EVENT_NAME_RE
 
 __all__ = [
     "AUTH_HEADERS",
@@ -17,6 +18,7 @@ __all__ = [
     "CHANNEL_PARAM",
     "ERROR",
     "FILE",
+    "FILTERS",
     "JSON_ERROR",
     "PREFLIGHT",
     "PUBLISH_ERRORS",
@@ -74,6 +76,32 @@ RESUME = [
     param("Last-Event-ID", "header", STRING, description="Resume after this id"),
     param("lastEventId", "query", STRING, description="Last-Event-ID for polyfills"),
     param("from", "query", {"enum": ["start"]}, description="Replay all retained history"),
+]
+#: the native subscribe routes' filters and replay by time (docs/concepts/filters.md)
+FILTERS = [
+    param(
+        "event",
+        "query",
+        {"type": "array", "items": {"type": "string", "pattern": f"^{EVENT_NAME_RE.pattern}$"}},
+        style="form",
+        explode=True,
+        description="Only events of these types (any of); reset and close always pass",
+    ),
+    param(
+        "tag",
+        "query",
+        {"type": "array", "items": {"type": "string", "pattern": TAG_FILTER}},
+        style="form",
+        explode=True,
+        description="name:value or name:value|value; every tag= must match",
+    ),
+    param(
+        "since",
+        "query",
+        STRING,
+        description="RFC 3339 time or Unix seconds: the history published at or after it, "
+        "then live (Last-Event-ID wins; not with from=start or replay=)",
+    ),
 ]
 STREAM = {
     "200": {

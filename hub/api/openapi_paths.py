@@ -13,6 +13,7 @@ from hub.api.openapi_parts import (
     AUTH_HEADERS,
     CHANNEL,
     CHANNEL_PARAM,
+    FILTERS,
     PREFLIGHT,
     PUBLISH_ERRORS,
     RECEIPT,
@@ -32,7 +33,7 @@ API_PATHS: dict[str, Any] = {
         "get": {
             "operationId": "subscribeChannel",
             "summary": "Subscribe to one channel",
-            "parameters": [CHANNEL_PARAM, *RESUME],
+            "parameters": [CHANNEL_PARAM, *RESUME, *FILTERS],
             "responses": STREAM,
         },
         "post": {
@@ -61,6 +62,7 @@ API_PATHS: dict[str, Any] = {
                     explode=True,
                 ),
                 *RESUME,
+                *FILTERS,
             ],
             "responses": STREAM,
         },
@@ -78,6 +80,7 @@ API_PATHS: dict[str, Any] = {
                 param("city", "query", STRING, required=True, description="IANA timezone"),
                 param("sec", "query", STRING, description="Interval, 1-3600 s"),
                 *RESUME,
+                *FILTERS,
             ],
             "responses": STREAM,
         },

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.events import CHANNEL_RE, EVENT_NAME_RE
+from hub.events import CHANNEL_RE, EVENT_NAME_RE, MAX_TAGS, TAG_NAME_RE
 
-__all__ = ["CHANNEL", "ERRORS", "SCHEMAS", "STRING"]
+__all__ = ["CHANNEL", "ERRORS", "SCHEMAS", "STRING", "TAG_FILTER"]
 
 STRING = {"type": "string"}
 CHANNEL = {"type": "string", "pattern": f"^{CHANNEL_RE.pattern}$"}
+_VALUE = EVENT_NAME_RE.pattern
+#: a ``tag=`` filter: name:value, or name:value|value...
+TAG_FILTER = f"^{TAG_NAME_RE.pattern}:{_VALUE}(\\|{_VALUE})*$"
+TAGS = {
+    "type": "object",
+    "maxProperties": MAX_TAGS,
+    "propertyNames": {"pattern": f"^{TAG_NAME_RE.pattern}$"},
+    "additionalProperties": {"type": "string", "pattern": f"^{_VALUE}$"},
+    "description": "Kept with the event for ?tag= filters; never on the wire",
+}
 #: what each error status means, wherever it is answered
 ERRORS = {
     400: "Bad input: the message names the field or setting",
@@ -41,6 +51,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "event": {"type": "string", "pattern": f"^{EVENT_NAME_RE.pattern}$"},
             "data": {"description": "Any JSON; a string is sent as text"},
+            "tags": TAGS,
         },
     },
     "BatchEvent": {
@@ -51,6 +62,7 @@ SCHEMAS: dict[str, Any] = {
             "channel": CHANNEL,
             "event": {"type": "string", "pattern": f"^{EVENT_NAME_RE.pattern}$"},
             "data": {"description": "Any JSON; a string is sent as text"},
+            "tags": TAGS,
         },
     },
     "Receipt": {

@@ -21,15 +21,22 @@ from hub.api.responses import answer, cors_headers, json_errors, json_response
 from hub.api.subscribe import CHANNEL_PATH
 from hub.backplane import BackplaneFull, BackplaneUnavailable, ChannelClosed, ChannelDeleted
 from hub.config import Config
-from hub.events import Draft, InvalidInput, check_channel, check_event_name, encode_draft
+from hub.events import (
+    Draft,
+    InvalidInput,
+    check_channel,
+    check_event_name,
+    check_tags,
+    encode_draft,
+)
 from hub.grants import Patterns
 from hub.hub import Hub
 from hub.ticker import is_clock
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
 
-_SINGLE_FIELDS = frozenset({"event", "data"})
-_BATCH_FIELDS = frozenset({"channel", "event", "data"})
+_SINGLE_FIELDS = frozenset({"event", "data", "tags"})
+_BATCH_FIELDS = frozenset({"channel", "event", "data", "tags"})
 _MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -41,9 +48,12 @@ async def _read_json(request: web.Request, config: Config) -> Any:
         )
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         raise _body_too_large(config)
+    content = request.content
     try:
-        if request.content.is_eof():  # all there (a small body): no timer on the hot path
-            body = await request.read()
+        if content.is_eof():  # all there (a small body): taken as it is, no timer, no copies
+            body = content.read_nowait()
+            if len(body) > config.max_body_bytes:  # a chunked body has no Content-Length
+                raise _body_too_large(config)
         else:
             async with asyncio.timeout(config.body_timeout):
                 body = await request.read()
@@ -106,13 +116,14 @@ def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, confi
         raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
     event = check_event_name(item.get("event", "message"))
     try:
-        return encode_draft(channel, event, item["data"], config.max_event_bytes)
+        tags = check_tags(item["tags"]) if "tags" in item else b""
+        return encode_draft(channel, event, item["data"], config.max_event_bytes, tags)
     except InvalidInput as problem:
         raise InvalidInput(f"{where}{problem}", problem.status) from None
 
 
 def batch_item(item: Any, config: Config, scope: Patterns | None, where: str = "") -> Draft:
-    """One ``{"channel", "event", "data"}`` item of ``POST /publish`` (or one line of
+    """One ``{"channel", "event", "data", "tags"}`` item of ``POST /publish`` (or one line of
     ``POST /publish/stream``), checked and encoded; ``where`` starts each error message."""
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}must be a JSON object")
@@ -173,19 +184,36 @@ async def _publish(
         return answer(not_published(problem), {"Retry-After": retry_after, **headers})
     if published.replayed:
         headers["Idempotent-Replayed"] = "true"
+    census = hub.census
     # The channel from the id, not the draft: a replayed key's ids are the first publish's,
     # whatever this retry's body holds (docs/publishing.md: "whatever its body").
+    if single:  # the hot one: no generator, no list
+        ident = published.ids[0]
+        name = ident.partition(":")[2]
+        receipt = {"id": ident, "channel": name, "subscribers": census.subscriber_count(name)}
+        return json_response(receipt, 202, headers)
     channels = (ident.partition(":")[2] for ident in published.ids)
     receipts = [
-        {"id": ident, "channel": name, "subscribers": hub.census.subscriber_count(name)}
+        {"id": ident, "channel": name, "subscribers": census.subscriber_count(name)}
         for ident, name in zip(published.ids, channels, strict=True)
     ]
-    return json_response(receipts[0] if single else {"events": receipts}, 202, headers)
+    return json_response({"events": receipts}, 202, headers)
+
+
+def _channel_resource(app: web.Application) -> web.Resource:
+    """The resource of ``CHANNEL_PATH`` the subscribe route made, if any, for the publish route
+    too: aiohttp tries each resource under a path's first segment in turn (a regex match and a
+    match dict each), so a POST on a resource of its own paid for the GET's first."""
+    for resource in app.router.resources():
+        if isinstance(resource, web.Resource) and resource.raw_match(CHANNEL_PATH):
+            return resource
+    return app.router.add_resource(CHANNEL_PATH)
 
 
 def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -> None:
     config = hub.config
-    spend = publishers.spend
+    # None without any publish rate: nothing to count per publish
+    spend = publishers.spend if publishers.limited else None
     scoped = publishers.scoped
 
     async def publish_channel(request: web.Request) -> web.Response:
@@ -201,7 +229,8 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
                 token = auth.check_publisher(
                     request, config.publish_tokens, config.publish_cors_origins
                 )
-            spend(request, token, 1)
+            if spend is not None:
+                spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
@@ -213,10 +242,11 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
         try:
             token, scope = publishers.check(request)
             drafts = _batch_drafts(await _read_json(request, config), config, scope)
-            spend(request, token, len(drafts))
+            if spend is not None:
+                spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | retry_after(problem))
         return await _publish(hub, request, drafts, "", False, token)
 
-    app.router.add_post(CHANNEL_PATH, publish_channel)
+    _channel_resource(app).add_route("POST", publish_channel)
     app.router.add_post("/publish", json_errors(config, publish_batch))

@@ -53,8 +53,8 @@ class Publishers:
         self._addresses = ClientAddresses(config.trusted_proxies)
         self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
         self._own = publish_limits(config)
-        #: no rate anywhere: nothing to look up per publish
-        self._limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
+        #: no rate anywhere (False): nothing to look up per publish
+        self.limited = self._rate.enabled or any(b.enabled for b, _ in self._own.values())
         self._refusals = refusals
         #: any scoped token: only then is the (slower) scope lookup needed
         self.scoped = any(token.channels is not None for token in config.publish_tokens)
@@ -69,7 +69,7 @@ class Publishers:
 
     def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
-        if not self._limited:
+        if not self.limited:
             return 0.0
         own = self._own.get(token) if token is not None else None
         buckets = self._rate if own is None else own[0]

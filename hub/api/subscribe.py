@@ -27,6 +27,7 @@ from hub.backplane import BackplaneUnavailable
 from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.events import InvalidInput, check_channel
+from hub.filters import parse_filter, parse_since
 from hub.grants import Gate
 from hub.hub import AllDeleted, Ask, AtCapacity, Hub
 from hub.limits import TokenBuckets
@@ -124,6 +125,9 @@ def _stream_handler(
             if start not in (None, "start"):
                 raise InvalidInput(f"from={start!r} is not understood; use from=start")
             replay = _replay_of(request, channels, start is not None)
+            query = request.query
+            view = SSE.filtered(parse_filter(query.getall("event", []), query.getall("tag", [])))
+            since = _since_of(request, start is not None or bool(replay))
             deadline = None
             if gate is not None and (private := gate.needs_grant(channels)):
                 deadline = await gate.check(request, private)
@@ -145,9 +149,14 @@ def _stream_handler(
             # the Ask inline: a name here would keep it as long as the stream
             await core.stream(
                 Ask(
-                    channels, last_event_id or None, channels if start else replay, client, deadline
+                    channels,
+                    last_event_id or None,
+                    channels if start else replay,
+                    client,
+                    deadline,
+                    since,
                 ),
-                SSE,
+                view,
                 response,
             )
         except AtCapacity as why:
@@ -179,6 +188,17 @@ def _replay_of(request: web.Request, channels: list[str], from_start: bool) -> l
         if name not in channels:
             raise InvalidInput(f"replay={name!r} is not one of the stream's channels")
     return names
+
+
+def _since_of(request: web.Request, replaying: bool) -> float | None:
+    """``since=<RFC 3339 time or Unix seconds>``: the history stored at or after it, then live
+    (a ``Last-Event-ID`` wins over it: an ``EventSource`` reconnects with the same URL)."""
+    text = request.query.get("since")
+    if text is None:
+        return None
+    if replaying:
+        raise InvalidInput("since: use since= or from=start or replay=<channel>, one of them")
+    return parse_since(text)
 
 
 def _one_channel(request: web.Request) -> list[str]:

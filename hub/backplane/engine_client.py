@@ -56,8 +56,8 @@ log = logging.getLogger("hub.backplane")
 
 class EngineBackplane(StreamsFront):
     """``Backplane`` with ``Presence``, ``Totals``, ``Health``, ``Catalog``, ``Tickets``,
-    ``Deletion``, ``Closing`` and ``Streams`` (``engine_streams``), all answered by the
-    engine."""
+    ``Deletion``, ``Closing``, ``Since`` and ``Streams`` (``engine_streams``), all answered by
+    the engine."""
 
     def __init__(self, config: Config) -> None:
         self._path = config.backplane.removeprefix(f"{SCHEME}://")
@@ -212,6 +212,10 @@ class EngineBackplane(StreamsFront):
 
     async def channels(self) -> dict[str, str]:
         found: dict[str, str] = await self._call("channels")
+        return found
+
+    async def position_at(self, when: float) -> int | None:
+        found: int | None = await self._call("position_at", when)
         return found
 
     async def issue_ticket(self, ticket: str, channels: Sequence[str], ttl: float) -> None:

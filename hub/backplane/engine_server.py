@@ -105,6 +105,7 @@ class EngineServer:
             "follow": self._follow,
             "unfollow": self._unfollow,
             "channels": self.backplane.channels,
+            "position_at": self.backplane.position_at,
             "issue": self.backplane.issue_ticket,
             "spend": self.backplane.spend_ticket,
             "delete": self._delete,

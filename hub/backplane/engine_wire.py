@@ -115,11 +115,13 @@ def drafts_in(wire: Sequence[Sequence[str]]) -> list[Draft]:
 
 
 def events_out(events: Sequence[Event]) -> list[list[Any]]:
-    return [[e.position, e.channel, e.frame.decode("latin-1"), e.published_at] for e in events]
+    return [
+        [e.position, e.channel, e.frame.decode("latin-1"), e.published_at, e.tags] for e in events
+    ]
 
 
 def events_in(wire: Sequence[Sequence[Any]]) -> list[Event]:
-    return [Event(p, c, f.encode("latin-1"), at) for p, c, f, at in wire]
+    return [Event(p, c, f.encode("latin-1"), at, tuple(tags)) for p, c, f, at, tags in wire]
 
 
 #: The errors that cross the wire, by kind: how the proxy raises each again.

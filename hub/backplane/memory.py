@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hub import sse
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
@@ -28,8 +27,9 @@ from hub.backplane import (
 )
 from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
 from hub.backplane.memory_streams import MemoryStreams, StreamRecord
+from hub.backplane.since import time_floor
 from hub.backplane.tombstones import Tombstones
-from hub.events import Draft, Event
+from hub.events import Draft, Event, stored_event
 
 if TYPE_CHECKING:
     from hub.config import Config
@@ -53,8 +53,8 @@ def next_position(last: int) -> int:
 
 
 class MemoryBackplane(MemoryStreams):
-    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing`` and
-    ``Streams`` (``memory_streams``); no ``Presence`` (one process counts alone)."""
+    """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing``,
+    ``Streams`` (``memory_streams``) and ``Since``; no ``Presence`` (one process counts alone)."""
 
     def __init__(self, config: Config) -> None:
         self._history_size = config.history_size
@@ -117,10 +117,9 @@ class MemoryBackplane(MemoryStreams):
         streams = self._streams
         for draft in drafts:
             position = next_position(position)
-            ident = f"{position}:{draft.channel}"  # event_id(), inlined on the publish path
-            event = Event(position, draft.channel, sse.with_id(ident, draft.body), now)
+            event = stored_event(position, draft.channel, draft.body, now)
             events.append(event)
-            ids.append(ident)
+            ids.append(f"{position}:{draft.channel}")  # event_id(), inlined on the publish path
             log = logs.get(draft.channel)
             if log is None:
                 log = logs[draft.channel] = Log()
@@ -184,6 +183,10 @@ class MemoryBackplane(MemoryStreams):
             oldest = min(firsts, key=position_of).id if firsts else None
             reset = Reset(reset.reason, oldest)
         return History(events, reset, more)
+
+    async def position_at(self, when: float) -> int | None:
+        """``Since``: a position is at least its store time in microseconds (``next_position``)."""
+        return after if (after := time_floor(when)) < self._last else None
 
     async def follow(self, channels: Sequence[str]) -> int:
         """Every event reaches the listener as it is stored; the hub drops what nobody follows."""

@@ -88,7 +88,7 @@ class Log:
 
 
 #: A retained event: ``Event``'s fields in a plain tuple.
-_Stored = tuple[int, str, bytes, float]
+_Stored = tuple[int, str, bytes, float, tuple[str, ...]]
 _position = itemgetter(0)
 _published_at = itemgetter(3)
 

@@ -34,13 +34,18 @@ Why the guarantees hold (the reasoning of ``hub.backplane.redis``, on JetStream)
    per-message TTL, spent by deleting its sequence (JetStream does that once); a deletion is a
    tombstone message on the channel's own subject, so point 4's check refuses every later
    publish atomically, and every reader meets it in order with the channel's events.
+8. Durable Streams (``hub.backplane.nats_streams``): a stream's create and close markers are
+   messages on its channel's subject like the tombstone, its state a record beside it on
+   ``P_dstream.<token>``; every write is one atomic batch of both under point 4's expected last
+   subject sequences, so each check an append makes still holds when it is stored.
 
 Modules: this (the protocol, over its parts), ``nats_connection`` (connection, stream: what
 every part takes), ``nats_link`` (subjects, API calls, health), ``nats_publish``,
 ``nats_history`` (pages, resets, catalog), ``nats_reader`` (live delivery), ``nats_presence``
-(cluster counts), ``nats_private`` (tickets, deletion), ``nats_settings`` (its ``nats_*`` keys),
-``compat_nats`` (point 6's use of nats-py internals). No part imports this module: each takes
-the connection and only the other parts or callbacks it needs.
+(cluster counts), ``nats_private`` (tickets, deletion), ``nats_streams`` with ``nats_stream_io``
+and ``nats_stream_record`` (point 8), ``nats_batch`` (atomic batches), ``nats_settings`` (its
+``nats_*`` keys), ``compat_nats`` (point 6's use of nats-py internals). No part imports this
+module: each takes the connection and only the other parts or callbacks it needs.
 """
 
 from __future__ import annotations
@@ -60,7 +65,9 @@ from hub.backplane.nats_private import PrivateChannels
 from hub.backplane.nats_publish import Publisher
 from hub.backplane.nats_reader import Reader
 from hub.backplane.nats_settings import NatsSettings
+from hub.backplane.nats_streams import NatsStreams
 from hub.backplane.private_front import PrivateFront
+from hub.backplane.streams import Appended, Producer, Shape, StreamState
 from hub.backplane.tombstones import Tombstones
 from hub.config import Config, ConfigError
 from hub.events import Draft
@@ -69,8 +76,8 @@ __all__ = ["NatsBackplane"]
 
 
 class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.private_front
-    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets``, ``Deletion`` and
-    ``Closing``, on one JetStream stream."""
+    """``Backplane`` with ``Presence``, ``Health``, ``Catalog``, ``Tickets``, ``Deletion``,
+    ``Closing`` and ``Streams``, on one JetStream stream."""
 
     def __init__(self, config: Config) -> None:
         if config.history_size < 1:
@@ -94,6 +101,9 @@ class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.
         self._reader = Reader(self._conn, tombstones, self._publisher.seen, closings)
         self._presence = NatsPresence(self._conn, self._instance)
         self._private = PrivateChannels(self._conn, tombstones, self._publisher, closings)
+        self._streams = NatsStreams(
+            self._conn, self._publisher, tombstones, closings, self._pages.age_floor
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -145,6 +155,12 @@ class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.
         except UNAVAILABLE as problem:
             raise self._conn.link.unavailable("requests", problem) from None
 
+    async def position_at(self, when: float) -> int | None:
+        try:
+            return await self._pages.position_at(when)
+        except UNAVAILABLE as problem:
+            raise self._conn.link.unavailable("requests", problem) from None
+
     async def follow(self, channels: Sequence[str]) -> int:
         return await self._reader.follow(channels)
 
@@ -173,3 +189,35 @@ class NatsBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane.
             return await self._pages.channels()
         except UNAVAILABLE as problem:
             raise self._conn.link.unavailable("requests", problem) from None
+
+    # -- Streams (hub.backplane.nats_streams) ------------------------------------------------
+
+    async def create_stream(
+        self, channel: str, shape: Shape, drafts: Sequence[Draft], closed: bool
+    ) -> tuple[bool, StreamState]:
+        return await self._streams.create_stream(channel, shape, drafts, closed)
+
+    async def stream_state(self, channel: str, *, touch: bool) -> StreamState | None:
+        return await self._streams.stream_state(channel, touch=touch)
+
+    async def append_stream(
+        self,
+        channel: str,
+        drafts: Sequence[Draft],
+        *,
+        content_type: str | None,
+        producer: Producer | None,
+        stream_seq: str | None,
+        close: bool,
+    ) -> Appended:
+        return await self._streams.append_stream(
+            channel,
+            drafts,
+            content_type=content_type,
+            producer=producer,
+            stream_seq=stream_seq,
+            close=close,
+        )
+
+    async def delete_stream(self, channel: str) -> bool:
+        return await self._streams.delete_stream(channel)

@@ -168,6 +168,8 @@ class Connection:
             "allow_atomic": True,
             # Tickets expire by a per-message TTL (``Nats-TTL``); once on, JetStream keeps it on.
             "allow_msg_ttl": True,
+            # A Durable Stream's state record replaces its previous one (``nats_streams``).
+            "allow_rollup_hdrs": True,
         }
 
     async def _ensure_stream(self) -> None:

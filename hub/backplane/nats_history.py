@@ -70,6 +70,24 @@ class Pages:
         oldest_id = page.events[0].id if page.events else None
         return History(page.events, Reset(reset, oldest_id), page.more)
 
+    async def position_at(self, when: float) -> int | None:
+        """``Since``: the message before the first one stored at or after ``when`` (a direct
+        get by time over every channel's subject; sequences are in store order), when it is
+        retained: then it was stored before ``when``, and the history's resets from it are
+        exact. When it was removed, its time is unknown (it may have been one of the events
+        asked for): the stream's base, whose reset the stream reports as "expired"."""
+        nc = self._bp.require()
+        request = {"start_time": _iso(when), "next_by_subj": f"{self._bp.subjects.prefix}.*"}
+        found = await batch_get(nc, self._bp.stream, request | {"batch": 1})
+        if not found:
+            return None
+        seq = int((found[0].headers or {})["Nats-Sequence"])
+        if seq > 1:
+            before = await batch_get(nc, self._bp.stream, {"seq": seq - 1, "batch": 1})
+            if before and int((before[0].headers or {})["Nats-Sequence"]) == seq - 1:
+                return self._bp.base + seq - 1
+        return self._bp.base
+
     async def _oldest(self, channel: str) -> int | None:
         """The previous-message header of the channel's oldest retained message (None: none)."""
         subject = self._bp.subjects.of(channel)
@@ -171,9 +189,14 @@ class Pages:
                     closed.append((headers["Nats-Subject"], seq))
                 elif channel is not None and not is_marker(headers):
                     found[channel] = event_id(self._bp.base + seq, channel)
-        for subject, seq in closed:  # its newest event, before the marker
-            before: dict[str, Any] = {"multi_last": [subject], "up_to_seq": seq - 1}
-            for msg in await batch_get(nc, self._bp.stream, before):
+        # Its newest event, before the marker: one read each, 50 at once (closed Durable
+        # Streams make many; one after the other, a busy server made the list take seconds).
+        for at in range(0, len(closed), 50):
+            reads = [
+                batch_get(nc, self._bp.stream, {"multi_last": [subject], "up_to_seq": seq - 1})
+                for subject, seq in closed[at : at + 50]
+            ]
+            for msg in (msg for reply in await asyncio.gather(*reads) for msg in reply):
                 headers = msg.headers or {}
                 channel = self._bp.subjects.channel(headers["Nats-Subject"])
                 if channel is not None and not is_marker(headers):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +23,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
-from hub import sse
 from hub.backplane.link import Link
-from hub.events import Event, event_id
+from hub.backplane.nats_stream_record import decode
+from hub.backplane.tombstones import Tombstones
+from hub.events import Event, stored_event
 
 __all__ = [
     "CLOSED",
+    "CREATED",
     "GONE",
     "MIN_VERSION",
     "PREV",
@@ -37,10 +40,12 @@ __all__ = [
     "Subjects",
     "api",
     "is_closing",
+    "is_created",
     "is_floor",
     "is_marker",
     "is_tombstone",
     "last_markers",
+    "mark_ends",
     "message_event",
     "new_link",
     "prev_of",
@@ -57,6 +62,8 @@ PREV = "Ssehub-Prev"
 GONE = "Ssehub-Deleted"
 #: The header of a closed channel's close marker (``hub.backplane.nats_private``).
 CLOSED = "Ssehub-Closed"
+#: The header of a Durable Stream's create marker (``hub.backplane.nats_streams``).
+CREATED = "Ssehub-Created"
 #: Seconds a JetStream API call or publish may take before it counts as NATS being away.
 API_TIMEOUT = 3.0
 
@@ -80,19 +87,25 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (NatsError, OSError, TimeoutError
 
 class Subjects:
     """Subjects under one ``nats_subject_prefix``: ``P.<token>`` per channel (its events, or
-    its tombstone), ``P_idem.<hex>`` per idempotency record, ``P_ticket.<digest>`` per one-time
-    ticket, ``P_counts`` for the processes' subscriber counts (core NATS)."""
+    its markers), ``P_idem.<hex>`` per idempotency record, ``P_ticket.<digest>`` per one-time
+    ticket, ``P_dstream.<token>`` per Durable Stream's state record (``nats_streams``),
+    ``P_counts`` for the processes' subscriber counts (core NATS)."""
 
-    __slots__ = ("counts", "idem", "prefix", "tickets")
+    __slots__ = ("counts", "idem", "prefix", "states", "tickets")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.idem = f"{prefix}_idem"
         self.tickets = f"{prefix}_ticket"
+        self.states = f"{prefix}_dstream"
         self.counts = f"{prefix}_counts"
 
     def of(self, channel: str) -> str:
-        return f"{self.prefix}.{''.join(_ESCAPES.get(c, c) for c in channel)}"
+        return f"{self.prefix}.{_token(channel)}"
+
+    def state(self, channel: str) -> str:
+        """The subject of the state record of the Durable Stream on ``channel``."""
+        return f"{self.states}.{_token(channel)}"
 
     def channel(self, subject: str) -> str | None:
         head, _, token = subject.rpartition(".")
@@ -119,7 +132,11 @@ class Subjects:
         return f"{self.tickets}.{token}"
 
     def streams(self) -> list[str]:
-        return [f"{self.prefix}.*", f"{self.idem}.*", f"{self.tickets}.*"]
+        return [f"{self.prefix}.*", f"{self.idem}.*", f"{self.tickets}.*", f"{self.states}.*"]
+
+
+def _token(channel: str) -> str:
+    return "".join(_ESCAPES.get(c, c) for c in channel)
 
 
 async def api(nc: Client, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -159,10 +176,15 @@ def is_closing(headers: dict[str, str] | None) -> bool:
     return CLOSED in (headers or {})
 
 
+def is_created(headers: dict[str, str] | None) -> bool:
+    """Whether a channel's message is a Durable Stream's create marker, not an event."""
+    return CREATED in (headers or {})
+
+
 def is_marker(headers: dict[str, str] | None) -> bool:
-    """Whether a channel's message is a tombstone or a close marker: no event."""
+    """Whether a channel's message is a tombstone, a close or a create marker: no event."""
     found = headers or {}
-    return GONE in found or CLOSED in found
+    return GONE in found or CLOSED in found or CREATED in found
 
 
 def is_tombstone(headers: dict[str, str] | None) -> bool:
@@ -171,7 +193,7 @@ def is_tombstone(headers: dict[str, str] | None) -> bool:
 
 
 def message_event(channel: str, position: int, body: bytes, stored: float) -> Event:
-    return Event(position, channel, sse.with_id(event_id(position, channel), body), stored)
+    return stored_event(position, channel, body, stored)
 
 
 async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Msg]:
@@ -196,20 +218,52 @@ async def batch_get(nc: Client, stream: str, request: dict[str, Any]) -> list[Ms
 
 async def last_markers(
     nc: Client, stream: str, subjects: Subjects, channels: list[str]
-) -> list[tuple[str, bool, float]]:
-    """Those of ``channels`` whose last message is a marker: ``(channel, closed, stored)``,
-    ``closed`` False for a deletion's tombstone. Asked 100 subjects at a time."""
-    chunks = [
-        [subjects.of(c) for c in channels[at : at + 100]] for at in range(0, len(channels), 100)
+) -> list[tuple[str, str, float]]:
+    """What the last message of each of ``channels`` that has one says: ``(channel, kind,
+    stored)``, kind ``deleted`` (its tombstone), ``closed`` (its close marker; or, when the
+    markers expired with ``history_ttl``, a closed Durable Stream's record, stored now) or ``""``
+    (an event or a stream's create marker: the channel lives). 50 channels a request."""
+    chunks = [channels[at : at + 50] for at in range(0, len(channels), 50)]
+    requests = [
+        {"multi_last": [subjects.of(c) for c in chunk] + [subjects.state(c) for c in chunk]}
+        for chunk in chunks
     ]
-    replies = await asyncio.gather(*(batch_get(nc, stream, {"multi_last": c}) for c in chunks))
-    found = []
+    replies = await asyncio.gather(*(batch_get(nc, stream, r) for r in requests))
+    states = {subjects.state(c): c for c in channels}
+    found: dict[str, tuple[str, str, float]] = {}
+    closed_streams: list[str] = []
     for msg in (msg for reply in replies for msg in reply):
         headers = msg.headers or {}
-        channel = subjects.channel(headers.get("Nats-Subject", ""))
-        if channel is not None and (is_tombstone(headers) or is_closing(headers)):
-            found.append((channel, not is_tombstone(headers), stamp(headers["Nats-Time-Stamp"])))
-    return found
+        subject = headers.get("Nats-Subject", "")
+        if subject in states:
+            record = decode(msg.data, int(headers["Nats-Sequence"]))
+            if record is not None and record.closed and not record.gone:
+                closed_streams.append(states[subject])
+            continue
+        channel = subjects.channel(subject)
+        if channel is not None:
+            kind = "deleted" if is_tombstone(headers) else "closed" if is_closing(headers) else ""
+            found[channel] = (channel, kind, stamp(headers["Nats-Time-Stamp"]))
+    now = time.time()
+    for channel in closed_streams:
+        found.setdefault(channel, (channel, "closed", now))
+    return list(found.values())
+
+
+def mark_ends(
+    found: list[tuple[str, str, float]], tombstones: Tombstones, closings: Tombstones
+) -> None:
+    """``last_markers``' answer into a process's marks; one that is not the channel's last
+    message any more (of a life before a Durable Stream's (re)creation) is lifted."""
+    for channel, kind, stored in found:
+        if kind == "deleted":
+            tombstones.mark(channel, stored)
+            continue
+        tombstones.lift(channel)
+        if kind == "closed":
+            closings.mark(channel, stored)
+        else:
+            closings.lift(channel)
 
 
 def new_link() -> Link:

@@ -32,7 +32,8 @@ when its time is over, so it needs no expiry of its own. Why this is atomic enou
   tombstone (it was acknowledged, and is delivered before the deletion, as a publish just
   before Redis's ``DELETE`` script) or refused whole; it is never stored after it.
 - a process that has seen the tombstone refuses publishes to the channel without asking NATS
-  (``hub.backplane.tombstones``, a local map with expiry): the publish path has no round trip more.
+  (``hub.backplane.tombstones``, a local map with expiry) after one read of the channel's last
+  message (``nats_publish``: it may hold a Durable Stream created again since).
 - every process's reader meets the tombstone in stream-sequence order with the events of the
   channels it follows (its consumer filters on the channel's subject), and tells its listener
   (``Hub.deleted``); a join of new channels reads their last messages after reading its
@@ -54,11 +55,15 @@ holds for it: a publish is stored before it or refused (the publisher finds the 
 raises ``ChannelClosed``), every reader meets it in order (``Hub.closed``), a join finds it as
 the channel's last message. The history before it stays served (``nats_history`` skips the
 marker only) until ``max_age``, which also ends the marker.
+
+On a Durable Stream's channel, a deletion or a close also goes into the stream's record
+(``nats_stream_io.settle``), so the stream stays deleted or closed after its marker expires.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -78,9 +83,12 @@ from hub.backplane.nats_link import (
     stamp,
 )
 from hub.backplane.nats_publish import Publisher
+from hub.backplane.nats_stream_io import settle
 from hub.backplane.tombstones import Tombstones
 
 __all__ = ["PrivateChannels"]
+
+log = logging.getLogger("hub.backplane")
 
 WRONG_LAST = 10071
 NO_MESSAGE = 10037
@@ -191,6 +199,7 @@ class PrivateChannels:
                 )
         self._tombstones.mark(channel, time.time())
         self._publisher.stored(channel, tombstone)
+        await self._settle(channel, tombstone, gone=True)
         return None if beaten else True
 
     async def close(self, channel: str) -> bool | None:
@@ -229,8 +238,22 @@ class PrivateChannels:
                     first = False
         if first is not None:
             self._closings.mark(channel, time.time())
+            await self._settle(channel, marker, gone=False)
         self._publisher.stored(channel, marker)
         return first
+
+    async def _settle(self, channel: str, marker: int, *, gone: bool) -> None:
+        """A Durable Stream on the channel records the deletion or close too; the marker is
+        stored already, so a failure here does not fail it: the stream's next read repairs it."""
+        try:
+            await settle(self._bp, self._publisher, channel, marker, gone=gone)
+        except UNAVAILABLE as problem:
+            log.warning(
+                "the stream on %s will record its %s later: %s",
+                channel,
+                "deletion" if gone else "close",
+                problem,
+            )
 
     def closed(self, channels: Sequence[str]) -> list[str]:
         return self._closings.among(channels)

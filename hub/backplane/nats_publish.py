@@ -6,15 +6,19 @@ process published. The last sequence of each channel is cached; a stale cache co
 publish and a retry, never a wrong header. Publishes of one process on one channel wait for each
 other (a lock per channel), so they do not refuse each other.
 
-A channel whose tombstone this process knows of (``hub.backplane.nats_private``) is refused
-here, without asking NATS; one it does not know of is refused by JetStream (its last message is
-the tombstone, not the one the publish names), and the refresh that follows finds the tombstone.
+A channel whose tombstone (or close marker) this process knows of (``hub.backplane.nats_private``)
+is refused here after one batched read of its last message (a Durable Stream may have been
+created on it again since: ``hub.backplane.nats_streams``; only a refused publish pays it); one
+it does not know of is refused by JetStream (its last message is the tombstone, not the one the
+publish names), and the refresh that follows finds the tombstone. The refresh also reads the
+channels' stream records: a closed stream whose close marker expired with its events
+(``history_ttl``) refuses native publishes all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,8 +33,10 @@ from hub.backplane import (
     ChannelDeleted,
     Published,
 )
+from hub.backplane.nats_batch import MAX_ATOMIC_BATCH, OP, Message, atomic
 from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import API_TIMEOUT, CLOSED, GONE, PREV, ApiError, batch_get, stamp
+from hub.backplane.nats_stream_record import decode
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
@@ -42,9 +48,6 @@ DUPLICATE_IN_BATCH = 10201
 ATTEMPTS = 50
 #: Channel locks and cached sequences kept at most (unused ones are dropped past it).
 MAX_CACHED = 50_000
-OP = "Ssehub-Op"
-#: Messages in one atomic batch at most (nats-server's default limit).
-MAX_ATOMIC_BATCH = 1000
 
 
 class Publisher:
@@ -66,7 +69,9 @@ class Publisher:
         self._locks: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
-    async def _locked(self, channels: Sequence[str]) -> AsyncIterator[None]:
+    async def locked(self, channels: Sequence[str]) -> AsyncIterator[None]:
+        """Publishes of this process on these channels wait for each other (``nats_streams``
+        takes it too)."""
         names = sorted(set(channels))
         if len(self._locks) > MAX_CACHED:
             for name in [n for n, lock in self._locks.items() if not lock.locked()]:
@@ -90,14 +95,24 @@ class Publisher:
                 f"has {len(drafts)}: split it or lower max_batch"
             )
         tombstones = self._tombstones
-        async with self._locked(channels):
+        checked = False
+        async with self.locked(channels):
             for _ in range(ATTEMPTS):
                 unknown = sorted({c for c in channels if c not in self._last})
                 if unknown:
                     await self._refresh(unknown)
-                if tombstones and (gone := tombstones.among(channels)):
+                    checked = True
+                gone = tombstones.among(channels) if tombstones else []
+                done = self._closings.among(channels) if self._closings else []
+                if (gone or done) and not checked:
+                    # A Durable Stream may have been created again on it since (nats_streams):
+                    # its last message says, one batched read for a refused publish only.
+                    checked = True
+                    await self._refresh(sorted(set(gone + done)))
+                    continue
+                if gone:
                     raise ChannelDeleted(gone[0])
-                if self._closings and (done := self._closings.among(channels)):
+                if done:
                     raise ChannelClosed(done[0])
                 floor = None
                 if any(self._last[c] == 0 for c in channels):
@@ -134,21 +149,36 @@ class Publisher:
         self._last[channel] = seq
 
     async def _refresh(self, channels: list[str]) -> None:
+        """The channels' last messages, and their Durable Streams' records: a closed stream
+        whose close marker expired with its events (``history_ttl``) is still closed."""
         nc = self._bp.require()
         subjects = self._bp.subjects
         for channel in channels:
             self._last[channel] = 0
-        for at in range(0, len(channels), 100):
-            chunk = [subjects.of(c) for c in channels[at : at + 100]]
+        for at in range(0, len(channels), 50):
+            states = {subjects.state(c): c for c in channels[at : at + 50]}
+            chunk = [subjects.of(c) for c in states.values()] + list(states)
+            closed: list[str] = []
             for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
                 headers = msg.headers or {}
                 name = subjects.channel(headers["Nats-Subject"])
-                if name is not None:
-                    self._last[name] = int(headers["Nats-Sequence"])
-                    if GONE in headers:
-                        self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
-                    elif CLOSED in headers:
-                        self._closings.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                if name is None:
+                    record = decode(msg.data, int(headers["Nats-Sequence"]))
+                    if record is not None and record.closed and not record.gone:
+                        closed += [states.get(headers["Nats-Subject"], "")]
+                    continue
+                self._last[name] = int(headers["Nats-Sequence"])
+                if GONE in headers:
+                    self._tombstones.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                elif CLOSED in headers:
+                    self._closings.mark(name, stamp(headers["Nats-Time-Stamp"]))
+                    self._tombstones.lift(name)
+                else:  # a stream created again since (nats_streams)
+                    self._tombstones.lift(name)
+                    self._closings.lift(name)
+            for name in closed:
+                if self._last.get(name) == 0:
+                    self._closings.mark(name, time.time())
 
     def _headers(self, channel: str, floor: int | None) -> dict[str, str]:
         last = self._last[channel]
@@ -180,12 +210,9 @@ class Publisher:
         self, drafts: Sequence[Draft], key: str | None, floor: int | None
     ) -> list[int]:
         """An atomic batch; a keyed one ends with its record (point 5)."""
-        nc = self._bp.require()
         subjects = self._bp.subjects
-        batch = uuid.uuid4().hex
-        token = batch.encode()
         where: dict[str, int] = {}
-        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        messages: list[Message] = []
         for index, draft in enumerate(drafts):
             if draft.channel in where:
                 headers = {PREV: str(where[draft.channel] - index)}
@@ -196,27 +223,7 @@ class Publisher:
         if key is not None:
             record = orjson.dumps([d.channel for d in drafts])
             messages.append((subjects.record(key), record, {"Nats-Msg-Id": key}))
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, max_msgs=1)
-        try:
-            for number, (subject, body, headers) in enumerate(messages, 1):
-                headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(number), OP: batch}
-                commit = number == len(messages)
-                if commit:
-                    headers["Nats-Batch-Commit"] = "1"
-                await nc.publish(subject, body, reply=inbox if commit else "", headers=headers)
-            reply = await sub.next_msg(timeout=API_TIMEOUT)
-        except BaseException:
-            self._bp.withdraw(token)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        answer: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
-        error = answer.get("error")
-        if error:
-            raise ApiError(int(error.get("err_code", 0)), str(error.get("description", "")))
-        end = int(answer["seq"])
+        end = await atomic(self._bp, messages)
         if key is not None:
             end -= 1  # the record comes last
         return list(range(end - len(drafts) + 1, end + 1))

@@ -20,7 +20,8 @@ while this process was cut off): the channel is reported ``lost``.
 A deleted channel's tombstone (``hub.backplane.nats_private``) comes in the same order: the
 events before it are delivered, then the listener is told ``deleted``. A join reads the new
 channels' last messages after its frontier ``F``, so a tombstone at or below ``F`` (which the
-consumer skips) is known to ``deleted()`` before ``follow`` returns.
+consumer skips) is known to ``deleted()`` before ``follow`` returns (a create marker of
+``nats_streams`` is no event: it undoes the marks of a channel's earlier life).
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from hub.backplane.nats_link import (
     UNAVAILABLE,
     api,
     is_closing,
+    is_created,
     is_floor,
     is_tombstone,
     last_markers,
+    mark_ends,
     message_event,
     prev_of,
 )
@@ -158,14 +161,11 @@ class Reader:
         self._stale = True
 
     async def _find_tombstones(self, channels: list[str]) -> None:
-        """Which of the joining channels were deleted or closed: a marker is a channel's last
-        message. Read after the frontier, so one stored after it is found here and delivered
-        too (the hub ends its streams once; a second call finds none)."""
+        """Which joining channels were deleted or closed, from their last messages, read after
+        the frontier: one stored after it is delivered too (the hub ends its streams once)."""
         bp = self._bp
-        for channel, closed, stored in await last_markers(
-            bp.require(), bp.stream, bp.subjects, channels
-        ):
-            (self._closings if closed else self._tombstones).mark(channel, stored)
+        found = await last_markers(bp.require(), bp.stream, bp.subjects, channels)
+        mark_ends(found, self._tombstones, self._closings)
 
     async def _create(self) -> None:
         nc = self._bp.require()
@@ -256,6 +256,11 @@ class Reader:
             channel = subjects.channel(msg.subject)
             cursor = self.cursors.get(channel) if channel is not None else None
             if channel is None or cursor is None or seq <= cursor:
+                continue
+            if is_created(msg.headers):  # a Durable Stream (re)created: no event, no gap
+                self._tombstones.lift(channel)
+                self._closings.lift(channel)
+                self.cursors[channel] = seq
                 continue
             if is_tombstone(msg.headers) or is_closing(msg.headers):
                 closed = not is_tombstone(msg.headers)

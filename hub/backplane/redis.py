@@ -234,6 +234,9 @@ class RedisBackplane(PrivateFront):  # Tickets, Deletion, Closing: hub.backplane
     ) -> History:
         return await self._pages.read(channels, after, max_bytes, continued=continued)
 
+    async def position_at(self, when: float) -> int | None:
+        return await self._pages.position_at(when)
+
     async def follow(self, channels: Sequence[str]) -> int:
         return await self._reader.follow(channels)
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from hub.backplane import History, Reset
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link, entry_event, position
 from hub.backplane.redis_scripts import HISTORY
+from hub.backplane.since import time_floor
 from hub.events import Event, event_id
 
 __all__ = ["HISTORY_COUNT", "MAX_LISTED_CHANNELS", "Pages"]
@@ -52,6 +53,16 @@ class Pages:
         oldest = events[0].id if events else None
         reset = Reset("unknown-id" if unknown else "expired", oldest)
         return History(events, reset, bool(more))
+
+    async def position_at(self, when: float) -> int | None:
+        """``Since``: a position is at least its store time in microseconds (the publish
+        script's ``max(last + 1, now_us)``), so the start is arithmetic, bounded by the newest."""
+        after = time_floor(when)
+        try:
+            last = await self._redis.get(self._keys.key("seq"))
+        except UNAVAILABLE as problem:
+            raise self._link.unavailable("pool", problem) from None
+        return after if last is not None and after < int(last) else None
 
     async def _page(self, channels: Sequence[str], after: int, max_bytes: int) -> Any:
         keys = [self._keys.key("seq"), self._keys.key("origin"), *self._keys.pairs_of(channels)]

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError, ResponseError
 
-from hub import sse
 from hub.backplane.link import Link
-from hub.events import Event, event_id
+from hub.events import Event, stored_event
 
 __all__ = ["UNAVAILABLE", "Keys", "Link", "entry_event", "new_link", "position"]
 
@@ -71,8 +70,7 @@ def position(entry_id: bytes | str) -> int:
 
 
 def entry_event(channel: str, at: int, fields: dict[bytes, bytes]) -> Event:
-    frame = sse.with_id(event_id(at, channel), fields[b"b"])
-    return Event(at, channel, frame, int(fields[b"t"]) / 1000)
+    return stored_event(at, channel, fields[b"b"], int(fields[b"t"]) / 1000)
 
 
 def new_link() -> Link:

@@ -95,7 +95,7 @@ async def test_a_bad_line_is_an_error_line_and_the_stream_goes_on(
         "ok", 4, 5, 6, 7, 8, "ok", 10, "ok",
     ]  # fmt: skip
     assert errors[4][0] == 400 and "the line is not valid JSON" in errors[4][1]
-    assert errors[5] == (400, "unknown field 'id_key'; allowed: channel, data, event")
+    assert errors[5] == (400, "unknown field 'id_key'; allowed: channel, data, event, tags")
     assert errors[6][0] == 400 and "invalid channel name 'bad name'" in errors[6][1]
     assert errors[7] == (413, "the line is longer than 4496 bytes (4 x max_event_bytes + 4096)")
     assert errors[8][0] == 413 and "max_event_bytes" in errors[8][1]

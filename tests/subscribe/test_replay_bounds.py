@@ -122,6 +122,10 @@ async def test_live_events_held_for_a_stalled_replay_are_bounded(
 
     try:
         await eventually(lambda: subscribers(1))
+        # The response's head comes once the backplane follows the channel: live events
+        # published before that would be history to this replay, not held for it (and then the
+        # replay's own stall limit, 30 s, would cut it off instead).
+        await stalled.read_until(b"\r\n\r\n", timeout=10)
         started = time.monotonic()
         for _ in range(6):  # 360 kB of live events while the replay waits
             await hub.publish("held", payload)

@@ -139,11 +139,19 @@ class HubServer:
         return self.app[HUB]
 
     async def publish(
-        self, channel: str, data: Any, event: str | None = None, status: int = 202, **kw: Any
+        self,
+        channel: str,
+        data: Any,
+        event: str | None = None,
+        status: int = 202,
+        tags: dict[str, str] | None = None,
+        **kw: Any,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"data": data}
         if event is not None:
             body["event"] = event
+        if tags is not None:
+            body["tags"] = tags
         async with self.session.post(
             f"{self.url}/channels/{channel}/events", json=body, **kw
         ) as response:
