@@ -332,3 +332,26 @@ async def test_a_durable_stream_across_workers(two: HubProcess) -> None:
             assert answer.status in (200, 204), await answer.text()
         async with one.post(url, headers=json_type, data='{"id": 4}') as answer:
             assert answer.status == 409, await answer.text()
+
+
+async def test_tag_filters_and_since_across_workers(two: HubProcess) -> None:
+    """Tags published on worker 1 filter a stream on worker 2, live and in a replay by time
+    (``since=``, answered by the engine): the engine carries an event's tags."""
+    async with on_worker(two, 1) as one, on_worker(two, 2) as other:
+        live = await stream_on(other, two, 2, "/channels/q/events?tag=region:eu")
+        sent = []
+        for n, region in enumerate(("eu", "us", "eu")):
+            body = {"data": n, "tags": {"region": region}}
+            url = f"{two.url}/channels/q/events"
+            async with one.post(url, json=body, headers=AUTH) as answer:
+                assert answer.status == 202, await answer.text()
+                sent.append(((await answer.json())["id"], region))
+        eu = [ident for ident, region in sent if region == "eu"]
+        assert [m.id for m in await live.take(2, timeout=10)] == eu
+        replay = await stream_on(
+            other, two, 2, "/channels/q/events?tag=region:eu&since=2000-01-01T00:00:00Z"
+        )
+        got = await replay.take(3, timeout=10)  # before the engine's origin: a reset first
+        assert [m.event for m in got] == ["reset", "message", "message"]
+        assert [m.id for m in got[1:]] == eu
+        assert await replay.quiet(0.3) == []
