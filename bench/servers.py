@@ -235,6 +235,8 @@ class Server:
         if self.cores is not None and taskset:
             cmd = [taskset, "-c", ",".join(map(str, sorted(self.cores))), *cmd]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(self.spec.env), **self.env}
+        if self.spec.name == "hub":  # the per-core rows: one process, whatever config.toml
+            env.setdefault("HUB_WORKERS", "1")  # says (bench.workers sets 2)
         if self.spec.root != REPO:
             env["PYTHONPATH"] = str(self.spec.root)
         with self.log_path.open("wb") as log:

@@ -28,6 +28,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.soak", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--backplane", choices=("memory", "redis"), default="memory")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="workers of each hub (memory: one hub of N workers, one SIGKILLed every few s)",
+    )
     parser.add_argument("--quick", action="store_true", help="~60 s, for CI")
     parser.add_argument("--seconds", type=float, help="publishing time (default 150, quick 35)")
     parser.add_argument("--subscribers", type=int, help="default 300, quick 120")
@@ -64,8 +71,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 async def _chaos(
     fleet: HubFleet, redis: RedisServer | None, seconds: float, figures: Figures
 ) -> None:
-    """SIGKILL a hub every few seconds and restart it; restart Redis at 1/3 and 2/3 of the run."""
+    """SIGKILL a hub every few seconds and restart it; restart Redis at 1/3 and 2/3 of the run.
+    On the memory backplane with workers: SIGKILL one worker every few seconds (the hub's
+    supervisor starts another)."""
     if redis is None:
+        if fleet.workers > 1:
+            await _kill_workers(fleet, seconds, figures)
         return
     start = time.monotonic()
     redis_at = [seconds / 3, 2 * seconds / 3]
@@ -80,6 +91,20 @@ async def _chaos(
         victim = random.randrange(len(fleet.servers))
         print(f"chaos: +{time.monotonic() - T0:.1f} s SIGKILL hub-{victim}", flush=True)
         await fleet.kill_and_restart(victim, random.uniform(0.5, 2))
+        figures.hub_kills += 1
+
+
+async def _kill_workers(fleet: HubFleet, seconds: float, figures: Figures) -> None:
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        await asyncio.sleep(random.uniform(4, 8))
+        workers = fleet.servers[0].pids()[1:]  # the supervisor's children
+        if not workers:
+            continue
+        victim = random.choice(workers)
+        print(f"chaos: +{time.monotonic() - T0:.1f} s SIGKILL worker pid {victim}", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
         figures.hub_kills += 1
 
 
@@ -100,10 +125,13 @@ async def run(args: argparse.Namespace) -> int:
         if redis is not None:
             await redis.start()
         prefix = f"soak-{uuid.uuid4().hex[:10]}:"
-        fleet = HubFleet(workdir, 2 if redis else 1, redis.url if redis else "memory", prefix)
+        fleet = HubFleet(
+            workdir, 2 if redis else 1, redis.url if redis else "memory", prefix, args.workers
+        )
         await fleet.start()
         print(
-            f"soak: backplane {args.backplane}, {len(fleet.servers)} hub process(es), "
+            f"soak: backplane {args.backplane}, {len(fleet.servers)} hub process(es) of "
+            f"{args.workers} worker(s), "
             f"{subscribers} subscribers, {len(channels)} channels, ~{rate:g} events/s for "
             f"{seconds:g} s, seed {rng_seed}",
             flush=True,

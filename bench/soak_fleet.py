@@ -90,8 +90,12 @@ class RedisServer:
 class HubFleet:
     """``count`` hub processes on one backplane; each slot keeps its port across restarts."""
 
-    def __init__(self, workdir: Path, count: int, backplane: str, prefix: str) -> None:
+    def __init__(
+        self, workdir: Path, count: int, backplane: str, prefix: str, workers: int = 1
+    ) -> None:
         env = {**HUB_SETTINGS, "HUB_BACKPLANE": backplane, "HUB_REDIS_PREFIX": prefix}
+        env["HUB_WORKERS"] = str(workers)
+        self.workers = workers
         self.servers = [
             Server(SERVERS["hub"], free_port(), workdir / f"hub-{i}", cores=None, env=env)
             for i in range(count)

@@ -127,6 +127,8 @@ def _start_hub(port: int, backplane: str, prefix: str, pin: bool) -> subprocess.
         os.sched_setaffinity(0, {0})
 
     env = {**os.environ, "PYTHONPATH": str(root), "HUB_BACKPLANE": backplane}
+    if (root / "hub/supervisor.py").exists():  # a per-core figure, whatever config.toml says
+        env.setdefault("HUB_WORKERS", "1")
     env["HUB_REDIS_PREFIX"] = prefix
     return subprocess.Popen(
         command,

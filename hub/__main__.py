@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         help='"default" (no limits per client) or "public" (limits per client address for the'
         " open internet; settings given explicitly win)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers_flag,
+        help='processes serving the port: a number, or "auto" (one per CPU); 1: one process',
+    )
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     publish = commands.add_parser("publish", help="publish one event to a running hub")
@@ -73,14 +78,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _workers_flag(text: str) -> int | str:
+    """``--workers``: a number stays a number (the setting's check says what is allowed)."""
+    return int(text) if text.isdigit() else text
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # Until the event loop installs its own handlers, a SIGTERM must still end the process: as
     # PID 1 in a container, a signal with no handler is not delivered at all, and `docker stop`
     # would wait its whole grace period and then kill.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    from hub import logs
+    from hub import logs, worker
     from hub.config import ConfigError, load
+    from hub.config_checks import workers_of
     from hub.server import run  # imports aiohttp: after the handler, and not for `publish`
+
+    if worker.number():
+        worker.die_with_supervisor()  # before anything slow: a worker never outlives it
 
     try:
         config = load(
@@ -92,12 +106,20 @@ def _serve(args: argparse.Namespace) -> int:
                 "profile": args.profile,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
+                "workers": args.workers,
             },
         )
     except ConfigError as problem:
         print(f"ssehub: config error: {problem}", file=sys.stderr)
         return 2
+    if worker.number():
+        logs.setup(config.log_format, config.log_level, worker.number())
+        return run(worker.as_worker(config), worker=True)
     logs.setup(config.log_format, config.log_level)
+    if workers_of(config.workers) > 1:
+        from hub.supervisor import supervise
+
+        return supervise(config, argv)
     return run(config)
 
 
@@ -164,9 +186,10 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, argv)
     return _publish(args)
 
 

@@ -8,10 +8,11 @@ job runner is a plug-in: imported only when ``demo_jobs`` is on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from hub import worker
 from hub.api.closing import CLOSE_PATH, add_close_route
 from hub.api.introspect import Introspected, add_introspection_routes
 from hub.api.openapi import add_openapi_route
@@ -22,6 +23,7 @@ from hub.api.publishers import Publishers
 from hub.api.responses import add_fallback, preflight_handler
 from hub.api.subscribe import CHANNEL_PATH, Wiring, add_subscribe_routes
 from hub.backplane import Closing, Deletion, open_backplane
+from hub.backplane.totals import Totals
 from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config
 from hub.dialects.ai_sdk import add_ai_sdk_routes
@@ -56,6 +58,10 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
     hub = Hub(config, backplane, metrics, clock_sources(clock_time))
     app[HUB] = hub
     app[METRICS] = metrics
+    if isinstance(backplane, Totals):  # a worker: /metrics shows the whole hub's counters
+        backplane.share_totals(metrics.snapshot)
+    if worker.number():  # which worker answered: for operators and tests (hub.supervisor)
+        app.on_response_prepare.append(_worker_header(str(worker.number())))
     gate = Gate(config, tickets_of(backplane))  # subscribe authorization: hub.grants
     refusals = app[REFUSALS] = Refusals(config)  # one budget of log lines for every limit
     wired = Wiring(hub, config, metrics, refusals)
@@ -99,3 +105,10 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
     # on_shutdown runs before aiohttp waits for handlers: ending the streams lets them return.
     app.on_shutdown.append(end_streams)
     return app
+
+
+def _worker_header(number: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Ssehub-Worker"] = number
+
+    return add

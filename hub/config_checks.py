@@ -11,6 +11,7 @@ rules read on one page.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "number",
     "text",
     "texts",
+    "workers",
+    "workers_of",
 ]
 
 
@@ -52,6 +55,31 @@ def integer(low: int, high: int | None = None) -> Callable[[Any], int]:
         return value
 
     return check
+
+
+#: Most worker processes one hub runs (a guard against a typo like 1000).
+MAX_WORKERS = 256
+
+
+def workers(value: Any) -> int | str:
+    """``workers``: a number of processes, or "auto" (the CPUs this process may run on)."""
+    if value == "auto":
+        return "auto"
+    try:
+        return integer(1, MAX_WORKERS)(value)
+    except ValueError:
+        raise ValueError(f'expected "auto" or a whole number from 1 to {MAX_WORKERS}') from None
+
+
+def workers_of(value: int | str) -> int:
+    """How many worker processes ``workers`` means on this machine."""
+    if value != "auto":
+        return int(value)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 def number(low: float, high: float | None = None) -> Callable[[Any], float]:

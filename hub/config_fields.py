@@ -37,6 +37,7 @@ from hub.config_checks import (
     number,
     text,
     texts,
+    workers,
 )
 
 __all__ = ["PROFILES", "Config", "LogFormat", "LogLevel", "Profile"]
@@ -60,6 +61,9 @@ class Config:
     host: str = _setting("127.0.0.1", text)
     port: int = _setting(8080, integer(0, 65535))
     backlog: int = _setting(4096, integer(1))
+    # processes serving the port (hub.supervisor); 1: one process, as ever. The shipped
+    # config.toml says "auto" (every CPU), the code's default is one process.
+    workers: int | str = _setting(1, workers)
     retry: int = _setting(3000, integer(0))
     heartbeat: float = _setting(15.0, number(0.1))
     history_size: int = _setting(1000, integer(0))

@@ -66,16 +66,35 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def setup(log_format: str, level: str) -> None:
+def setup(log_format: str, level: str, worker: int = 0) -> None:
+    """``worker``: a worker's number (``workers``), carried by each of its lines: the workers
+    write to their supervisor's stdout, one log stream for the whole hub."""
     handler = logging.StreamHandler(sys.stdout)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
+        if worker:
+            handler.addFilter(_WorkerNumber(worker))
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tag = f"[worker {worker}]" if worker else ""
+        handler.setFormatter(
+            _TextFormatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").disabled = True  # one line per request is not wanted
+
+
+class _WorkerNumber(logging.Filter):
+    """Puts ``worker`` on every record (a JSON line's field)."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self._worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self._worker
+        return True
 
 
 #: A ticket in a query string: logged as ``ticket=***``.

@@ -8,9 +8,10 @@ format is a few lines of text.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["CONTENT_TYPE", "Histogram", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Histogram", "Metrics", "add_snapshots"]
 
 #: The Content-Type of ``Metrics.render()``'s output: Prometheus text exposition format 0.0.4.
 #: Scrapers pick their parser by it (without ``version=`` some fall back or guess), so the
@@ -37,16 +38,20 @@ class Histogram:
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._sum += value
 
-    def render(self) -> Iterable[str]:
+    def snapshot(self) -> list[Any]:
+        return [list(self._counts), self._sum]
+
+    def render(self, snapshot: Sequence[Any] | None = None) -> Iterable[str]:
+        counts, total = snapshot if snapshot is not None else (self._counts, self._sum)
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} histogram"
         running = 0
-        for bound, count in zip(self._bounds, self._counts, strict=False):
+        for bound, count in zip(self._bounds, counts, strict=False):
             running += count
             yield f'{self.name}_bucket{{le="{bound}"}} {running}'
-        running += self._counts[-1]
+        running += counts[-1]
         yield f'{self.name}_bucket{{le="+Inf"}} {running}'
-        yield f"{self.name}_sum {self._sum:.6f}"
+        yield f"{self.name}_sum {total:.6f}"
         yield f"{self.name}_count {running}"
 
 
@@ -70,32 +75,77 @@ class Metrics:
             "Duration of one fan-out pass (writing all pending frames to all subscribers).",
         )
 
-    def render(self, gauges: Iterable[tuple[str, str, float]]) -> str:
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and histograms as plain data: what a worker sends its engine, summed
+        there with the other workers' (``add_snapshots``) for one /metrics of the whole hub."""
+        return {
+            "events_published": self.events_published,
+            "events_delivered": self.events_delivered,
+            "subscribers_dropped": self.subscribers_dropped,
+            "subscribers_refused": self.subscribers_refused,
+            "webhooks_sent": self.webhooks_sent,
+            "webhook_failures": self.webhook_failures,
+            "webhooks_dropped": self.webhooks_dropped,
+            "publish_latency": self.publish_latency.snapshot(),
+            "fanout_duration": self.fanout_duration.snapshot(),
+        }
+
+    def render(
+        self, gauges: Iterable[tuple[str, str, float]], others: Mapping[str, Any] | None = None
+    ) -> str:
+        """The exposition text; ``others``: the other workers' snapshot, summed, added to this
+        process's counters (a hub of several workers shows the whole hub's)."""
+        mine = self.snapshot()
+        now = add_snapshots(mine, others) if others else mine
         lines: list[str] = []
         for name, help, value in gauges:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {value:g}"]
         counters = (
             ("hub_events_published_total", "Events accepted by publish on this process.",
-             self.events_published),
+             now["events_published"]),
             ("hub_events_delivered_total", "Event frames written to subscribers (live and replay).",
-             self.events_delivered),
+             now["events_delivered"]),
             ("hub_subscribers_dropped_total",
              "Subscribers closed because their unsent output passed max_pending_bytes.",
-             self.subscribers_dropped),
+             now["subscribers_dropped"]),
             ("hub_subscribers_refused_total",
              "Subscribers told to retry later (at capacity, or backplane unavailable).",
-             self.subscribers_refused),
+             now["subscribers_refused"]),
             ("hub_webhooks_sent_total", "Webhooks the receiver answered with a 2xx.",
-             self.webhooks_sent),
+             now["webhooks_sent"]),
             ("hub_webhook_failures_total",
              "Webhook tries that failed (no answer, a timeout or a non-2xx; each retried).",
-             self.webhook_failures),
+             now["webhook_failures"]),
             ("hub_webhooks_dropped_total",
              "Webhooks never delivered: the queue was full, or every retry failed.",
-             self.webhooks_dropped),
+             now["webhooks_dropped"]),
         )  # fmt: skip
         for name, help, value in counters:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} counter", f"{name} {value}"]
-        lines += self.publish_latency.render()
-        lines += self.fanout_duration.render()
+        lines += self.publish_latency.render(now["publish_latency"])
+        lines += self.fanout_duration.render(now["fanout_duration"])
         return "\n".join(lines) + "\n"
+
+
+def add_snapshots(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """Two snapshots summed key by key (numbers added, lists element by element); a key of one
+    only is kept as it is (a worker of another version may count more or less)."""
+    summed = dict(one)
+    for key, value in other.items():
+        mine = summed.get(key)
+        if mine is None:
+            summed[key] = value
+        elif isinstance(value, list) and isinstance(mine, list):
+            summed[key] = _add_lists(mine, value)
+        elif isinstance(value, int | float) and isinstance(mine, int | float):
+            summed[key] = mine + value
+    return summed
+
+
+def _add_lists(one: list[Any], other: list[Any]) -> list[Any]:
+    if len(one) != len(other):
+        return one
+    return [
+        _add_lists(a, b) if isinstance(a, list) and isinstance(b, list) else a + b
+        for a, b in zip(one, other, strict=True)
+    ]

@@ -15,12 +15,22 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from hub import worker as hub_worker
 from hub.app import HUB, create_app
 from hub.clients import ClientAddresses
 from hub.config import Config
 from hub.protocol import HubRunner
 
-__all__ = ["run", "serve"]
+__all__ = [
+    "AIOFASTNET_ENV",
+    "aiofastnet_asked",
+    "loop_factory",
+    "loop_name",
+    "raise_open_files_limit",
+    "run",
+    "serve",
+    "start_details",
+]
 
 log = logging.getLogger("hub")
 
@@ -28,7 +38,7 @@ log = logging.getLogger("hub")
 #: Set to ``1`` to run on aiofastnet's transports (Cython, on uvloop) when it is installed: off
 #: by default, as it saved nothing measurable here (docs/performance.md has the figures).
 AIOFASTNET_ENV = "SSEHUB_AIOFASTNET"
-#: Loops made by ``_loop_factory`` with aiofastnet's transports, for the start line.
+#: Loops made by ``loop_factory`` with aiofastnet's transports, for the start line.
 _FASTNET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
@@ -37,7 +47,7 @@ def aiofastnet_asked() -> bool:
     return os.environ.get(AIOFASTNET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed (the ``speed`` extra): cheaper socket writes on the fan-out path.
     With ``SSEHUB_AIOFASTNET=1`` and aiofastnet installed, its transports on it (an experiment
     to re-measure: same-run A/B figures in docs/performance.md)."""
@@ -87,14 +97,15 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, target
 
 
-def run(config: Config) -> int:
+def run(config: Config, *, worker: bool = False) -> int:
+    """``worker``: one of a supervisor's workers (``hub.worker``): the port is shared."""
     raise_open_files_limit()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(config))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve(config, worker=worker))
     return 0
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+async def serve(config: Config, stop: asyncio.Event | None = None, *, worker: bool = False) -> None:
     """Serve until ``stop`` is set or SIGTERM/SIGINT arrives, then shut down gracefully."""
     started = time.monotonic()
     app = create_app(config)
@@ -109,7 +120,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         shutdown_timeout=config.shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=config.backlog)
+    # reuse_port: the workers of one hub listen on one port, the kernel spreads connections
+    site = web.TCPSite(
+        runner, config.host, config.port, backlog=config.backlog, reuse_port=worker or None
+    )
     try:
         await site.start()
     except OSError as problem:
@@ -128,20 +142,21 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    publish = (
-        f"{len(config.publish_tokens)} token(s)"
-        if config.publish_tokens
-        else "loopback clients only (no publish_tokens configured)"
-    )
-    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
-    log.info(
-        "ssehub listening on http://%s (backplane: %s; publish: %s; profile: %s, limits per "
-        "client %s; open files: %s; loop: %s; ready in %.2fs)",
-        _authority(host, port), _redact(config.backplane), publish, config.profile,
-        _limits(config), files, loop_name(loop),
-        time.monotonic() - started,
-        extra={"event": "start", "host": host, "port": port, "profile": config.profile},
-    )  # fmt: skip
+    if worker:  # the supervisor says "listening" once every worker is (hub.supervisor)
+        log.info(
+            "ssehub worker %d/%d serving http://%s (pid %d; backplane: %s; loop: %s)",
+            hub_worker.number(), hub_worker.count(), _authority(host, port), os.getpid(),
+            _redact(config.backplane), loop_name(loop),
+            extra={"event": "start", "host": host, "port": port, "worker": hub_worker.number()},
+        )  # fmt: skip
+        hub_worker.ready()
+    else:
+        log.info(
+            "ssehub listening on http://%s (%s; ready in %.2fs)",
+            _authority(host, port), start_details(config, loop_name(loop)),
+            time.monotonic() - started,
+            extra={"event": "start", "host": host, "port": port, "profile": config.profile},
+        )  # fmt: skip
     try:
         await stop.wait()
     finally:
@@ -155,6 +170,21 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             subscribers, time.monotonic() - stopping,
             extra={"event": "stop"},
         )  # fmt: skip
+
+
+def start_details(config: Config, loop: str) -> str:
+    """What the start line says of a hub (the supervisor's line of a hub of workers too)."""
+    publish = (
+        f"{len(config.publish_tokens)} token(s)"
+        if config.publish_tokens
+        else "loopback clients only (no publish_tokens configured)"
+    )
+    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (
+        f"backplane: {_redact(config.backplane)}; publish: {publish}; profile: {config.profile}, "
+        f"limits per client {_limits(config)}; open files: {files}; "
+        f"loop: {loop}"
+    )
 
 
 def _limits(config: Config) -> str:

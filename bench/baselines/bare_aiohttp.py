@@ -55,7 +55,7 @@ def create_app() -> web.Application:
 
 
 def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
-    """The hub's choice (``hub.server._loop_factory``), repeated here so the baseline needs
+    """The hub's choice (``hub.server.loop_factory``), repeated here so the baseline needs
     no hub on its path."""
     try:
         import uvloop

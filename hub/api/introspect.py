@@ -8,9 +8,10 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from hub import auth
+from hub import auth, worker
 from hub.api.responses import cors_headers, error, json_response
 from hub.backplane import Backplane, BackplaneUnavailable, Catalog
+from hub.backplane.totals import Totals
 from hub.census import Census
 from hub.config import Config
 from hub.events import InvalidInput
@@ -82,15 +83,23 @@ def add_introspection_routes(
 
     async def healthz(request: web.Request) -> web.Response:
         state = hub.census.health()
-        return json_response(
-            {
-                "status": "ok",
-                "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
-                "subscribers": hub.census.subscribers,
-                "channels": hub.census.channel_count,
-                "uptime": round(time.monotonic() - started, 3),
+        answer = {
+            "status": "ok",
+            "backplane": {"kind": state.kind, "connected": state.connected, **state.detail},
+            "subscribers": hub.census.subscribers,
+            "channels": hub.census.channel_count,
+            "uptime": round(time.monotonic() - started, 3),
+        }
+        if worker.number():  # one of several (hub.supervisor): the whole hub's, and which
+            census = hub.census
+            answer |= {
+                "subscribers": census.cluster_subscribers,
+                "channels": len({*census.channel_names, *census.remote_counts().channels}),
+                "worker": worker.number(),
+                "workers": worker.count(),
+                "worker_subscribers": census.subscribers,
             }
-        )
+        return json_response(answer)
 
     async def readyz(request: web.Request) -> web.Response:
         """For load balancers: 503 while the backplane is down, so new clients go elsewhere."""
@@ -99,21 +108,31 @@ def add_introspection_routes(
             return error(503, f"backplane {state.kind} is unreachable")
         return json_response({"ready": True})
 
+    totals = hub.backplane if isinstance(hub.backplane, Totals) else None
+
     async def render_metrics(request: web.Request) -> web.Response:
+        # A worker of several: every figure is the whole hub's, whichever worker answers
+        census = hub.census
+        streams = census.cluster_subscribers if totals is not None else census.subscribers
+        channels = (
+            len({*census.channel_names, *census.remote_counts().channels})
+            if totals is not None
+            else census.channel_count
+        )
         gauges = (
-            ("hub_subscribers", "Open event streams (connections) on this process.",
-             hub.census.subscribers),
+            ("hub_subscribers", "Open event streams (connections) on this process (with "
+             "workers: on all of them).", streams),
             ("hub_cluster_subscribers",
              "Open event streams on all hub processes (others' counts refreshed every 2 s).",
              hub.census.cluster_subscribers),
-            ("hub_channels", "Channels with local subscribers.", hub.census.channel_count),
+            ("hub_channels", "Channels with local subscribers (with workers: on any).", channels),
             ("hub_tickers", "Running clock tickers (one per active clock channel).",
              hub.census.sources),
             ("hub_backplane_connected", "1 while the backplane answers.",
              int(hub.census.health().connected)),
         )  # fmt: skip
         return web.Response(
-            body=metrics.render(gauges).encode(),
+            body=metrics.render(gauges, await totals.others_totals() if totals else None).encode(),
             # the exposition format's version is a parameter, which content_type= refuses
             headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
         )

@@ -81,6 +81,11 @@ class MemoryStreams:
     def _next_position(self) -> int:
         raise NotImplementedError
 
+    def marks(self, channels: Sequence[str]) -> tuple[int, dict[str, float], dict[str, float]]:
+        """The newest position, and when the standing tombstones and closed marks of
+        ``channels`` end (what a worker's proxy keeps a copy of: hub.backplane.engine_server)."""
+        return self._last, self._tombstones.ends(channels), self._closed.ends(channels)
+
     async def create_stream(
         self, channel: str, shape: Shape, drafts: Sequence[Draft], closed: bool
     ) -> tuple[bool, StreamState]:

@@ -27,6 +27,8 @@ SCHEMES: dict[str, str] = {
     "unix": "hub.backplane.redis:RedisBackplane",
     "nats": "hub.backplane.nats:NatsBackplane",
     "tls": "hub.backplane.nats:NatsBackplane",
+    # a worker's link to its supervisor's engine (workers > 1 on the memory backplane)
+    "engine+unix": "hub.backplane.engine_client:EngineBackplane",
 }
 
 #: Every backend's settings section (their keys are checked whichever backplane is chosen, so a
@@ -45,7 +47,8 @@ def check_url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
     if scheme_of(value) is None:
-        urls = ", ".join(f"{scheme}://" for scheme in SCHEMES if scheme != "memory")
+        shown = (scheme for scheme in SCHEMES if scheme not in ("memory", "engine+unix"))
+        urls = ", ".join(f"{scheme}://" for scheme in shown)  # the engine's is the workers' own
         raise ValueError(f'expected "memory" or a URL of a backplane ({urls})')
     return value
 

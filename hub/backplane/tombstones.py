@@ -47,6 +47,10 @@ class Tombstones:
             self._sweep_at = now + 1.0
         return [name for name in channels if self._until.get(name, 0.0) > now]
 
+    def ends(self, channels: Sequence[str]) -> dict[str, float]:
+        """When the standing tombstones of ``channels`` end (for a proxy that keeps a copy)."""
+        return {name: self._until[name] for name in self.among(channels)}
+
     def lift(self, channel: str) -> None:
         """End the channel's mark now: a Durable Stream created again on a deleted channel, or
         a closed stream deleted (its close outlives ``history_ttl``; ``hub.backplane.streams``)."""

@@ -34,10 +34,11 @@ JSON = Shape("application/json")
 @pytest.fixture(
     params=[
         "memory",
+        "engine",
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("nats", marks=pytest.mark.nats),
     ],
-    ids=["memory", "redis", "nats"],
+    ids=["memory", "engine", "redis", "nats"],
 )
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     """Backplanes of one kind (as test_backplane.py's): Redis on a prefix, NATS on a stream of
@@ -55,13 +56,17 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
 
 @pytest.fixture(
     params=[
+        "engine",
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("nats", marks=pytest.mark.nats),
     ],
 )
 async def shared_rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    """Backplanes that several hub processes share: one store, many instances."""
-    if request.param == "nats":
+    """Backplanes that several hub processes share (the workers' engine too): one store, many
+    instances."""
+    if request.param == "engine":
+        made = Rig("engine", "memory", "")
+    elif request.param == "nats":
         tag = uuid.uuid4().hex[:12]
         made = Rig("nats", request.getfixturevalue("nats_url"), "", defaults=nats_settings(tag))
     else:

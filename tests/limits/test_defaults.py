@@ -40,7 +40,9 @@ async def spawn() -> AsyncIterator[Spawn]:
             "127.0.0.1",
             "--port",
             "0",
-            env={"HUB_DEMO_JOBS": "false", **(env or {})},
+            # one process: limits per client are counted per worker (docs/deployment/workers.md),
+            # and these tests are about one process's; tests/workers covers a hub of several
+            env={"HUB_DEMO_JOBS": "false", "HUB_WORKERS": "1", **(env or {})},
         )
         started.append(hub)
         return await hub.started()

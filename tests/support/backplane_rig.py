@@ -103,7 +103,14 @@ class Rig:
     #: further settings every backplane of this rig gets (the NATS stream of the test)
     defaults: dict[str, Any] = field(default_factory=dict)
 
+    #: kind "engine": the engine every backplane of the rig links to (started by the first
+    #: make, with its settings: hub.backplane.engine_server), and its directory
+    engine: Any = None
+    engine_dir: str = ""
+
     async def make(self, **settings: Any) -> tuple[Backplane, Recorder]:
+        if self.kind == "engine":
+            settings["backplane"] = await self._engine(settings)
         settings.setdefault("backplane", self.url)
         settings.setdefault("redis_prefix", self.prefix)
         for key, value in self.defaults.items():
@@ -114,9 +121,24 @@ class Rig:
         await backplane.start(recorder)
         return backplane, recorder
 
+    async def _engine(self, settings: dict[str, Any]) -> str:
+        """The engine's URL; the engine is started at the first call, in this event loop."""
+        from hub.backplane.engine_server import EngineServer
+
+        if self.engine is None:
+            self.engine_dir = tempfile.mkdtemp(prefix="ssehub-engine-")
+            own = {k: v for k, v in settings.items() if k != "backplane"}
+            config = load(path=os.devnull, env={}, overrides=own)
+            self.engine = EngineServer(config, os.path.join(self.engine_dir, "engine.sock"))
+            await self.engine.start()
+        return f"engine+unix://{self.engine.path}"
+
     async def close(self) -> None:
         for backplane in self.built:
             await backplane.close()
+        if self.engine is not None:
+            await self.engine.close()
+            shutil.rmtree(self.engine_dir, ignore_errors=True)
         if self.kind == "redis":
             await delete_prefix(self.url, self.prefix)
         if self.kind == "nats":

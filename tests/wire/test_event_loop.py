@@ -9,7 +9,7 @@ import os
 import aiohttp
 import pytest
 
-from hub.server import AIOFASTNET_ENV, _loop_factory, loop_name
+from hub.server import AIOFASTNET_ENV, loop_factory, loop_name
 from tests.support.hubs import hub_env
 from tests.support.processes import HubProcess
 
@@ -89,7 +89,7 @@ def test_the_loop_gives_every_server_aiofastnet_transports(monkeypatch: pytest.M
         await server.wait_closed()
         return loop_name(loop)
 
-    factory = _loop_factory()
+    factory = loop_factory()
     assert factory is not None
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(connect_once()) == "uvloop+aiofastnet"

@@ -1,0 +1,155 @@
+"""The engine's wire: length-prefixed orjson frames over a Unix socket, and what they carry.
+
+One format for both ends (``engine_server``, ``engine_client``). A frame is a 4-byte big-endian
+length and an orjson array:
+
+- a request ``[id, method, *args]`` (``id`` > 0), answered by ``[id, result]`` or
+  ``[-id, kind, message]`` (an error the proxy raises again: ``ERRORS``); requests are
+  pipelined and answered in the order they came;
+- a message that wants no answer ``[0, method, *args]`` (``unfollow``);
+- a push from the engine ``[0, kind, ...]``: ``d`` (events), ``x`` (deleted), ``c`` (closed),
+  ``l`` (lost).
+
+Frames and draft bodies are bytes, which JSON has no type for: they travel as latin-1 text
+(every byte one code point, so any bytes go and come back as they were; orjson writes the
+ASCII of an SSE frame as it is, so the common frame costs a copy, not an escape).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from hub.backplane import (
+    BackplaneFull,
+    BackplaneUnavailable,
+    ChannelClosed,
+    ChannelDeleted,
+)
+from hub.events import Draft, Event
+
+__all__ = [
+    "ERRORS",
+    "HEADER",
+    "Frames",
+    "drafts_in",
+    "drafts_out",
+    "error_of",
+    "events_in",
+    "events_out",
+    "frame",
+    "marks_out",
+    "run_now",
+    "socket_path",
+]
+
+HEADER = struct.Struct(">I")
+#: A frame longer than this is a broken peer, not a message (a publish is at most
+#: max_body_bytes, a history page about REPLAY_SLICE; both far below).
+MAX_FRAME = 1 << 30
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+_pack = HEADER.pack
+
+
+def frame(message: Any) -> bytes:
+    """One frame: its length, then the message as orjson."""
+    body = _dumps(message)
+    return _pack(len(body)) + body
+
+
+class Frames:
+    """Cuts a byte stream into messages; keeps at most one unfinished frame."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> Iterator[Any]:
+        buffer = self._buffer + data if self._buffer else data
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (size,) = HEADER.unpack_from(buffer, start)
+            if size > MAX_FRAME:
+                raise ValueError(f"a frame of {size} bytes: the peer is broken")
+            if end - start - 4 < size:
+                break
+            yield _loads(buffer[start + 4 : start + 4 + size])
+            start += 4 + size
+        self._buffer = buffer[start:] if start < end else b""
+
+
+#: A mark that never ends (a Durable Stream's close lasts as long as the stream) as a number
+#: JSON can carry (orjson writes infinity as null, which means "no mark" here).
+FOREVER = 1e300
+
+
+def marks_out(
+    channel: str, deleted: dict[str, float], closed: dict[str, float]
+) -> list[float | None]:
+    """A channel's marks on the wire: until when it stands deleted, and closed (None: not)."""
+    return [
+        None if (d := deleted.get(channel)) is None else min(d, FOREVER),
+        None if (c := closed.get(channel)) is None else min(c, FOREVER),
+    ]
+
+
+def socket_path(path: str) -> str:
+    """``@name`` (what an environment variable can carry) is ``\0name`` in Linux's abstract
+    namespace; any other path is a file."""
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
+def drafts_out(drafts: Sequence[Draft]) -> list[list[str]]:
+    return [[d.channel, d.body.decode("latin-1")] for d in drafts]
+
+
+def drafts_in(wire: Sequence[Sequence[str]]) -> list[Draft]:
+    return [Draft(channel, body.encode("latin-1")) for channel, body in wire]
+
+
+def events_out(events: Sequence[Event]) -> list[list[Any]]:
+    return [
+        [e.position, e.channel, e.frame.decode("latin-1"), e.published_at, e.tags] for e in events
+    ]
+
+
+def events_in(wire: Sequence[Sequence[Any]]) -> list[Event]:
+    return [Event(p, c, f.encode("latin-1"), at, tuple(tags)) for p, c, f, at, tags in wire]
+
+
+#: The errors that cross the wire, by kind: how the proxy raises each again.
+ERRORS: dict[str, Callable[[str], Exception]] = {
+    "unavailable": BackplaneUnavailable,
+    "full": BackplaneFull,
+    "deleted": ChannelDeleted,
+    "closed": ChannelClosed,
+}
+
+
+def error_of(problem: Exception) -> tuple[str, str]:
+    """An error raised by the engine's backplane as (kind, what it carries)."""
+    if isinstance(problem, ChannelClosed):
+        return "closed", problem.channel
+    if isinstance(problem, ChannelDeleted):
+        return "deleted", problem.channel
+    if isinstance(problem, BackplaneFull):
+        return "full", str(problem)
+    return "unavailable", f"the engine failed: {type(problem).__name__}: {problem}"
+
+
+def run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a memory backplane method to its end at once: none of them awaits (their module's
+    docstring says why), which is what keeps each request one step, in arrival order."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a memory backplane method awaited: the engine runs them in one step")
