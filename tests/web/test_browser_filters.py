@@ -195,3 +195,45 @@ async def test_a_bad_filter_is_refused_in_the_page_and_the_hubs_refusal_is_shown
         if not (problem.startswith("HTTP 401 for") and refused in problem)
         and "status of 401" not in problem
     ]
+
+
+#: (event types, tags) the page's check and the hub's must judge alike.
+FILTERS = [
+    (["keep"], []),
+    (["order.created", "a:b", "open", "x" * 64], []),
+    (["x" * 65], []),
+    (["b!"], []),
+    ([f"t{n}" for n in range(32)], []),
+    ([f"t{n}" for n in range(33)], []),
+    ([], ["region:eu", "tier:gold|silver", "a.b-c_d:x:y"]),
+    ([], ["region"]),
+    ([], [":eu"]),
+    ([], ["region:"]),
+    ([], ["region:eu|"]),
+    ([], ["r@g:eu"]),
+    ([], ["t:" + "|".join(f"v{n}" for n in range(32))]),
+    ([], ["t:" + "|".join(f"v{n}" for n in range(33))]),
+    ([], [f"t{n}:v" for n in range(16)]),
+    ([], [f"t{n}:v" for n in range(17)]),
+    (["keep"], ["region:eu"]),
+]
+
+
+async def test_the_page_checks_a_filter_as_the_hub_does(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """filter.js's check accepts exactly the filters the hub accepts (the hub: 200 or 400)."""
+    hub = await start_hub()
+    page = (await open_page(f"{hub.url}/?clocks=")).page
+    for events, tags in FILTERS:
+        problem = await page.evaluate(
+            """async ([events, tags]) => (await import("/assets/js/filter.js"))
+                 .parseFilter(events.join(" "), tags.join(" ")).problem""",
+            [events, tags],
+        )
+        query = [("event", name) for name in events] + [("tag", tag) for tag in tags]
+        async with session.get(f"{hub.url}/channels/f/events", params=query) as answer:
+            status = answer.status
+            hub_says = (await answer.json())["error"] if status == 400 else None
+        assert status in (200, 400)
+        assert (problem is None) == (status == 200), (events, tags, problem, hub_says)

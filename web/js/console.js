@@ -56,7 +56,7 @@ export class ChannelConsole extends EventTarget {
       const problem = bad ?? this.watch(filter === null ? channel : `${channel}?${filter.text}`,
         byId("console-history").checked);
       say(this.#error, problem);
-      if (problem === null) for (const field of [input, ...fields]) field.value = "";
+      if (problem === null) for (const box of [input, ...fields]) box.value = "";
       else (bad === null ? input : fields[field === "tags" ? 1 : 0]).focus();
     });
     byId("type-form").addEventListener("submit", (event) => {
@@ -243,7 +243,7 @@ export class ChannelConsole extends EventTarget {
       ]);
       if (channels !== null) this.#showChannels(channels);
       if (health !== null) {
-        const own = this.#filteredCount();
+        const own = [...this.#watched.values()].filter((watched) => watched.filtered !== null).length;
         byId("hub-summary").textContent = `${health.subscribers} open connection(s) on this hub process, `
           + `${health.channels} active channel(s). This page uses one connection for ${this.#stream.channels.length} channel(s)`
           + `${own ? ` and ${own} more for filtered watches` : ""}.`;
@@ -254,10 +254,6 @@ export class ChannelConsole extends EventTarget {
     if (this.#stream.state === "open" && document.visibilityState === "visible") {
       this.#timer = setTimeout(() => this.refresh(), REFRESH_MS);
     }
-  }
-
-  #filteredCount() {
-    return [...this.#watched.values()].filter((watched) => watched.filtered !== null).length;
   }
 
   #showChannels(channels) {
