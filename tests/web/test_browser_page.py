@@ -155,14 +155,21 @@ async def test_the_page_fits_the_screen(
     session: aiohttp.ClientSession,
     viewport: dict[str, int],
 ) -> None:
-    """Filled with a job, events with long data, subscriber rows and log lines, nothing
-    overflows sideways, the search placeholder shows whole, and UTC offsets stay in one piece."""
+    """Filled with a job, events with long data, a filtered watch, subscriber rows and log
+    lines, nothing overflows sideways, the search placeholder shows whole, and UTC offsets stay
+    in one piece."""
     hub = await start_hub()
     clocks = "America/New_York:1,Asia/Kolkata:5,America/Argentina/ComodRivadavia:2"
-    page = (await open_page(f"{hub.url}/?watch=orders&clocks={clocks}", viewport=viewport)).page
+    watch = "orders,prices?event=price%26tag=region:eu|us%26tag=tier:gold"  # and a filtered one
+    page = (await open_page(f"{hub.url}/?watch={watch}&clocks={clocks}", viewport=viewport)).page
     await channel_live(session, hub, "orders", page)
     for n in range(3):
         await publish(session, hub, "orders", {"order": 1041 + n, "customer": "A" * 60})
+    await page.wait_for_selector('#console-channels li[data-channel="prices"][data-state="open"]')
+    price = {"event": "price", "data": {"eur": 101.25}, "tags": {"region": "eu", "tier": "gold"}}
+    async with session.post(f"{hub.url}/channels/prices/events", json=price) as answer:
+        assert answer.status == 202
+    await page.wait_for_selector('#console-events tr[data-channel="prices"]')
     await page.wait_for_selector('.clock[data-timezone="America/New_York"]:not([data-ticks="0"])')
     await page.click("#job-start")
     await page.wait_for_selector("#job-view:not([hidden])")

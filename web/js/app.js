@@ -2,7 +2,8 @@
 //
 // The URL holds what the page shows, so it can be reloaded or shared: /jobs/<id> for a job,
 // ?clocks=Asia/Kolkata:5,Europe/London:1 when the clocks differ from the defaults, and
-// ?watch=news,orders for the console's channels, ?answer=<id> for a streamed answer.
+// ?watch=news,orders for the console's channels (news?event=keep%26tag=region:eu for a watch
+// with a filter), ?answer=<id> for a streamed answer.
 
 import { ANSWER_ID_RE, AnswerView } from "./answer.js";
 import { ChannelConsole } from "./console.js";
@@ -63,8 +64,9 @@ function writeUrl({ push = false } = {}) {
   if (channelConsole.channels.length > 0) query.set("watch", channelConsole.channels.join(","));
   if (answer.answerId !== null) query.set("answer", answer.answerId);
   const path = job.jobId === null ? "/" : `/jobs/${job.jobId}`;
-  const search = query.toString();
-  const url = `${path}${search ? `?${search.replaceAll("%2F", "/").replaceAll("%3A", ":").replaceAll("%2C", ",")}` : ""}`;
+  // As people read it: / : , ? = | may stand as they are in a value (& may not: it parts them)
+  const search = query.toString().replace(/%(2F|3A|2C|3F|3D|7C)/g, (escape) => decodeURIComponent(escape));
+  const url = `${path}${search ? `?${search}` : ""}`;
   if (url === `${location.pathname}${location.search}`) return;
   if (push) history.pushState(null, "", url);
   else history.replaceState(null, "", url);

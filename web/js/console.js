@@ -1,10 +1,12 @@
 // The channel console: raw events of any channel, the connection's life, and who is subscribed.
 //
-// Watched channels ride on the page's one connection like everything else. The subscriber
+// Watched channels ride on the page's one connection like everything else; a watch with a
+// filter (?event=, ?tag=) has a stream of its own (filter.js). The subscriber
 // table comes from GET /channels and GET /healthz, fetched only while the stream is open and the
 // page is visible: polling a hub that is away would only add failed requests.
 
 import { byId, clockTime, h, say } from "./dom.js";
+import { FilteredStream, parseFilter, parseWatch } from "./filter.js";
 import { CHANNEL_RE, EVENT_TYPE_RE } from "./stream.js";
 
 const MAX_ROWS = 200;
@@ -33,7 +35,7 @@ function readable(url) {
 
 export class ChannelConsole extends EventTarget {
   #stream;
-  #watched = new Map(); // channel -> { unwatch, element }
+  #watched = new Map(); // "news" or "news?event=keep" -> { channel, filtered, unwatch, element }
   #rows = byId("console-events").tBodies[0];
   #error = byId("console-error");
   #timer = null;
@@ -48,10 +50,14 @@ export class ChannelConsole extends EventTarget {
     byId("console-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const input = byId("console-channel");
-      const problem = this.watch(input.value.trim(), byId("console-history").checked);
+      const fields = [byId("console-filter-events"), byId("console-filter-tags")];
+      const { filter, problem: bad, field } = parseFilter(fields[0].value, fields[1].value);
+      const channel = input.value.trim();
+      const problem = bad ?? this.watch(filter === null ? channel : `${channel}?${filter.text}`,
+        byId("console-history").checked);
       say(this.#error, problem);
-      if (problem === null) input.value = "";
-      else input.focus();
+      if (problem === null) for (const box of [input, ...fields]) box.value = "";
+      else (bad === null ? input : fields[field === "tags" ? 1 : 0]).focus();
     });
     byId("type-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -70,7 +76,12 @@ export class ChannelConsole extends EventTarget {
       byId("events-empty").hidden = false;
     });
     byId("channels-refresh").addEventListener("click", () => this.refresh());
-    stream.addEventListener("types", () => this.#showTypes());
+    stream.addEventListener("types", () => {
+      this.#showTypes();
+      for (const { filtered } of this.#watched.values()) {
+        for (const type of stream.types) filtered?.listen(type);
+      }
+    });
     stream.addEventListener("state", (event) => this.#onState(event.detail));
     stream.addEventListener("reset", (event) => this.#onReset(event.detail));
     stream.addEventListener("refused", (event) => this.#log(
@@ -81,46 +92,81 @@ export class ChannelConsole extends EventTarget {
     this.#showTypes();
   }
 
+  /** The watches: "news", or "news?event=keep&tag=region:eu" for one with a filter. */
   get channels() { return [...this.#watched.keys()]; }
 
-  /** Show the raw events of `channel` (with its retained history first); error text or null. */
-  watch(channel, history = false) {
+  /**
+   * Show the raw events of a channel, of those its filter lets through when the watch has one
+   * ("news?event=keep&tag=region:eu"), with its retained history first; error text or null.
+   */
+  watch(spec, history = false) {
+    const { channel, filter, problem } = parseWatch(spec);
+    if (problem !== null) return problem;
     if (!CHANNEL_RE.test(channel)) {
       return "Channel names are 1-200 characters of A-Z a-z 0-9 _ - . : @ /";
     }
-    if (this.#watched.has(channel)) return null;
+    const key = filter === null ? channel : `${channel}?${filter.text}`;
+    if (this.#watched.has(key)) return null;
     // A presence channel's events are typed: an EventSource delivers only the types it listens for.
     if (channel.startsWith("presence/")) for (const type of PRESENCE_TYPES) this.#stream.listen(type);
-    const unwatch = this.#stream.watch(channel, (message) => this.#row(message), { history });
-    const element = h("li", {},
+    const element = h("li", { dataset: filter === null ? { channel } : { channel, filter: filter.text } },
       h("code", {}, channel),
+      filter === null ? null : h("code", { class: "filter" }, filter.text),
       h("button", {
-        type: "button", class: "remove", "aria-label": `Stop watching ${channel}`,
-        onclick: () => { this.unwatch(channel); byId("console-channel").focus(); },
+        type: "button", class: "remove", "aria-label": `Stop watching ${key}`,
+        onclick: () => { this.unwatch(key); byId("console-channel").focus(); },
       }, "×"));
+    let filtered = null;
+    let unwatch;
+    if (filter === null) {
+      unwatch = this.#stream.watch(channel, (message) => this.#row(message), { history });
+    } else {
+      filtered = this.#filtered(channel, filter, element, history);
+      unwatch = () => filtered.close();
+    }
     byId("console-channels").append(element);
-    this.#watched.set(channel, { unwatch, element });
-    this.#log(`watching ${channel}${history ? " (with its history)" : ""}`);
+    this.#watched.set(key, { channel, filtered, unwatch, element });
+    this.#log(`watching ${channel}${filter === null ? "" : ` through ${filter.text} (a stream of its own)`}`
+      + `${history ? " (with its history)" : ""}`);
     this.dispatchEvent(new Event("change"));
     return null;
   }
 
-  unwatch(channel) {
-    const watched = this.#watched.get(channel);
+  #filtered(channel, filter, element, history) {
+    const filtered = new FilteredStream(channel, filter, this.#stream.types, { history });
+    const label = `${channel} (${filter.text})`;
+    filtered.addEventListener("event", ({ detail }) => this.#row(detail, filter.text));
+    filtered.addEventListener("reset", ({ detail }) => this.#onReset(detail, label));
+    filtered.addEventListener("state", ({ detail }) => {
+      element.dataset.state = detail.state;
+      element.title = `${detail.state}: ${readable(filtered.url ?? "")}`;
+    });
+    filtered.addEventListener("refused", ({ detail }) => {
+      const text = `The hub refused ${label} (HTTP ${detail.status}): ${detail.message}`;
+      say(this.#error, text);
+      this.#log(text, "warn");
+    });
+    return filtered;
+  }
+
+  unwatch(key) {
+    const watched = this.#watched.get(key);
     if (watched === undefined) return;
     watched.unwatch();
     watched.element.remove();
-    this.#watched.delete(channel);
-    this.#log(`stopped watching ${channel}`);
+    this.#watched.delete(key);
+    this.#log(`stopped watching ${key}`);
     this.dispatchEvent(new Event("change"));
   }
 
-  #row(message) {
+  #row(message, filter = null) {
     let data = message.data;
     if (data.length > MAX_DATA_CHARS) data = `${data.slice(0, MAX_DATA_CHARS)}… (${message.data.length} characters)`;
-    const row = h("tr", { dataset: { channel: message.channel, event: message.event, id: message.id ?? "" } },
+    const dataset = { channel: message.channel, event: message.event, id: message.id ?? "" };
+    if (filter !== null) dataset.filter = filter;
+    const row = h("tr", { dataset },
       h("td", { class: "num" }, h("time", { datetime: message.receivedAt.toISOString() }, clockTime(message.receivedAt))),
-      h("td", {}, message.channel),
+      h("td", {}, message.channel, filter === null ? null : h("code", { class: "filter" }, filter)),
       h("td", {}, message.id === null ? h("span", { title: "clock ticks are not kept, so they have no id" }, "–") : message.id),
       h("td", {}, message.event),
       h("td", { class: "data" }, data));
@@ -133,14 +179,14 @@ export class ChannelConsole extends EventTarget {
     byId("events-empty").hidden = true;
   }
 
-  #onReset(detail) {
+  #onReset(detail, channel = "(all)") {
     const why = detail.reason === "unknown-id"
       ? "the hub does not know where this page left off (it restarted, or its history was wiped)"
       : "the hub's history no longer reaches back to where this page left off";
     this.#log(`reset: ${why}; it sent everything it still retains. Events from the gap may be missing.`, "warn");
     this.#prepend(h("tr", { dataset: { kind: "reset", event: "reset" } },
       h("td", { class: "num" }, clockTime(detail.receivedAt)),
-      h("td", {}, "(all)"),
+      h("td", {}, channel),
       h("td", {}, "–"),
       h("td", {}, "reset"),
       h("td", { class: "data" }, JSON.stringify({ reason: detail.reason, oldest_id: detail.oldest_id }))));
@@ -197,8 +243,10 @@ export class ChannelConsole extends EventTarget {
       ]);
       if (channels !== null) this.#showChannels(channels);
       if (health !== null) {
+        const own = [...this.#watched.values()].filter((watched) => watched.filtered !== null).length;
         byId("hub-summary").textContent = `${health.subscribers} open connection(s) on this hub process, `
-          + `${health.channels} active channel(s). This page uses one connection for ${this.#stream.channels.length} channel(s).`;
+          + `${health.channels} active channel(s). This page uses one connection for ${this.#stream.channels.length} channel(s)`
+          + `${own ? ` and ${own} more for filtered watches` : ""}.`;
       }
     } catch {
       byId("hub-summary").textContent = "The hub did not answer; the counts are from before.";
@@ -209,7 +257,7 @@ export class ChannelConsole extends EventTarget {
   }
 
   #showChannels(channels) {
-    const mine = new Set(this.#stream.channels);
+    const mine = new Set([...this.#stream.channels, ...[...this.#watched.values()].map((watched) => watched.channel)]);
     const ordered = [...channels].sort((a, b) => (mine.has(b.name) - mine.has(a.name))
       || (b.subscribers - a.subscribers) || a.name.localeCompare(b.name));
     const rows = ordered.slice(0, MAX_CHANNEL_ROWS).map((channel) => h("tr", {
