@@ -86,6 +86,20 @@ class Hub:
         async with aiohttp.ClientSession() as session, session.get(f"{self.url}/healthz") as a:
             return dict(await a.json())
 
+    async def settled(self, expect: int) -> dict[str, Any]:
+        """/healthz once its subscriber count is ``expect`` or has stopped moving (2 s at
+        most). With workers (the shipped config) the count is the whole hub's, summed by the
+        engine from counts each worker sends a few ms after a change: read at once, it can
+        miss the streams just opened on the other worker."""
+        found = await self.health()
+        deadline = time.monotonic() + 2.0
+        while found["subscribers"] != expect and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            before, found = found, await self.health()
+            if found["subscribers"] == before["subscribers"] and time.monotonic() > deadline - 1.5:
+                break
+        return found
+
     def stop(self) -> str:
         self.proc.terminate()
         try:
@@ -108,7 +122,7 @@ async def flood(hub: Hub, count: int) -> dict[str, Any]:
     started = time.perf_counter()
     opened = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     took = time.perf_counter() - started
-    live = (await hub.health())["subscribers"]
+    live = (await hub.settled(count))["subscribers"]
     statuses = [o[0] for o in opened if isinstance(o, tuple)]
     for o in opened:
         if isinstance(o, tuple):
@@ -127,7 +141,7 @@ async def channels(hub: Hub) -> dict[str, Any]:
             response = await session.get(f"{hub.url}/events?{names}")
             await response.content.readuntil(b"retry: ")
             responses.append(response)
-        health = await hub.health()
+        health = await hub.settled(20)
         for response in responses:
             response.close()
     return {"streams": 20, "live": health["subscribers"], "channels": health["channels"]}
