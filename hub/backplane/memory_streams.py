@@ -22,6 +22,7 @@ from hub.backplane.streams import (
     Producer,
     Shape,
     StreamState,
+    check_append,
     media_type,
 )
 from hub.backplane.tombstones import Tombstones
@@ -131,8 +132,7 @@ class MemoryStreams:
         stream_seq: str | None,
         close: bool,
     ) -> Appended:
-        if not drafts and not close:
-            raise ValueError("an append stores drafts, closes the stream, or both")
+        check_append(drafts, close)
         now = time.time()
         record = self._live(channel, now)
         if record is None:

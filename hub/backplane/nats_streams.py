@@ -61,7 +61,7 @@ from hub.backplane.nats_link import GONE, UNAVAILABLE
 from hub.backplane.nats_publish import Publisher
 from hub.backplane.nats_stream_io import StreamIO
 from hub.backplane.nats_stream_record import Record, judge
-from hub.backplane.streams import Appended, Outcome, Producer, Shape, StreamState
+from hub.backplane.streams import Appended, Outcome, Producer, Shape, StreamState, check_append
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
 
@@ -125,8 +125,7 @@ class NatsStreams:
         stream_seq: str | None,
         close: bool,
     ) -> Appended:
-        if not drafts and not close:
-            raise ValueError("an append stores drafts, closes the stream, or both")
+        check_append(drafts, close)
         _fits(drafts, 2)
         io = self._io
         try:

@@ -21,7 +21,15 @@ import redis.asyncio as aioredis
 from hub.backplane import redis_scripts
 from hub.backplane.redis_keys import UNAVAILABLE, Keys, Link
 from hub.backplane.redis_streams_lua import APPEND, CREATE, DELETE_STREAM, STATE
-from hub.backplane.streams import Appended, Outcome, Producer, Shape, StreamState, media_type
+from hub.backplane.streams import (
+    Appended,
+    Outcome,
+    Producer,
+    Shape,
+    StreamState,
+    check_append,
+    media_type,
+)
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft, event_id
 
@@ -88,8 +96,7 @@ class StreamStates:
         stream_seq: str | None,
         close: bool,
     ) -> Appended:
-        if not drafts and not close:
-            raise ValueError("an append stores drafts, closes the stream, or both")
+        check_append(drafts, close)
         args: list[Any] = [_given(content_type)]
         if producer is None:
             args += ["", 0, 0]

@@ -56,7 +56,16 @@ from typing import Protocol, runtime_checkable
 
 from hub.events import Draft
 
-__all__ = ["Appended", "Outcome", "Producer", "Shape", "StreamState", "Streams", "media_type"]
+__all__ = [
+    "Appended",
+    "Outcome",
+    "Producer",
+    "Shape",
+    "StreamState",
+    "Streams",
+    "check_append",
+    "media_type",
+]
 
 
 def media_type(content_type: str) -> str:
@@ -139,3 +148,10 @@ class Streams(Protocol):
     ) -> Appended: ...
 
     async def delete_stream(self, channel: str) -> bool: ...
+
+
+def check_append(drafts: Sequence[Draft], close: bool) -> None:
+    """The one precondition of ``append_stream`` every backplane shares: an append stores
+    drafts, closes the stream, or both (the dialect answers an empty POST before asking)."""
+    if not drafts and not close:
+        raise ValueError("an append stores drafts, closes the stream, or both")
