@@ -8,7 +8,8 @@ job runner is a plug-in: imported only when ``demo_jobs`` is on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from hub.clock_time import SYSTEM_TIME, TimeSource
 from hub.config import Config
 from hub.dialects.ai_sdk import add_ai_sdk_routes
 from hub.dialects.durable import add_durable_routes
+from hub.events import Event
 from hub.grants import Gate
 from hub.hub import Hub
 from hub.logs import redact_access_log
@@ -41,7 +43,7 @@ from hub.ticker import clock_sources
 from hub.web import add_web_routes
 
 if TYPE_CHECKING:
-    from hub.backplane.engine_coordinator import Coordinator
+    from hub.backplane.engine_client import EngineBackplane
 
 __all__ = ["HUB", "METRICS", "REFUSALS", "create_app"]
 
@@ -64,7 +66,7 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
     hub = Hub(config, backplane, metrics, clock_sources(clock_time))
     app[HUB] = hub
     app[METRICS] = metrics
-    coordinator, totals, shared = _coordination(backplane, hub)
+    coordinator, totals, shared = _coordination(config, backplane, hub)
     if totals is not None:  # a worker: /metrics shows the whole hub's counters
         totals.share_totals(metrics.snapshot)
     if worker.number():  # which worker answered: for operators and tests (hub.supervisor)
@@ -104,7 +106,7 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if coordinator is not None:  # linked before the first stream: its seat is asked there
-            await coordinator.start()
+            await coordinator.start(_UNFOLLOWED)
         await hub.start()
         yield
         await hub.stop()
@@ -121,29 +123,42 @@ def create_app(config: Config, *, clock_time: TimeSource = SYSTEM_TIME) -> web.A
 
 
 def _coordination(
-    backplane: object, hub: Hub
-) -> tuple[Coordinator | None, Totals | None, SharedLimits | None]:
-    """A worker's links to its supervisor (``hub.worker``): with the memory backplane the
-    engine's, which is the backplane; with Redis or NATS a link of its own (the
-    ``Coordinator``). What they give: the other workers' counters (``Totals``) and counts, and
-    the hub-wide limits (``hub.shared_limits``). A hub of one process: none of them."""
+    config: Config, backplane: object, hub: Hub
+) -> tuple[EngineBackplane | None, Totals | None, SharedLimits | None]:
+    """A worker's link to its supervisor (``hub.worker``): with the memory backplane the
+    engine's, which is the backplane; with Redis or NATS the engine's client too, on the
+    supervisor's coordination-only engine (``hub.backplane.engine_limits.COORDINATION``), as
+    a coordinator, not a backplane: it follows nothing. What the link gives: the other workers'
+    counters (``Totals``) and counts, and the hub-wide limits (``hub.shared_limits``). A hub of
+    one process: none of them."""
     path = worker.coordinator()
     if not worker.number() or path is None:
         return None, None, None
-    coordinator = None
-    holder: Coordinated
-    if isinstance(backplane, Coordinated):
-        holder = backplane
-        if isinstance(backplane, Presence):  # the engine's Presence is the other workers'
-            hub.census.siblings = backplane.remote_counts
-    else:
-        from hub.backplane.engine_coordinator import Coordinator  # workers on Redis or NATS
+    if isinstance(backplane, Coordinated):  # the engine's client: Presence and Totals too
+        assert isinstance(backplane, Presence) and isinstance(backplane, Totals)
+        hub.census.siblings = backplane.remote_counts  # its Presence: the other workers'
+        return None, backplane, SharedLimits(backplane)
+    from hub.backplane.engine_client import SCHEME, EngineBackplane  # workers on Redis, NATS
 
-        holder = coordinator = Coordinator(path)
-        coordinator.share_counts(hub.census.local_counts)
-        hub.census.siblings = coordinator.siblings
-    totals = backplane if isinstance(backplane, Totals) else coordinator
-    return coordinator, totals, SharedLimits(holder)
+    coordinator = EngineBackplane(replace(config, backplane=f"{SCHEME}://{path}"))
+    coordinator.share_counts(hub.census.local_counts)
+    hub.census.siblings = coordinator.remote_counts
+    return coordinator, coordinator, SharedLimits(coordinator)
+
+
+class _Unfollowed:
+    """The listener of a coordinator: it follows no channel, so nothing comes to it."""
+
+    def deliver(self, events: Sequence[Event]) -> None: ...
+
+    def lost(self, channel: str) -> None: ...
+
+    def deleted(self, channel: str) -> None: ...
+
+    def closed(self, channel: str) -> None: ...
+
+
+_UNFOLLOWED = _Unfollowed()
 
 
 def _worker_header(number: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:

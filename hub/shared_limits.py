@@ -2,8 +2,8 @@
 
 With ``workers`` > 1 every limit per client and ``max_subscribers`` is kept once for the hub, in
 the engine (``hub.backplane.engine_limits`` says what is kept how, and why). This is what a
-worker sends it, over the link it already has (the memory engine's, or the coordination link of
-``hub.backplane.engine_coordinator`` with Redis or NATS):
+worker sends it, over the link it already has to the engine (with Redis or NATS, a link to the
+engine's coordination part: ``hub.app``):
 
 - ``seat`` when a stream opens (one request: the subscribe rate, the address's streams and the
   hub's), ``unseat`` when it ends (no answer awaited);
@@ -40,8 +40,8 @@ MAX_LEASES = 16384
 
 @runtime_checkable
 class Coordinated(Protocol):
-    """Whatever holds a worker's link to the supervisor (the engine's backplane, or
-    ``hub.backplane.engine_coordinator.Coordinator``)."""
+    """What holds a worker's link to the supervisor (``hub.backplane.engine_client``'s
+    ``EngineBackplane``, as the backplane or as the coordinator of a worker on Redis or NATS)."""
 
     @property
     def coordinator_link(self) -> EngineLink | None: ...

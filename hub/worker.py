@@ -4,7 +4,7 @@
 few ``SSEHUB_WORKER*`` variables: its number (stable: a replacement takes the number of the
 worker it replaces, so log lines and ``/healthz`` name the same slot), the port all of them
 share (``SO_REUSEPORT``), the engine's socket (the backplane when it is the memory one; else the
-hub-wide limits and sums, ``hub.backplane.engine_coordinator``), the
+hub-wide limits and sums: ``hub.app``), the
 supervisor's pid, and a pipe to say "listening" on. A worker must not outlive its supervisor
 (the engine, which holds the hub's history, lives there): it asks the kernel for SIGTERM when
 the supervisor ends (``PR_SET_PDEATHSIG``), then drains like a single hub does. This module

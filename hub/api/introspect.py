@@ -21,7 +21,7 @@ from hub.metrics import Metrics
 from hub.ticker import clock_channel, is_clock, timezones
 
 if TYPE_CHECKING:
-    from hub.backplane.engine_coordinator import Coordinator
+    from hub.backplane.engine_client import EngineBackplane
 
 __all__ = ["add_introspection_routes"]
 
@@ -35,8 +35,9 @@ class Introspected(NamedTuple):
     metrics: Metrics
     #: a worker's: the other workers' counters (the engine's backplane, or the coordinator)
     totals: Totals | None = None
-    #: a worker's link to its supervisor with Redis or NATS (the engine's is the backplane's)
-    coordinator: Coordinator | None = None
+    #: a worker's link to its supervisor with Redis or NATS (``hub.app._coordination``; with
+    #: memory the engine's link is the backplane's)
+    coordinator: EngineBackplane | None = None
 
 
 async def _channel_list(hub: Introspected) -> list[dict[str, Any]]:
@@ -108,7 +109,11 @@ def add_introspection_routes(
                 "worker_subscribers": census.subscribers,
             }
             if coordinator is not None:  # Redis, NATS: the supervisor's link, and its workers
-                answer["coordinator"] = coordinator.state()
+                linked = coordinator.state()
+                answer["coordinator"] = {
+                    "connected": linked.connected,
+                    "workers": linked.detail.get("workers", 0),
+                }
         return json_response(answer)
 
     async def readyz(request: web.Request) -> web.Response:
@@ -116,7 +121,7 @@ def add_introspection_routes(
         state = hub.census.health()
         if not state.connected:
             return error(503, f"backplane {state.kind} is unreachable")
-        if coordinator is not None and not coordinator.up:  # the hub-wide limits are away
+        if coordinator is not None and not coordinator.state().connected:  # no hub-wide limits
             return error(503, "the link to the supervisor is down")
         return json_response({"ready": True})
 

@@ -258,7 +258,9 @@ class EngineBackplane(StreamsFront):
 
     @property
     def coordinator_link(self) -> EngineLink | None:
-        """The link of the hub-wide limits too (``hub.shared_limits``): one link a worker."""
+        """The link of the hub-wide limits too (``hub.shared_limits``): one link a worker. (A
+        worker on Redis or NATS has an ``EngineBackplane`` as well, as its coordinator: on the
+        supervisor's coordination-only engine, following nothing; ``hub.app``.)"""
         return self._link
 
     def state(self) -> BackplaneState:

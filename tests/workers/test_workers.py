@@ -296,9 +296,10 @@ async def test_a_taken_port_stops_the_hub_with_one_line() -> None:
 async def test_on_every_backplane_a_publish_reaches_the_other_worker(
     make_hub_process: MakeHubProcess, backplane: str
 ) -> None:
-    """With Redis or NATS the workers use the store directly (no engine), as separate hub
-    processes do; with memory, the engine. Either way a publish on one worker reaches a
-    subscriber on the other, and a resume there is exact."""
+    """With Redis or NATS the workers use the store directly (the supervisor's engine only
+    coordinates: limits and sums), as separate hub processes do; with memory, the engine.
+    Either way a publish on one worker reaches a subscriber on the other, and a resume there is
+    exact."""
     hub = await make_hub_process(workers=2, publish_tokens=TOKEN)
     engine = "memory history in the engine" in hub.output
     assert engine == (backplane == "memory"), hub.output
