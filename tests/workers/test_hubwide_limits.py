@@ -22,7 +22,7 @@ from tests.conftest import REDIS_URL, MakeHubProcess
 from tests.support.hubs import hub_processes
 from tests.support.processes import HubProcess
 from tests.support.sse_client import Stream, open_stream
-from tests.support.workers import WORKER, on_worker, pids_of, publish_on
+from tests.support.workers import WORKER, metrics_reach, on_worker, pids_of, publish_on
 
 pytestmark = [pytest.mark.slow]
 
@@ -195,15 +195,7 @@ async def test_metrics_and_health_sum_the_workers_on_redis(
             "hub_channels": "1",
         }
         for session, number in ((one, 1), (two, 2)):
-            values: dict[str, str] = {}
-            async with asyncio.timeout(10):  # the others' counters: a report a second
-                while {k: values.get(k) for k in wanted} != wanted:
-                    async with session.get(f"{hub.url}/metrics") as answer:
-                        text = await answer.text()
-                    values = dict(
-                        line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#"
-                    )
-                    await asyncio.sleep(0.2)
+            await metrics_reach(session, hub, wanted)
             async with session.get(f"{hub.url}/healthz") as answer:
                 health = await answer.json()
             assert health["worker"] == number and health["subscribers"] == 3, health

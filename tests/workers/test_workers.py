@@ -22,7 +22,15 @@ import pytest
 from tests.conftest import MakeHubProcess
 from tests.support.processes import HubProcess, clean_env, run_to_end
 from tests.support.sse_client import Message, Stream, open_stream
-from tests.support.workers import WORKER, close_sessions, on_worker, pids_of, publish_on, stream_on
+from tests.support.workers import (
+    WORKER,
+    close_sessions,
+    metrics_reach,
+    on_worker,
+    pids_of,
+    publish_on,
+    stream_on,
+)
 
 pytestmark = [pytest.mark.any_backplane, pytest.mark.slow]
 
@@ -223,16 +231,7 @@ async def test_metrics_and_health_show_the_whole_hub(two: HubProcess) -> None:
             "hub_subscribers": "3",
         }
         for session, number in ((one, 1), (other, 2)):
-            # the others' counters come with their reports, once a second: a few at most
-            values: dict[str, str] = {}
-            async with asyncio.timeout(10):
-                while {k: values.get(k) for k in wanted} != wanted:
-                    async with session.get(f"{two.url}/metrics") as answer:
-                        text = await answer.text()
-                    values = dict(
-                        line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#"
-                    )
-                    await asyncio.sleep(0.2)
+            await metrics_reach(session, two, wanted)
             async with session.get(f"{two.url}/healthz") as answer:
                 health = await answer.json()
             assert health["worker"] == number and health["workers"] == 2
