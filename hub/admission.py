@@ -5,11 +5,14 @@ an address's ``subscribe_rate`` and ``max_client_streams`` count its streams on 
 single hub counts here, in memory (``hub.limits``); a worker of several asks the supervisor
 (``hub.shared_limits``): one request that spends the subscribe rate and takes a seat among the
 address's streams and the hub's ``max_subscribers``, atomically, for the whole hub. Either way a
-route calls ``admit`` before its stream and ``leave`` after it, whatever ended it.
+route calls ``admit`` before its stream and ``leave`` after it, whatever ended it. With workers,
+``max_client_channels`` is counted there too (the stream's channels go with its seat), since a
+worker cannot tell a channel new to the hub from one new to itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from hub.config import Config
@@ -36,6 +39,8 @@ class Refusal(NamedTuple):
             return "too many new streams from your address"
         if self.setting == "max_client_streams":
             return "too many streams from your address"
+        if self.setting == "max_client_channels":
+            return "too many channels from your address"
         return f"the hub is at capacity ({self.setting} reached)"
 
     @property
@@ -49,11 +54,16 @@ class Admission:
         self._rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
         self._clients = clients
         self._shared = shared
+        #: a worker's channels go with its seat while max_client_channels is on
+        self._channels = bool(config.max_client_channels) and shared is not None
+        if self._channels:
+            clients.count_channels_elsewhere()  # the supervisor's count, not this worker's
 
-    async def admit(self, client: str) -> Refusal | None:
-        """Count a new stream of ``client``: None, or why it may not open (nothing counted)."""
+    async def admit(self, client: str, channels: Sequence[str]) -> Refusal | None:
+        """Count a new stream of ``client`` on ``channels``: None, or why it may not open
+        (nothing counted)."""
         if self._shared is not None:
-            refused = await self._shared.seat(client)
+            refused = await self._shared.seat(client, channels if self._channels else ())
             return None if refused is None else Refusal(*refused)
         wait = self._rate.take(client)
         if wait:
@@ -62,9 +72,9 @@ class Admission:
             return Refusal("max_client_streams", 0.0)
         return None  # max_subscribers: counted by the roster, which holds every stream here
 
-    def leave(self, client: str) -> None:
+    def leave(self, client: str, channels: Sequence[str]) -> None:
         """A stream admitted has ended (or never opened)."""
         if self._shared is not None:
-            self._shared.unseat(client)
+            self._shared.unseat(client, channels if self._channels else ())
         else:
             self._clients.close_stream(client)

@@ -117,6 +117,11 @@ class ClientCounts:
     def close_stream(self, client: str) -> None:
         _decrement(self._streams, client)
 
+    def count_channels_elsewhere(self) -> None:
+        """A worker of several: ``max_client_channels`` is counted hub-wide (``hub.admission``),
+        so the roster's check here is off."""
+        self._max_channels = 0
+
     def may_create(self, client: str, new: int) -> bool:
         """Whether ``client`` may bring ``new`` more channels into being."""
         if not self._max_channels:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from hub.backplane import BackplaneUnavailable
@@ -56,22 +57,22 @@ class SharedLimits:
         link = self._holder.coordinator_link
         return link if link is not None and link.up else None
 
-    async def seat(self, client: str) -> tuple[str, float] | None:
-        """A stream of ``client`` takes its seat: None, or (the setting that refused, the
-        seconds to wait)."""
+    async def seat(self, client: str, channels: Sequence[str]) -> tuple[str, float] | None:
+        """A stream of ``client`` takes its seat (on ``channels``: for ``max_client_channels``,
+        empty while it is off): None, or (the setting that refused, the seconds to wait)."""
         link = self._link()
         if link is None:
             return None
         try:
-            refused = await link.call("seat", client)
+            refused = await link.call("seat", client, channels)
         except BackplaneUnavailable:
             return None
         return None if refused is None else (str(refused[0]), float(refused[1]))
 
-    def unseat(self, client: str) -> None:
+    def unseat(self, client: str, channels: Sequence[str]) -> None:
         link = self._link()
         if link is not None:
-            link.tell("unseat", client)
+            link.tell("unseat", client, channels)
 
     async def lease(self, setting: str, key: str, cost: int, rate: float, burst: int) -> float:
         """Spend ``cost`` of ``key``'s rate (``setting``): 0.0, or the seconds to wait."""

@@ -137,7 +137,7 @@ def _stream_handler(
         except BackplaneUnavailable:
             return _refuse(request, hub, "the backplane is unavailable")  # a ticket unread
         client = addresses.of(request)
-        refused = await admission.admit(client)
+        refused = await admission.admit(client, channels)
         if refused is not None:
             return _refuse(request, hub, refused.named, refused.wait, client, refused.setting)
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
@@ -168,7 +168,7 @@ def _stream_handler(
             # 204: the EventSource stops reconnecting
             return web.Response(status=204, headers=cors_headers(config, request))
         finally:
-            admission.leave(client)
+            admission.leave(client, channels)
         return response
 
     return stream

@@ -23,18 +23,23 @@ once for the hub. Each limit is kept where it is correct and cheap:
   limit stricter, by a twentieth of a second's worth per worker at most. Not ``rate / N`` per
   worker: a publisher on one keep-alive connection lands on one worker and would get a N-th of
   its rate.
+- **Channels an address brought into being** (``max_client_channels``): the channels a stream
+  asks for travel with its ``seat`` and ``unseat`` (only while the limit is on), counted per
+  link; a channel is brought into being by the address whose stream opened it first on any
+  worker, and released when its last stream on any worker ended. A worker counting its own
+  would count a channel open on two workers twice, and joining a channel another worker has
+  would count as making it.
 - **Tickets** (``ticket_rate``, ``max_publisher_tickets``): one request per ticket issued
   (``ticket``), which then goes to the backplane anyway; tickets stay counted until their TTL
   even when the worker that issued them dies (they can still be spent).
 
-Not here, and why: ``max_client_channels`` (channels an address brought into being) counts a
-channel on the worker that opened it; ``max_channels`` is each process's capacity (and the
-engine's history cap with the memory backplane).
+Not here, and why: ``max_channels`` is each process's capacity (and the engine's history cap
+with the memory backplane).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.limits import TokenBuckets
@@ -62,11 +67,17 @@ class HubLimits:
         self._streams: dict[str, int] = {}  # seats per client address, hub-wide
         self.seats = 0  # seats taken, hub-wide
         self._held: dict[object, dict[str, int]] = {}  # per link: its clients' seats
+        self._max_made = config.max_client_channels
+        self._open: dict[str, int] = {}  # channel -> streams on it, hub-wide (limit on)
+        self._owner: dict[str, str] = {}  # channel -> the address that brought it into being
+        self._made: dict[str, int] = {}  # address -> channels it brought into being, open
+        self._joined: dict[object, dict[str, int]] = {}  # per link: its streams per channel
         self._leases: dict[tuple[str, float, int], TokenBuckets] = {}
         self._tickets = TicketQuota(config)
 
-    def seat(self, link: object, client: str) -> list[Any] | None:
-        """A stream of ``client`` opens: None (its seat taken), or ``[setting, wait]``."""
+    def seat(self, link: object, client: str, channels: Sequence[str] = ()) -> list[Any] | None:
+        """A stream of ``client`` on ``channels`` (sent while ``max_client_channels`` is on)
+        opens: None (its seat taken), or ``[setting, wait]``."""
         wait = self._subscribe.take(client)
         if wait:
             return ["subscribe_rate", wait]
@@ -75,13 +86,24 @@ class HubLimits:
             return ["max_client_streams", 0.0]
         if self.seats >= self._max_streams:
             return ["max_subscribers", 0.0]
+        new = [name for name in channels if name not in self._open]
+        if new and self._max_made and self._made.get(client, 0) + len(new) > self._max_made:
+            return ["max_client_channels", 0.0]
+        for name in new:
+            self._owner[name] = client
+            self._made[client] = self._made.get(client, 0) + 1
+        if channels:
+            joined = self._joined.setdefault(link, {})
+            for name in channels:
+                self._open[name] = self._open.get(name, 0) + 1
+                joined[name] = joined.get(name, 0) + 1
         self._streams[client] = count + 1
         self.seats += 1
         held = self._held.setdefault(link, {})
         held[client] = held.get(client, 0) + 1
         return None
 
-    def unseat(self, link: object, client: str) -> None:
+    def unseat(self, link: object, client: str, channels: Sequence[str] = ()) -> None:
         """A stream of ``client`` ended: its seat back, if this link holds one."""
         held = self._held.get(link)
         if held is None or client not in held:
@@ -89,12 +111,25 @@ class HubLimits:
         _take(held, client, 1)
         _take(self._streams, client, 1)
         self.seats -= 1
+        joined = self._joined.get(link, {})
+        for name in channels:
+            if name in joined:
+                _take(joined, name, 1)
+                self._leave(name, 1)
 
     def drop(self, link: object) -> None:
-        """A worker's link ended: every seat it held is given back."""
+        """A worker's link ended: every seat it held is given back, and its channels."""
         for client, count in self._held.pop(link, {}).items():
             _take(self._streams, client, count)
             self.seats -= count
+        for name, count in self._joined.pop(link, {}).items():
+            self._leave(name, count)
+
+    def _leave(self, channel: str, count: int) -> None:
+        """``count`` streams left ``channel``; after its last, its maker may make another."""
+        _take(self._open, channel, count)
+        if channel not in self._open:
+            _take(self._made, self._owner.pop(channel, ""), 1)
 
     def held(self, link: object) -> int:
         return sum(self._held.get(link, {}).values())
@@ -122,8 +157,8 @@ class HubLimits:
 def limit_methods(limits: HubLimits, asking: Callable[[], object]) -> dict[str, Callable[..., Any]]:
     """The engine's handlers of the limit requests; ``asking()`` is the link whose request runs."""
     return {
-        "seat": lambda client: limits.seat(asking(), client),
-        "unseat": lambda client: limits.unseat(asking(), client),
+        "seat": lambda client, channels=(): limits.seat(asking(), client, channels),
+        "unseat": lambda client, channels=(): limits.unseat(asking(), client, channels),
         "lease": limits.lease,
         "ticket": limits.ticket,
     }

@@ -65,11 +65,11 @@ async def streams_of() -> AsyncIterator[Callable[[HubProcess], Streams]]:
         yield lambda hub: Streams(hub, stack)
 
 
-async def admitted_soon(streams: Streams, worker: int) -> Stream:
+async def admitted_soon(streams: Streams, worker: int, path: str = "/channels/c/events") -> Stream:
     """A stream admitted once a seat given back elsewhere reached the supervisor (a message on
     another worker's link: it arrives, but not at a known instant)."""
     async with asyncio.timeout(10):
-        while isinstance(opened := await streams.open(worker), str):  # noqa: ASYNC110
+        while isinstance(opened := await streams.open(worker, path), str):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     return opened
 
@@ -116,13 +116,34 @@ async def test_max_subscribers_holds_hub_wide(
 
 
 @pytest.mark.any_backplane
+async def test_max_client_channels_counts_channels_new_to_the_hub(
+    make_hub_process: MakeHubProcess, streams_of: Callable[[HubProcess], Streams]
+) -> None:
+    """``max_client_channels = 2``: an address brings two channels into being over both
+    workers, not two on each; joining a channel open on the other worker makes nothing; a
+    channel whose last stream (on any worker) ended is given back."""
+    hub = await make_hub_process(workers=2, max_client_channels=2, heartbeat=0.5)
+    streams = streams_of(hub)
+    await streams.live(1, "/channels/a/events")
+    on_b = await streams.live(2, "/channels/b/events")
+    why = await streams.refused(2, "/channels/c/events")
+    assert "too many channels from your address (max_client_channels)" in why, why
+    assert "max_client_channels" in await streams.refused(1, "/events?channel=a&channel=c")
+    await streams.live(2, "/channels/a/events")  # open on worker 1: joined, not made
+    await on_b.close()
+    await admitted_soon(streams, 1, "/channels/c/events")  # b given back: c may be made
+
+
+@pytest.mark.any_backplane
 async def test_a_killed_workers_seats_come_back(
     make_hub_process: MakeHubProcess, streams_of: Callable[[HubProcess], Streams]
 ) -> None:
-    """kill -9 of the worker holding an address's every seat: the supervisor gives them back
-    when its link ends, so the address may open streams again on the other worker (and its
-    count does not stay taken forever)."""
-    hub = await make_hub_process(workers=2, max_client_streams=2, heartbeat=0.5)
+    """kill -9 of the worker holding an address's every seat and its one channel: the
+    supervisor gives them back when its link ends, so the address may open streams, on a
+    channel of its own, again on the other worker (its counts do not stay taken forever)."""
+    hub = await make_hub_process(
+        workers=2, max_client_streams=2, max_client_channels=1, heartbeat=0.5
+    )
     streams = streams_of(hub)
     doomed = [await streams.live(1), await streams.live(1)]
     assert "max_client_streams" in await streams.refused(2)
@@ -130,9 +151,9 @@ async def test_a_killed_workers_seats_come_back(
     for stream in doomed:
         with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
             await stream.until_end(timeout=10)
-    await admitted_soon(streams, 2)
-    await streams.live(2)
-    assert "max_client_streams" in await streams.refused(2)
+    await admitted_soon(streams, 2, "/channels/d/events")
+    await streams.live(2, "/channels/d/events")
+    assert "max_client_streams" in await streams.refused(2, "/channels/d/events")
 
 
 @pytest.mark.any_backplane

@@ -73,7 +73,7 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
         except BackplaneUnavailable:
             return refuse(request, 503, "the backplane is unavailable (a ticket unread)")
         client = addresses.of(request)
-        refused = await admission.admit(client)
+        refused = await admission.admit(client, (name,))
         if refused is not None:
             refusals.refused(client, refused.setting, "a stream")
             status = 429 if refused.per_address else 503
@@ -98,7 +98,7 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
         except AllDeleted:
             return web.Response(status=204, headers=headers)
         finally:
-            admission.leave(client)
+            admission.leave(client, (name,))
         return outlet
 
     return stream
