@@ -239,7 +239,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
                     request, config.publish_tokens, config.publish_cors_origins
                 )
             if spend is not None:
-                spend(request, token, 1)
+                await spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
             body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
@@ -252,7 +252,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             token, scope = publishers.check(request)
             drafts = _batch_drafts(await _read_json(request, config), config, scope)
             if spend is not None:
-                spend(request, token, len(drafts))
+                await spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | retry_after(problem))
         return await _publish(hub, request, drafts, "", False, token)
