@@ -23,6 +23,7 @@ handler (``bench/baselines/bare_aiohttp.py``), each in the same way.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -81,7 +82,8 @@ def measure(kind: str, root: Path, seconds: int, subscribers: int, work: Path) -
     out = work / f"{kind}-{root.name}-{port}.cg"
     lua = work / "publish.lua"
     lua.write_text(script("hub", "news"))
-    env = {"HUB_WORKERS": "1", "PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    # Nothing else of this environment (no HUB_* or SSEHUB_* setting of the caller's).
+    env = {"HUB_WORKERS": "1", "PYTHONPATH": str(root), "PATH": os.environ.get("PATH", "")}
     callgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     server = subprocess.Popen(
         [*callgrind, f"--callgrind-out-file={out}", *_command(kind, root, port)],
