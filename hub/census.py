@@ -57,7 +57,9 @@ class Census:
         """Subscribers of a channel on every hub process."""
         channel = self._channels.get(name)
         local = 0 if channel is None else len(channel)
-        return local + self.remote_counts().channels.get(name, 0)
+        if self._presence is None:  # one process: every publish's receipt asks
+            return local
+        return local + self._presence.remote_counts().channels.get(name, 0)
 
     def health(self) -> BackplaneState:
         if self._health is not None:
