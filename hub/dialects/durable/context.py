@@ -24,7 +24,11 @@ from hub.metrics import Metrics
 from hub.refusals import Refusals
 from hub.ticker import is_clock
 
-__all__ = ["SECURITY", "Context", "body_of", "fail", "headers_for"]
+__all__ = ["SECURITY", "Context", "Grant", "body_of", "fail", "headers_for"]
+
+#: A read's grant: when its stream must end (a JWT's expiry) and its ``sub``; None, None for a
+#: public channel or a ticket.
+Grant = tuple[float | None, str | None]
 
 #: On every answer (the protocol's section 12.7): no sniffing a stream's bytes as HTML, and
 #: readable from other origins' pages as CORS allows.
@@ -71,12 +75,13 @@ class Context:
         as one); 429 past it."""
         self.publishers.spend(request, token, max(1, events))
 
-    async def may_read(self, request: web.Request, channel: str) -> float | None:
+    async def may_read(self, request: web.Request, channel: str) -> Grant:
         """What a subscribe needs: for a private channel, a grant, ticket or token (401/403);
-        when the stream must end (a grant's expiry), or None."""
+        when the stream must end (a grant's expiry) and the grant's ``sub`` (what presence
+        tells of it, as the native route's), each None without."""
         if self.gate is None or not self.gate.needs_grant([channel]):
-            return None
-        return await self.gate.check(request, [channel])
+            return None, None
+        return await self.gate.grant(request, [channel])
 
 
 def headers_for(config: Config, request: web.Request) -> dict[str, str]:

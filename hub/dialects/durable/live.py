@@ -27,7 +27,7 @@ from hub.backplane import BackplaneUnavailable
 from hub.backplane.streams import StreamState, media_type
 from hub.dialects.durable import offsets
 from hub.dialects.durable.codec import Kind, kind_of
-from hub.dialects.durable.context import Context, fail
+from hub.dialects.durable.context import Context, Grant, fail
 from hub.dialects.durable.reads import check_kept, offset_param, page_response, read_page
 from hub.dialects.durable.wire import control
 from hub.outlet import SSE_HEADERS, Outlet
@@ -149,7 +149,7 @@ async def sse(
     channel: str,
     state: StreamState,
     headers: dict[str, str],
-    deadline: float | None,
+    grant: Grant,
 ) -> web.StreamResponse:
     given = offset_param(request)
     if given is None:
@@ -179,7 +179,7 @@ async def sse(
     try:
         ack = ctx.config.tcp_user_timeout or ctx.config.heartbeat
         outlet = Opener(request, headers | encoding, ack, first)
-        ask = Ask((channel,), str(after), (), admitted, deadline)
+        ask = Ask((channel,), str(after), (), admitted, grant[0], who=grant[1])
         refused = await _stream(ctx, ask, wire.sse[kind], outlet, headers)
     finally:
         ctx.hub.clients.close_stream(admitted)
@@ -192,7 +192,7 @@ async def long_poll(
     channel: str,
     state: StreamState,
     headers: dict[str, str],
-    deadline: float | None,
+    grant: Grant,
 ) -> web.Response:
     given = offset_param(request)
     if given is None:
@@ -206,7 +206,7 @@ async def long_poll(
         if isinstance(admitted, web.Response):
             return admitted
         try:
-            ask = Ask((channel,), str(after), (), admitted, deadline)
+            ask = Ask((channel,), str(after), (), admitted, grant[0], who=grant[1])
             refused = await _wait(ctx, ask, headers)
         finally:
             ctx.hub.clients.close_stream(admitted)
