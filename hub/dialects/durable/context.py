@@ -30,6 +30,8 @@ __all__ = ["SECURITY", "Context", "Grant", "body_of", "fail", "headers_for"]
 #: public channel or a ticket.
 Grant = tuple[float | None, str | None]
 
+#: How long a cache may keep a page, and serve it stale while it asks again (section 10.1).
+_PAGE_CACHE = "max-age=60, stale-while-revalidate=300"
 #: On every answer (the protocol's section 12.7): no sniffing a stream's bytes as HTML, and
 #: readable from other origins' pages as CORS allows.
 SECURITY = {"X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "cross-origin"}
@@ -74,6 +76,14 @@ class Context:
         """The publish rate, for ``events`` events (at least one: a close or a delete counts
         as one); 429 past it."""
         self.publishers.spend(request, token, max(1, events))
+
+    def cache_control(self, channel: str) -> str:
+        """A catch-up or long-poll page's ``Cache-Control`` (the protocol's section 10.1): a
+        page after an offset never changes but for growing, so a cache may keep it a minute;
+        ``private`` (the browser's cache only) for a channel that needs a grant, as the
+        protocol asks of user-specific or confidential streams."""
+        private = self.gate is not None and self.gate.needs_grant([channel])
+        return f"{'private' if private else 'public'}, {_PAGE_CACHE}"
 
     async def may_read(self, request: web.Request, channel: str) -> Grant:
         """What a subscribe needs: for a private channel, a grant, ticket or token (401/403);
