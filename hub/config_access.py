@@ -101,7 +101,7 @@ def check_tokens(value: Any) -> tuple[PublishToken, ...]:
         else:
             # its type, not its value: a token written unquoted is still a secret
             raise ValueError(
-                f"entry {index}: expected a string or a table, got a {type(item).__name__}"
+                f"entry {index}: expected a string or a table, not {type(item).__name__}"
             )
     return tuple(tokens)
 

@@ -35,7 +35,7 @@ ERRORS: tuple[tuple[str | None, dict[str, str], list[str], str], ...] = (
     (f'publish_tokens = [{{token = "{SECRET}", chanels = ["a"]}}]\n', {}, [],
      "publish_tokens = (hidden): entry 0: chanels: a token entry is a table"),
     ("publish_tokens = [1234567890123456789012]\n", {}, [],
-     "entry 0: expected a string or a table, got a int"),
+     "entry 0: expected a string or a table, not int"),
     (f'backplane = "postgres://app:{SECRET}@db:5432/x"\n', {}, [],
      "backplane = 'postgres://***@db:5432/x'"),
     (None, {}, ["--backplane", f"pg://db/0?password={SECRET}"],
