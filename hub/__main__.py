@@ -1,4 +1,5 @@
-"""Command line: ``python -m hub serve`` runs the hub; ``python -m hub publish`` posts one event.
+"""Command line: ``python -m hub serve`` runs the hub; ``python -m hub publish`` posts one event;
+``python -m hub close`` closes a channel (``POST /channels/{name}/close``).
 
 Configuration errors print one line naming the key and exit with status 2.
 """
@@ -23,7 +24,8 @@ TOKEN_ENV = "SSEHUB_TOKEN"
 
 
 DESCRIPTION = """\
-A Server-Sent Events hub. "serve" runs it; "publish" posts one event to a running hub.
+A Server-Sent Events hub. "serve" runs it; "publish" posts one event to a running hub;
+"close" closes a channel there (no more events; its history stays readable).
 A configuration error prints one line naming the key and exits with status 2."""
 
 
@@ -66,16 +68,26 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--raw", action="store_true", help="DATA is the data itself, even if it is - or @..."
     )
-    publish.add_argument(
+    _hub_arguments(publish)
+    publish.add_argument("--idempotency-key", help="a retry with the same key publishes once")
+    close = commands.add_parser(
+        "close", help="close a channel of a running hub: no more events, its history kept"
+    )
+    close.add_argument("channel", metavar="CHANNEL", help="e.g. job-42 or chat/7")
+    _hub_arguments(close)
+    return parser
+
+
+def _hub_arguments(command: argparse.ArgumentParser) -> None:
+    """Where the hub is and the token, for the commands that talk to one."""
+    command.add_argument(
         "--url",
         default=os.environ.get(URL_ENV, "http://127.0.0.1:8080"),
         help=f"the hub's base URL (default: ${URL_ENV} or http://127.0.0.1:8080)",
     )
-    publish.add_argument(
+    command.add_argument(
         "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default: ${TOKEN_ENV})"
     )
-    publish.add_argument("--idempotency-key", help="a retry with the same key publishes once")
-    return parser
 
 
 def _workers_flag(text: str) -> int | str:
@@ -162,17 +174,24 @@ def _publish(args: argparse.Namespace) -> int:
     body: dict[str, object] = {"data": data}
     if args.event is not None:
         body["event"] = args.event
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    return _post(args, "events", body, headers)
+
+
+def _post(
+    args: argparse.Namespace, action: str, body: object, headers: dict[str, str] | None = None
+) -> int:
+    """POST ``body`` as JSON to ``/channels/<channel>/<action>``; print the hub's JSON answer
+    (exit 0), or its error (exit 1)."""
     channel = urllib.parse.quote(args.channel, safe="/:@")
     request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/channels/{channel}/events",
+        f"{args.url.rstrip('/')}/channels/{channel}/{action}",
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     if args.token:
         request.add_header("Authorization", f"Bearer {args.token}")
-    if args.idempotency_key:
-        request.add_header("Idempotency-Key", args.idempotency_key)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             print(answer.read().decode().rstrip("\n"))  # the hub ends JSON with one already
@@ -181,7 +200,9 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"ssehub: {problem.code}: {problem.read().decode().rstrip()}", file=sys.stderr)
         return 1
     except urllib.error.URLError as problem:
-        print(f"ssehub: cannot reach {args.url}: {problem.reason}", file=sys.stderr)
+        from hub.config_access import redact_url  # (a URL may carry a password)
+
+        print(f"ssehub: cannot reach {redact_url(args.url)}: {problem.reason}", file=sys.stderr)
         return 1
 
 
@@ -190,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args, argv)
+    if args.command == "close":
+        return _post(args, "close", {})
     return _publish(args)
 
 

@@ -24,6 +24,7 @@ class Ask(NamedTuple):
     last_event_id: str | None = None  # resume every channel after it
     replay: Sequence[str] = ()  # replay these channels' history from the start (others: live)
     client: str = ""  # the client's address: charged for the channels it brings into being
-    deadline: float | None = None  # end the stream at this time.time() (a grant's expiry)
+    deadline: float | None = None  # end the stream at this time.time() (a grant's expiry, a
+    # Durable Streams SSE read's ~60 s)
     since: float | None = None  # without last_event_id: the history stored at or after this time
     who: str | None = None  # the grant's ``sub``: presence channels name it (hub.presence)

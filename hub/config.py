@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.backplane.registry import section_keys, sections_of
-from hub.config_access import PublishToken
+from hub.config_access import SECRET_KEYS, URL_KEYS, PublishToken, redact_url
 from hub.config_checks import ClockSpec
 from hub.config_fields import PROFILES, Config
 from hub.config_toml import read_toml
@@ -37,10 +37,6 @@ DEFAULT_CONFIG_FILE = "config.toml"
 ENV_PREFIX = "HUB_"
 #: The environment variable naming the config file (same as --config).
 CONFIG_ENV = "HUB_CONFIG"
-
-
-#: Settings whose values an error message never shows.
-_SECRETS = frozenset({"webhook_secret"})
 
 
 class ConfigError(Exception):
@@ -55,8 +51,10 @@ def _check(key: str, value: Any, source: str, shown: str | None = None) -> Any:
     try:
         return spec.metadata["check"](value)
     except ValueError as error:
-        if key in _SECRETS:  # never echoed, not even in an error
+        if key in SECRET_KEYS:  # never echoed, not even in an error
             shown = "(hidden)"
+        elif key in URL_KEYS and isinstance(value, str):  # its password never echoed
+            shown = repr(redact_url(value))
         raise ConfigError(f"{source}: {key} = {shown or repr(value)}: {error}") from None
 
 
@@ -121,7 +119,7 @@ def load(
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         try:
-            table = read_toml(path)
+            table = read_toml(path, hidden=SECRET_KEYS)
         except OSError as error:
             raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
         except ValueError as error:  # the key, the line and what to do (hub.config_toml)

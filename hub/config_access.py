@@ -4,6 +4,7 @@ and the subscribe grant keys. Used by ``hub.config``; a ``ValueError`` here beco
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from hub.config_checks import text as _text
 from hub.config_checks import texts as _texts
 
 __all__ = [
+    "SECRET_KEYS",
+    "URL_KEYS",
     "PublishToken",
     "check_cookie_name",
     "check_jwt_secret",
@@ -19,7 +22,32 @@ __all__ = [
     "check_tokens",
     "check_webhook_secret",
     "check_webhook_url",
+    "redact_url",
 ]
+
+#: Settings whose values no error, log line or CLI output shows: a config error says
+#: ``key = (hidden)``. ``token`` is the key of a scoped token's table (in a TOML error's line).
+SECRET_KEYS = frozenset({"publish_tokens", "subscribe_jwt_secret", "webhook_secret", "token"})
+#: Settings that are URLs which may carry a password (``redis://:pw@host``,
+#: ``nats://user:pw@a,nats://user:pw@b``, ``?password=``): shown through ``redact_url``.
+URL_KEYS = frozenset({"backplane", "webhook_url"})
+
+_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&](?:password|pass|pwd|token|secret)=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or a comma-separated list of them) without the user and password before each
+    host, nor a password in its query: what a config error or a log line may show of it. The
+    last ``@`` of each URL ends its credentials, so a password with an unencoded ``@`` is hidden
+    whole."""
+    shown = []
+    for part in _NEXT_URL.split(url):
+        scheme, sep, rest = part.partition("://")
+        if sep and "@" in rest:
+            part = f"{scheme}://***@{rest.rpartition('@')[2]}"
+        shown.append(_PASSWORD_PARAM.sub(r"\1***", part))
+    return ",".join(shown)
 
 
 class PublishToken(str):
@@ -71,7 +99,10 @@ def check_tokens(value: Any) -> tuple[PublishToken, ...]:
         elif isinstance(item, dict):
             tokens.append(_token_table(index, item))
         else:
-            raise ValueError(f"expected a string or a table, got {item!r}")
+            # its type, not its value: a token written unquoted is still a secret
+            raise ValueError(
+                f"entry {index}: expected a string or a table, not {type(item).__name__}"
+            )
     return tuple(tokens)
 
 

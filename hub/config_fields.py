@@ -114,6 +114,7 @@ class Config:
     tcp_user_timeout: float = _setting(0.0, number(0))
     # -- Durable Streams (hub.dialects.durable)
     durable_long_poll: float = _setting(30.0, number(0.1, 3600))
+    durable_sse_close: float = _setting(60.0, number(0.1, 3600))
     # -- latest-wins channels (hub.conflation), presence channels (hub.presence), webhooks
     # (hub.webhooks): channel patterns as private_channels; "" turns webhooks off
     conflate: tuple[str, ...] = _setting((), check_patterns)

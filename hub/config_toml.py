@@ -22,17 +22,20 @@ _TABLE = re.compile(r"\s*\[")
 _TWICE = ("overwrite", "twice", "redefine")
 
 
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The file's table. Raises ``OSError``, or ``ValueError`` with the explained problem."""
+def read_toml(path: str | os.PathLike[str], hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The file's table. Raises ``OSError``, or ``ValueError`` with the explained problem; the
+    line of a key in ``hidden`` (a secret) is never shown."""
     text = Path(path).read_bytes().decode("utf-8", errors="replace")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(explain(text, str(error))) from None
+        raise ValueError(explain(text, str(error), hidden)) from None
 
 
-def explain(text: str, message: str) -> str:
-    """``message`` (tomllib's) with the key and line it is about, and what to do."""
+def explain(text: str, message: str, hidden: frozenset[str] = frozenset()) -> str:
+    """``message`` (tomllib's) with the key and line it is about, and what to do. A line that
+    sets a key in ``hidden``, or continues one (a token on a line of its own in a list), is
+    shown as ``(hidden)``."""
     where = _WHERE.search(message)
     if where is None:
         return message
@@ -41,11 +44,13 @@ def explain(text: str, message: str) -> str:
     lines = text.splitlines()
     line = lines[number - 1] if 0 < number <= len(lines) else ""
     key_match = _KEY.match(line)
-    shown = line.strip() if len(line.strip()) <= 80 else line.strip()[:77] + "..."
+    shown = repr(line.strip() if len(line.strip()) <= 80 else line.strip()[:77] + "...")
+    if _key_of(lines, number - 1) in hidden:
+        shown = "(hidden)"
     if key_match is None:
-        return f"line {number}: {what}: {shown!r}"
+        return f"line {number}: {what}: {shown}"
     key = key_match[1]
-    told = f"line {number}, key {key}: {what} ({shown!r})"
+    told = f"line {number}, key {key}: {what} ({shown})"
     if any(word in what.lower() for word in _TWICE):
         first = _set_before(lines, number - 1, key)
         if first is not None:
@@ -65,4 +70,15 @@ def _set_before(lines: list[str], end: int, key: str) -> int | None:
         found = _KEY.match(lines[index])
         if found is not None and found[1] == key:
             return index + 1
+    return None
+
+
+def _key_of(lines: list[str], index: int) -> str | None:
+    """The key line ``index`` sets or continues (the nearest key at or above it in its table),
+    or None."""
+    for above in range(index, -1, -1):
+        if above < len(lines) and (found := _KEY.match(lines[above])) is not None:
+            return found[1].strip("\"'")
+        if above < len(lines) and _TABLE.match(lines[above]):
+            return None
     return None

@@ -19,6 +19,7 @@ from hub import worker as hub_worker
 from hub.app import HUB, create_app
 from hub.clients import ClientAddresses
 from hub.config import Config
+from hub.config_access import redact_url
 from hub.protocol import HubRunner
 
 __all__ = [
@@ -146,7 +147,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, *, worker: bo
         log.info(
             "ssehub worker %d/%d serving http://%s (pid %d; backplane: %s; loop: %s)",
             hub_worker.number(), hub_worker.count(), _authority(host, port), os.getpid(),
-            _redact(config.backplane), loop_name(loop),
+            redact_url(config.backplane), loop_name(loop),
             extra={"event": "start", "host": host, "port": port, "worker": hub_worker.number()},
         )  # fmt: skip
         hub_worker.ready()
@@ -181,8 +182,8 @@ def start_details(config: Config, loop: str) -> str:
     )
     _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
     return (
-        f"backplane: {_redact(config.backplane)}; publish: {publish}; profile: {config.profile}, "
-        f"limits per client {_limits(config)}; open files: {files}; "
+        f"backplane: {redact_url(config.backplane)}; publish: {publish}; "
+        f"profile: {config.profile}, limits per client {_limits(config)}; open files: {files}; "
         f"loop: {loop}"
     )
 
@@ -200,11 +201,3 @@ def _limits(config: Config) -> str:
 def _authority(host: str, port: int) -> str:
     """``host:port`` as in a URL: an IPv6 address goes in brackets (``[::1]:8080``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _redact(url: str) -> str:
-    """A Redis URL without its password, for the log."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

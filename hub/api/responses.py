@@ -83,17 +83,24 @@ _READS = frozenset({"GET", "HEAD"})
 
 
 def allowed_origin(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
-    """The CORS answer for the request's ``Origin`` against ``origins`` (empty: not allowed)."""
-    if "*" in origins:
-        return {"Access-Control-Allow-Origin": "*"}
+    """The CORS answer for the request's ``Origin`` against ``origins`` (empty: not allowed).
+
+    A listed origin is echoed exactly with ``Access-Control-Allow-Credentials``, whether or not
+    ``*`` is listed beside it: a browser sends a grant's cookie cross-origin only with
+    credentials, and rejects a credentialed answer that says ``*``. ``*`` answers every other
+    origin without credentials: an origin that is not listed never reads with the user's
+    cookie (any site could otherwise read a user's private streams)."""
     origin = request.headers.get("Origin")
     if origin is not None and origin in origins:
-        # A credentialed EventSource needs the exact origin echoed, never "*".
         return {
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Credentials": "true",
             "Vary": "Origin",
         }
+    if "*" in origins:
+        if len(origins) > 1:  # the answer depends on the origin: caches must know
+            return {"Access-Control-Allow-Origin": "*", "Vary": "Origin"}
+        return {"Access-Control-Allow-Origin": "*"}
     return {}
 
 

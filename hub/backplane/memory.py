@@ -25,7 +25,7 @@ from hub.backplane import (
     Published,
     Reset,
 )
-from hub.backplane.memory_log import EVENT_OVERHEAD, Log, position_of
+from hub.backplane.memory_log import Log, cost, position_of
 from hub.backplane.memory_streams import MemoryStreams, StreamRecord
 from hub.backplane.since import time_floor
 from hub.backplane.tombstones import Tombstones
@@ -288,7 +288,7 @@ class MemoryBackplane(MemoryStreams):
         merged = heapq.merge(*(log.after(None) for log in self._logs.values()), key=position_of)
         cutoff = 0
         for event in merged:
-            excess -= len(event.frame) + EVENT_OVERHEAD
+            excess -= cost(event)
             cutoff = event.position
             if excess <= 0:
                 break

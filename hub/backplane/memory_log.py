@@ -9,11 +9,24 @@ from operator import itemgetter
 
 from hub.events import Event
 
-__all__ = ["EVENT_OVERHEAD", "Log", "position_of"]
+__all__ = ["EVENT_OVERHEAD", "TAG_OVERHEAD", "Log", "cost", "position_of"]
 
 #: What a retained event costs beyond its frame (the Event tuple, its fields, a list slot),
 #: counted against max_history_bytes so that many tiny events are bounded too.
 EVENT_OVERHEAD = 160
+#: What each tag costs beyond its text: a ``str`` object's header (49 bytes) and its slot in the
+#: tags tuple. Tags are kept beside the frame (``hub.events.stored_event`` splits them off), up
+#: to 16 of 129 characters each: 2 KiB an event that a bound of frames alone would not see.
+TAG_OVERHEAD = 57
+
+
+def cost(event: tuple[int, str, bytes, float, tuple[str, ...]]) -> int:
+    """What a retained event (an ``Event`` or its plain tuple) counts against
+    ``max_history_bytes``: its frame, its tags, and their bookkeeping."""
+    tags = event[4]
+    if not tags:
+        return len(event[2]) + EVENT_OVERHEAD
+    return len(event[2]) + EVENT_OVERHEAD + sum(map(len, tags)) + TAG_OVERHEAD * len(tags)
 
 
 class Log:
@@ -34,7 +47,7 @@ class Log:
         self.events: list[_Stored] = []
         self.head = 0  # events[:head] are dropped
         self.trimmed = 0  # the highest position dropped from this log (0: none)
-        self.bytes = 0  # what the retained events cost (frames + EVENT_OVERHEAD each)
+        self.bytes = 0  # what the retained events cost (``cost``: frames, tags, bookkeeping)
 
     def __len__(self) -> int:
         return len(self.events) - self.head
@@ -52,10 +65,10 @@ class Log:
         (one call per stored event: ``expire`` as well would be a second)."""
         events = self.events
         events.append(event[:])  # a plain tuple (see the class's docstring)
-        self.bytes += len(event.frame) + EVENT_OVERHEAD
+        self.bytes += cost(event)
         head = self.head
         if len(events) - head > keep:  # a full log: every publish, once full
-            self.bytes -= len(events[head][2]) + EVENT_OVERHEAD  # _drop(head + 1), inlined
+            self.bytes -= cost(events[head])  # _drop(head + 1), inlined
             self.trimmed = events[head][0]
             self.head = head = head + 1
             if head > 64 and head * 2 > len(events):
@@ -78,8 +91,7 @@ class Log:
     def _drop(self, end: int) -> None:
         """Drop events[head:end] (end > head)."""
         events, head = self.events, self.head
-        self.bytes -= sum(len(events[i][2]) for i in range(head, end))
-        self.bytes -= (end - head) * EVENT_OVERHEAD
+        self.bytes -= sum(map(cost, events[head:end]))
         self.trimmed = self.events[end - 1][0]
         self.head = end
         if end > 64 and end * 2 > len(self.events):

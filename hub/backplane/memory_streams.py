@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from hub.backplane import BackplaneFull, Listener
 from hub.backplane.memory_log import Log
 from hub.backplane.streams import (
+    MAX_PRODUCERS,
     Appended,
     Outcome,
     Producer,
@@ -28,11 +29,7 @@ from hub.backplane.streams import (
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
 
-__all__ = ["MAX_PRODUCERS", "MemoryStreams", "StreamRecord"]
-
-#: Idempotent producers remembered per stream (the least recently seen is forgotten first,
-#: then treated as new, as the protocol allows); a memory guard against made-up producer ids.
-MAX_PRODUCERS = 10_000
+__all__ = ["MemoryStreams", "StreamRecord"]
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,6 +26,15 @@ def subject_prefix(value: Any) -> str:
     return prefix
 
 
+def creds_file(value: Any) -> str:
+    """A credentials file, read by nats-py only at connect, through the ``nkeys`` package: its
+    absence would be a traceback then, so it is a config error now (naming no file content)."""
+    path = existing_file(value)
+    if path and importlib.util.find_spec("nkeys") is None:
+        raise ValueError("a credentials file needs the nkeys package: pip install nkeys")
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class NatsSettings:
     """``nats_stream``: the JetStream stream holding every channel; ``nats_subject_prefix``: its
@@ -34,4 +44,4 @@ class NatsSettings:
 
     stream: str = setting("ssehub", stream_name)
     subject_prefix: str = setting("ssehub.ch", subject_prefix)
-    creds: str = setting("", existing_file)
+    creds: str = setting("", creds_file)

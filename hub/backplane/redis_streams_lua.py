@@ -6,7 +6,10 @@ type as created) and ``mt`` (its media type, as appends are compared), ``ttl`` a
 given, ``seen`` (ms of the last touch: a sliding TTL runs from it), ``start`` (the creation
 position), ``tail`` (the newest event position seen, so it never goes back when events expire),
 ``at`` (created at, seconds), ``closed`` and ``closer`` (the producer tuple that closed it),
-``sseq`` (the last Stream-Seq) and ``p:<producer id>`` (its ``"<epoch> <seq>"``). Each check
+``sseq`` (the last Stream-Seq), ``p:<producer id>`` (its ``"<epoch> <seq> <tick>"``), ``np``
+(how many) and ``pt`` (the last tick: appends by a producer counted). Past ``MAX_PRODUCERS``
+the least recently seen (the lowest ticks) are forgotten, down to nine tenths of it, so the one
+scan of the hash it takes is paid once per thousand new producers, not by each. Each check
 happens in the script that stores, so it is atomic with the channel's events on every process:
 its events are stored by ``store`` and its close and deletion marked by ``close_channel`` and
 ``delete_channel`` (``redis_lua``), the very code of a native publish, close and delete, so
@@ -29,6 +32,7 @@ ARGV always starts with: history ttl ms, history size, notify length, channel, o
 from __future__ import annotations
 
 from hub.backplane.redis_lua import MARKS, NOTIFY, STORE
+from hub.backplane.streams import MAX_PRODUCERS
 
 __all__ = ["APPEND", "CREATE", "DELETE_STREAM", "STATE"]
 
@@ -192,7 +196,20 @@ return finish({1, flags, state(s)})
 # in the contract's order; nothing is written unless the outcome is "appended".
 APPEND = (
     _COMMON
+    + f"local MAX_PRODUCERS, KEEP_PRODUCERS = {MAX_PRODUCERS}, {MAX_PRODUCERS * 9 // 10}\n"
     + """
+local function forget_producers()
+  local all, seen = redis.call('HGETALL', KEYS[8]), {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'p:' then
+      local tick = string.match(all[i + 1], '^%-?%d+ %-?%d+ (%d+)$')
+      seen[#seen + 1] = {tonumber(tick) or 0, all[i]}
+    end
+  end
+  table.sort(seen, function(a, b) return a[1] < b[1] end)
+  for i = 1, #seen - KEEP_PRODUCERS do redis.call('HDEL', KEYS[8], seen[i][2]) end
+  redis.call('HSET', KEYS[8], 'np', math.min(#seen, KEEP_PRODUCERS))
+end
 local s = load()
 if not s then return finish({'missing', flags, {}, '', ''}) end
 local producer = ARGV[7] ~= '' and string.sub(ARGV[7], 2) or nil
@@ -210,7 +227,7 @@ if producer then
   if not known then
     if seq ~= 0 then return refuse('gap', '0') end
   else
-    local had_epoch, had_seq = string.match(known, '^(%-?%d+) (%-?%d+)$')
+    local had_epoch, had_seq = string.match(known, '^(%-?%d+) (%-?%d+)')
     if epoch < tonumber(had_epoch) then return refuse('stale-epoch', had_epoch) end
     if epoch > tonumber(had_epoch) then
       if seq ~= 0 then return refuse('bad-seq', '') end
@@ -228,7 +245,12 @@ end
 local ids = append_drafts(12)
 if #ids > 0 then s.tail = ids[#ids] end
 if producer then
-  redis.call('HSET', KEYS[8], 'p:' .. producer, ARGV[8] .. ' ' .. ARGV[9])
+  local tick = redis.call('HINCRBY', KEYS[8], 'pt', 1)
+  local seen = ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. tick
+  if redis.call('HSET', KEYS[8], 'p:' .. producer, seen) == 1
+    and redis.call('HINCRBY', KEYS[8], 'np', 1) > MAX_PRODUCERS then
+    forget_producers()
+  end
 end
 if stream_seq then redis.call('HSET', KEYS[8], 'sseq', stream_seq) end
 redis.call('HSET', KEYS[8], 'seen', now_text)

@@ -57,6 +57,7 @@ from typing import Protocol, runtime_checkable
 from hub.events import Draft
 
 __all__ = [
+    "MAX_PRODUCERS",
     "Appended",
     "Outcome",
     "Producer",
@@ -66,6 +67,12 @@ __all__ = [
     "check_append",
     "media_type",
 ]
+
+#: Idempotent producers remembered per stream on memory and Redis (NATS: its own, smaller, as its
+#: record is rewritten whole): past it the least recently seen is forgotten, then treated as new
+#: (a seq other than 0 is a gap, expected 0), as the protocol allows; a guard against made-up
+#: producer ids, on a stream without a TTL above all, which lives until it is deleted.
+MAX_PRODUCERS = 10_000
 
 
 def media_type(content_type: str) -> str:

@@ -96,3 +96,25 @@ async def test_redis_oom_then_recovery_through_http(make_hub: MakeHub, own_redis
 
 async def _is(hub: HubServer, status: int) -> bool:
     return await _ready(hub) == status
+
+
+@pytest.mark.any_backplane  # the memory backplane's own bound
+async def test_max_history_bytes_counts_tags(make_hub: MakeHub) -> None:
+    """Tags are kept beside the frame (up to 16 of 129 characters): the bound counts them, so
+    events whose tags are most of what they keep are dropped as soon as their frames would be:
+    what is retained, its frames and its tags, fits the bound, and /healthz says so."""
+    hub = await make_hub(max_history_bytes=50_000)
+    tags = {f"t{n:02d}-{'n' * 60}": "v" * 64 for n in range(16)}
+    tag_bytes = sum(len(name) + 1 + len(value) for name, value in tags.items())
+    ids = []
+    for _ in range(100):  # 100 frames of ~60 bytes: 6 KB; their tags: 206 KB
+        answer = await publish_batch(hub, [{"channel": "t", "data": 1, "tags": tags}])
+        ids.append(answer["events"][0]["id"])
+    everything = await hub.subscribe("/channels/t/events?from=start")
+    kept = await everything.quiet(0.5)
+    assert kept and [m.id for m in kept] == ids[-len(kept) :]
+    frames = sum(len(f"id: {m.id}\ndata: 1\n\n") for m in kept)
+    assert frames + len(kept) * tag_bytes <= 50_000, len(kept)
+    async with hub.session.get(f"{hub.url}/healthz") as response:
+        held = (await response.json())["backplane"]["history_bytes"]
+    assert frames + len(kept) * tag_bytes < held <= 50_000

@@ -183,3 +183,56 @@ async def test_only_the_hub_writes_a_presence_channel(make_hub: MakeHub, backpla
         assert response.status == 400
         assert "only the hub writes it" in (await response.json())["error"]
     await hub.publish("presence/other", "an ordinary channel")
+
+
+async def test_who_through_the_ai_sdk_and_durable_routes(make_hub: MakeHub, backplane: str) -> None:
+    """The AI SDK's stream, a Durable Stream's SSE read and its long-poll, on private channels,
+    name their grant's sub in presence as the native route does, joining and leaving."""
+    hub = await make_hub(
+        presence=["rooms/*"],
+        private_channels=["rooms/*"],
+        subscribe_jwt_secret=SECRET,
+        durable_long_poll=30,
+    )
+    grant = bearer("watcher", ["*"])
+    await hub.publish("rooms/ai", {"type": "start"})  # else the AI SDK's route answers 204
+    async with hub.session.put(f"{hub.url}/v1/stream/rooms/ds") as made:
+        if made.status == 501:
+            pytest.skip((await made.json())["error"])
+        assert made.status == 201, await made.text()
+    ai_watcher = await hub.subscribe("/channels/presence/rooms/ai/events", grant)
+    ds_watcher = await hub.subscribe("/channels/presence/rooms/ds/events", grant)
+    # neither dialect sends a retry hint (hub.subscribe waits for it): their first bytes
+    ai = await open_stream(hub.session, f"{hub.url}/ai/rooms/ai/stream", bearer("alice", ["*"]))
+    sse = await open_stream(
+        hub.session, f"{hub.url}/v1/stream/rooms/ds?offset=-1&live=sse", bearer("bob", ["*"])
+    )
+    hub.streams += [ai, sse]
+    await ai.next(timeout=5)
+    await sse.next(timeout=5)
+    joined = await ai_watcher.next(timeout=5)
+    assert (joined.event, data(joined)["who"]) == ("join", ["alice"])
+    joined = await ds_watcher.next(timeout=5)
+    assert (joined.event, data(joined)["who"]) == ("join", ["bob"])
+    poll = asyncio.ensure_future(
+        hub.session.get(
+            f"{hub.url}/v1/stream/rooms/ds?offset=now&live=long-poll",
+            headers=bearer("carol", ["rooms/ds"]),
+        )
+    )
+    try:
+        joined = await ds_watcher.next(timeout=5)
+        assert (joined.event, data(joined)["who"]) == ("join", ["carol"])
+        await hub.publish("rooms/ds", {"n": 1})  # wakes the long-poll: carol leaves
+        async with await poll as answered:
+            assert answered.status == 200, await answered.text()
+    finally:
+        poll.cancel()
+    left = await ds_watcher.next(timeout=5)
+    assert (left.event, data(left)["who"]) == ("leave", ["carol"])
+    await ai.close()
+    left = await ai_watcher.next(timeout=5)
+    assert (left.event, data(left)["who"], data(left)["change"]) == ("leave", ["alice"], -1)
+    await sse.close()
+    left = await ds_watcher.next(timeout=5)
+    assert (left.event, data(left)["who"], data(left)["change"]) == ("leave", ["bob"], -1)

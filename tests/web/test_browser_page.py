@@ -203,3 +203,27 @@ async def test_a_tick_after_an_unlistened_event_is_filed_under_its_clock(
         "rows => rows.filter(row => row.dataset.event === 'UPDATE').length",
     )
     assert misfiled == 0
+
+
+async def test_an_event_whose_data_names_a_clock_is_its_channels(
+    start_hub: StartHub, open_page: OpenPage, session: aiohttp.ClientSession
+) -> None:
+    """An UPDATE of an ordinary channel whose data names a clock (a dashboard relaying one) is
+    that channel's event, shown in the console with its id, not taken for a tick of a clock the
+    page does not watch (and dropped); the event after it follows it."""
+    hub = await start_hub()
+    page = (await open_page(f"{hub.url}/?watch=orders")).page
+    await channel_live(session, hub, "orders", page)
+    relayed = {"channel": "time/Asia/Kolkata/1", "iso": "2026-12-07T19:00:00+05:30"}
+    async with session.post(
+        f"{hub.url}/channels/orders/events", json={"event": "UPDATE", "data": relayed}
+    ) as answer:
+        assert answer.status == 202
+        first = (await answer.json())["id"]
+    second = await publish(session, hub, "orders", {"n": 2})
+    await page.wait_for_selector(f'#console-events tr[data-id="{second}"]')
+    rows = await page.eval_on_selector_all(
+        '#console-events tbody tr[data-channel="orders"]',
+        "rows => rows.map(row => [row.dataset.id, row.dataset.event])",
+    )
+    assert rows[::-1] == [[first, "UPDATE"], [second, "message"]]

@@ -26,8 +26,9 @@
 // That alone is not enough: a frame of a type the page does not listen for (a service's
 // `event: x`) moves lastEventId unseen, and the next tick would then look like an event with
 // that id. So a tick is known by its own data first: an UPDATE (or a clock's `offset` notice at a
-// DST change) naming a clock channel (time/..., which only the hub's ticker writes) is a tick,
-// whatever lastEventId says. A tick names its
+// DST change) naming a clock channel of that connection (time/..., which only the hub's ticker
+// writes) is a tick, whatever lastEventId says; one naming a clock it did not ask for is an
+// event of its own channel (data may say anything). A tick names its
 // channel in its data, so it reaches that channel's watchers and no others (two clocks of one
 // time zone at different intervals are two channels).
 
@@ -45,13 +46,16 @@ const RETIRE_MS = 1000; // how long an old stream keeps delivering after a repla
 
 /**
  * A clock's frame: a tick (UPDATE) or a DST notice (offset, when the console listens for it),
- * with data naming a clock channel (the hub refuses publishes there).
+ * with data naming a clock channel (the hub refuses publishes there) that the connection asked
+ * for (`names`): the hub sends no tick of another. Any channel's event may carry such data (a
+ * dashboard relaying a clock): it is that channel's event, with its id, unless it names a
+ * clock of this very connection, which a frame cannot tell from a tick after an unseen event.
  */
-function isTick(event) {
+function isTick(event, names) {
   if ((event.type !== "UPDATE" && event.type !== "offset") || !event.data.startsWith("{")) return false;
   try {
     const channel = JSON.parse(event.data).channel;
-    return typeof channel === "string" && channel.startsWith("time/");
+    return typeof channel === "string" && channel.startsWith("time/") && names.has(channel);
   } catch {
     return false;
   }
@@ -183,6 +187,7 @@ export class HubStream extends EventTarget {
     const connection = this.#open(`${this.#base}/events?${query}`, fromStart);
     connection.progress = fromStart.length > 0 ? START : progress;
     connection.key = key;
+    connection.names = new Set(names);
     if (this.#current !== null && this.#current.source.readyState === EventSource.OPEN) {
       this.#next = connection;
     } else {
@@ -195,7 +200,8 @@ export class HubStream extends EventTarget {
   #open(url, fromStart) {
     const source = new EventSource(url);
     const connection = {
-      source, url, fromStart, key: "", progress: null, previousId: "", opened: false, onFrame: null,
+      source, url, fromStart, key: "", names: new Set(), progress: null, previousId: "",
+      opened: false, onFrame: null,
     };
     connection.onFrame = (event) => this.#frame(connection, event);
     for (const type of this.#types) source.addEventListener(type, connection.onFrame);
@@ -281,7 +287,7 @@ export class HubStream extends EventTarget {
   #frame(connection, event) {
     if (connection !== this.#current && connection !== this.#next
         && !this.#retiring.has(connection)) return;
-    const hasId = event.lastEventId !== connection.previousId && !isTick(event);
+    const hasId = event.lastEventId !== connection.previousId && !isTick(event, connection.names);
     connection.previousId = event.lastEventId;
     const receivedAt = new Date();
     if (!hasId) {

@@ -65,9 +65,9 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
             name = check_channel(request.match_info["name"])
             if is_clock(name):
                 raise InvalidInput(f"{name!r} is a clock channel: it holds no chat")
-            deadline = None
+            deadline = who = None
             if gate is not None and (private := gate.needs_grant([name])):
-                deadline = await gate.check(request, private)
+                deadline, who = await gate.grant(request, private)
         except InvalidInput as problem:
             return answer(problem, headers)
         except BackplaneUnavailable:
@@ -85,7 +85,9 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
             except BackplaneUnavailable:
                 return refuse(request, 503, "the backplane is unavailable")
             outlet = Outlet(request, {**headers, **HEADERS}, ack_timeout)
-            await core.stream(Ask((name,), None, (name,), client, deadline), AI_SDK, outlet)
+            await core.stream(
+                Ask((name,), None, (name,), client, deadline, who=who), AI_SDK, outlet
+            )
         except AtCapacity as why:
             limit = str(why).removesuffix(" reached")  # the setting, as the native route
             if limit.isidentifier():  # not "the hub is shutting down"

@@ -24,8 +24,14 @@ from hub.metrics import Metrics
 from hub.refusals import Refusals
 from hub.ticker import is_clock
 
-__all__ = ["SECURITY", "Context", "body_of", "fail", "headers_for"]
+__all__ = ["SECURITY", "Context", "Grant", "body_of", "fail", "headers_for"]
 
+#: A read's grant: when its stream must end (a JWT's expiry) and its ``sub``; None, None for a
+#: public channel or a ticket.
+Grant = tuple[float | None, str | None]
+
+#: How long a cache may keep a page, and serve it stale while it asks again (section 10.1).
+_PAGE_CACHE = "max-age=60, stale-while-revalidate=300"
 #: On every answer (the protocol's section 12.7): no sniffing a stream's bytes as HTML, and
 #: readable from other origins' pages as CORS allows.
 SECURITY = {"X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "cross-origin"}
@@ -71,12 +77,21 @@ class Context:
         as one); 429 past it."""
         await self.publishers.spend(request, token, max(1, events))
 
-    async def may_read(self, request: web.Request, channel: str) -> float | None:
+    def cache_control(self, channel: str) -> str:
+        """A catch-up or long-poll page's ``Cache-Control`` (the protocol's section 10.1): a
+        page after an offset never changes but for growing, so a cache may keep it a minute;
+        ``private`` (the browser's cache only) for a channel that needs a grant, as the
+        protocol asks of user-specific or confidential streams."""
+        private = self.gate is not None and self.gate.needs_grant([channel])
+        return f"{'private' if private else 'public'}, {_PAGE_CACHE}"
+
+    async def may_read(self, request: web.Request, channel: str) -> Grant:
         """What a subscribe needs: for a private channel, a grant, ticket or token (401/403);
-        when the stream must end (a grant's expiry), or None."""
+        when the stream must end (a grant's expiry) and the grant's ``sub`` (what presence
+        tells of it, as the native route's), each None without."""
         if self.gate is None or not self.gate.needs_grant([channel]):
-            return None
-        return await self.gate.check(request, [channel])
+            return None, None
+        return await self.gate.grant(request, [channel])
 
 
 def headers_for(config: Config, request: web.Request) -> dict[str, str]:

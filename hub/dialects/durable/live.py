@@ -2,7 +2,8 @@
 one ``Hub.stream`` call with the dialect's views (``hub.dialects.durable.wire``).
 
 SSE: the core replays the history after the offset (``Ask.last_event_id`` is the offset's
-position) and goes live, in the stream kind's view; a reader already at the tail first gets a
+position) and goes live, in the stream kind's view, and ends the response after about
+``durable_sse_close`` seconds (``_ends``); a reader already at the tail first gets a
 control frame with ``upToDate`` (written with the head, ``Opener``), and one at the tail of a
 closed stream gets only the closing control frame. Long-poll: a catch-up page when there is
 data; else the core streams the long-poll view into a ``Waiter`` that only notes that
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -27,13 +30,16 @@ from hub.backplane import BackplaneUnavailable
 from hub.backplane.streams import StreamState, media_type
 from hub.dialects.durable import offsets
 from hub.dialects.durable.codec import Kind, kind_of
-from hub.dialects.durable.context import Context, fail
+from hub.dialects.durable.context import Context, Grant, fail
 from hub.dialects.durable.reads import check_kept, offset_param, page_response, read_page
 from hub.dialects.durable.wire import control
 from hub.outlet import SSE_HEADERS, Outlet
 from hub.view import View
 
 __all__ = ["Opener", "Waiter", "long_poll", "sse"]
+
+#: The part of ``durable_sse_close`` an SSE read's end is drawn from (``_ends``).
+_SPREAD = 0.1
 
 
 class Opener(Outlet):
@@ -148,7 +154,7 @@ async def sse(
     channel: str,
     state: StreamState,
     headers: dict[str, str],
-    deadline: float | None,
+    grant: Grant,
 ) -> web.StreamResponse:
     given = offset_param(request)
     if given is None:
@@ -178,11 +184,23 @@ async def sse(
     try:
         ack = ctx.config.tcp_user_timeout or ctx.config.heartbeat
         outlet = Opener(request, headers | encoding, ack, first)
-        ask = Ask((channel,), str(after), (), admitted, deadline)
+        ask = Ask((channel,), str(after), (), admitted, _ends(ctx, grant[0]), who=grant[1])
         refused = await _stream(ctx, ask, wire.sse[kind], outlet, headers)
     finally:
         ctx.admission.leave(admitted, (channel,))
     return refused or outlet
+
+
+def _ends(ctx: Context, deadline: float | None) -> float:
+    """When an SSE read ends: after about ``durable_sse_close`` seconds (its grant's expiry if
+    sooner). "SSE connections SHOULD be closed by the server approximately every 60 seconds"
+    (section 10.2), so that readers collapse onto a cache's requests; the client reconnects
+    from the offset of the last control frame, which every data frame is written with. Each
+    read's time is drawn from its last tenth: readers that came together (a deploy, a network
+    blip) do not all come back in the same second every minute."""
+    seconds = ctx.config.durable_sse_close
+    ends = time.time() + seconds * random.uniform(1 - _SPREAD, 1.0)
+    return ends if deadline is None else min(ends, deadline)
 
 
 async def long_poll(
@@ -191,7 +209,7 @@ async def long_poll(
     channel: str,
     state: StreamState,
     headers: dict[str, str],
-    deadline: float | None,
+    grant: Grant,
 ) -> web.Response:
     given = offset_param(request)
     if given is None:
@@ -205,7 +223,7 @@ async def long_poll(
         if isinstance(admitted, web.Response):
             return admitted
         try:
-            ask = Ask((channel,), str(after), (), admitted, deadline)
+            ask = Ask((channel,), str(after), (), admitted, grant[0], who=grant[1])
             refused = await _wait(ctx, ask, headers)
         finally:
             ctx.admission.leave(admitted, (channel,))
@@ -219,8 +237,11 @@ async def long_poll(
         page = await read_page(ctx, channel, state, after)
     cursor = {"Stream-Cursor": str(wire.cursors.current())}
     if page.events:
-        return page_response(request, state, page, headers | cursor)
+        cache = {"Cache-Control": ctx.cache_control(channel)}
+        return page_response(request, state, page, headers | cursor | cache)
+    # "CDNs and proxies SHOULD NOT cache 204" (section 10.1): nothing came, yet
     answer = headers | {"Stream-Next-Offset": offsets.format_offset(after)}
+    answer["Cache-Control"] = "no-store"
     answer["Stream-Up-To-Date"] = "true"
     if state.closed:
         answer["Stream-Closed"] = "true"

@@ -4,12 +4,15 @@ protocol's sections 5.5 and 5.6. ``read_page`` is shared with the long-poll.
 A page is one ``Hub.history`` read of about ``READ_PAGE`` bytes of frames after the offset:
 ``Stream-Up-To-Date`` when it reached the end, ``Stream-Closed`` when the stream is closed and
 the page reached its tail, an ``ETag`` that names the stream (its start position), the range
-and the closure, so ``If-None-Match`` answers ``304`` until something changes. Responses say
-``Cache-Control: no-cache`` (revalidate with the ETag) rather than the protocol's suggested
-``max-age=60``: a hub is seldom behind a CDN, and a browser's cache must not answer a tail
-read for a minute. An offset whose events the history no longer holds (``history_size``,
-``history_ttl``, ``max_history_bytes``) is ``410``; a read from the start (``-1``) begins at
-the oldest event kept.
+and the closure, so ``If-None-Match`` answers ``304`` until something changes. A page and its
+``304`` say ``Cache-Control: public, max-age=60, stale-while-revalidate=300`` (``private`` for a
+channel that needs a grant: ``Context.cache_control``), as the protocol's section 10.1 asks: a
+kept page is a prefix of what the offset reads now, whose ``Stream-Next-Offset`` reads on, so
+a cache loses nothing; a catch-up at the tail may be answered a minute late, and a reader that
+wants appends at once reads live (a cursor in every live answer keeps caches from cycling).
+``offset=now`` and ``HEAD`` say ``no-store``. An offset whose events the history no longer
+holds (``history_size``, ``history_ttl``, ``max_history_bytes``) is ``410``; a read from the
+start (``-1``) begins at the oldest event kept.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def _check_kept(reset: bool, state: StreamState, after: int) -> None:
 def page_response(
     request: web.Request, state: StreamState, page: Page, headers: dict[str, str]
 ) -> web.Response:
-    """A page's answer: 200 with its body and headers, or 304 for a matching If-None-Match."""
+    """A page's answer: 200 with its body and headers, or 304 for a matching If-None-Match;
+    ``headers`` carry its ``Cache-Control`` (``Context.cache_control``), for both."""
     kind = kind_of(media_type(state.shape.content_type))
     last = page.events[-1].position if page.events else page.after
     up_to_date = not page.more
@@ -96,7 +100,6 @@ def page_response(
     answer = headers | {
         "Content-Type": state.shape.content_type,
         "Stream-Next-Offset": offsets.format_offset(last),
-        "Cache-Control": "no-cache",
         "ETag": tag,
     }
     if up_to_date:
@@ -116,7 +119,9 @@ async def catch_up(
     if given == "now":
         return _at_tail(state, headers)
     after = offsets.parse_offset(given, state.start, state.tail)
-    return page_response(request, state, await read_page(ctx, channel, state, after), headers)
+    page = await read_page(ctx, channel, state, after)
+    cache = {"Cache-Control": ctx.cache_control(channel)}
+    return page_response(request, state, page, headers | cache)
 
 
 def _at_tail(state: StreamState, headers: dict[str, str]) -> web.Response:

@@ -45,15 +45,15 @@ async def _get(
     ctx: Context, request: web.Request, channel: str, headers: dict[str, str]
 ) -> web.StreamResponse:
     assert ctx.streams is not None
-    deadline = await ctx.may_read(request, channel)
+    grant = await ctx.may_read(request, channel)
     state = await ctx.streams.stream_state(channel, touch=True)  # a read restarts a TTL
     if state is None:
         return fail(404, f"no stream at {channel!r}", headers)
     mode = request.query.get("live")
     if mode == "sse":
-        return await live.sse(ctx, request, channel, state, headers, deadline)
+        return await live.sse(ctx, request, channel, state, headers, grant)
     if mode == "long-poll":
-        return await live.long_poll(ctx, request, channel, state, headers, deadline)
+        return await live.long_poll(ctx, request, channel, state, headers, grant)
     if mode is not None:
         return fail(400, f"live={mode[:40]!r}: use sse or long-poll, or no live", headers)
     return await reads.catch_up(ctx, request, channel, state, headers)
