@@ -171,7 +171,8 @@ async def live(session: Any, url: str) -> Any:
     return stream
 
 
-async def test_only_the_hub_writes_a_presence_channel(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_only_the_hub_writes_a_presence_channel(make_hub: MakeHub) -> None:
     """A publish to presence/C (C tracked) is a 400 naming it, on every publish route; a
     channel named presence/... that no pattern tracks is an ordinary one."""
     hub = await make_hub(presence=["rooms/*"])
