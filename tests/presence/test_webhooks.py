@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hub.config import ConfigError, load
 from tests.conftest import MakeHub
-from tests.support.helpers import eventually, metrics
+from tests.support.helpers import eventually, hub_wide_count, metrics
 from tests.support.hubs import AiohttpServer, MakeHubProcess
 from tests.support.sse_client import open_stream
 
@@ -178,17 +178,6 @@ def test_settings_are_checked_at_load(settings: dict[str, str], message: str) ->
     assert "short-secret" not in str(raised.value)
 
 
-async def _sees(session: aiohttp.ClientSession, url: str, channel: str, count: int) -> None:
-    """Wait until the hub at ``url`` counts ``count`` subscribers of ``channel`` hub-wide."""
-
-    async def counted() -> bool:
-        async with session.get(f"{url}/channels") as response:
-            found = {c["name"]: c["subscribers"] for c in await response.json()}
-        return found.get(channel) == count
-
-    await eventually(counted, timeout=15, what=f"{url} counting {count} on {channel}")
-
-
 @pytest.mark.slow
 async def test_one_webhook_hub_wide(
     make_hub_process: MakeHubProcess, backplane: str, receiver: Receiver
@@ -205,9 +194,9 @@ async def test_one_webhook_hub_wide(
         await _until(lambda: len(receiver.received) == 1, what="occupied")
         # the counts are shared every 2 s and read every 2 s: each step waits until the process
         # that judges next sees the other's subscriber (/channels adds the others' counts)
-        await _sees(session, two.url, "shared", 1)
+        await hub_wide_count(session, two.url, "shared", 1)
         second = await open_stream(session, f"{two.url}/channels/shared/events")
-        await _sees(session, one.url, "shared", 2)
+        await hub_wide_count(session, one.url, "shared", 2)
         await first.close()
         await asyncio.sleep(5)
         assert [b["type"] for b in receiver.received] == ["channel.occupied"]
