@@ -2,10 +2,21 @@
 
 ``backplane`` is parametrized ("memory", "redis", "nats"): a test that takes it runs against
 each, and a test that starts a hub without it must say why with ``@pytest.mark.any_backplane``
-(checked at collection). Hubs start through tests/support/hubs.py: ``make_hub`` / ``hub`` (in
-this process), ``make_hub_process`` (``python -m hub serve``), ``running_hub`` (a process for
-synchronous tests). The backplane contract itself, without HTTP, is
-tests/backplane/test_backplane.py.
+(checked at collection; the marker may carry the reason as its argument).
+
+Which one a test takes: it runs on every backplane when the backplane can change its outcome:
+anything stored and read back (history, resume, ids, tags, idempotency, tickets, deletion,
+closing, Durable Streams), live delivery and its order, several processes, cluster-wide counts,
+the store going away. It is ``any_backplane`` (memory only) when the backplane is never asked,
+or asked only for what other tests check on every backplane: a request the route refuses
+(input checks, sizes, auth, grants, rate and capacity limits are all decided in the process
+before any backplane call, by the same code whatever the backplane), what the process keeps
+to itself (views, the webhook sender, clock ticks). Running such a test on Redis and NATS
+again would run the same code three times and prove nothing more.
+
+Hubs start through tests/support/hubs.py: ``make_hub`` / ``hub`` (in this process),
+``make_hub_process`` (``python -m hub serve``), ``running_hub`` (a process for synchronous
+tests). The backplane contract itself, without HTTP, is tests/backplane/test_backplane.py.
 
 Redis tests use a random key prefix each under this run's own and never flush the database
 (tests/support/shared_redis.py); ``_redis_left_clean`` fails the run if any key of the run is
@@ -93,7 +104,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A test that starts a hub says on which backplanes it runs: it takes the ``backplane``
     fixture (every backplane) or carries ``@pytest.mark.any_backplane`` (what it checks does
     not depend on the backplane, so memory is enough). Forgetting both is a collection error,
-    so backplane coverage can never be lost silently."""
+    so backplane coverage can never be lost silently. A test that says both (on itself, not
+    through its module's marks) is an error too: one of the two is a mistake."""
     unsaid = [
         item.nodeid
         for item in items
@@ -105,6 +117,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "these tests start a hub but say neither `backplane` (run on every backplane) nor "
             "@pytest.mark.any_backplane:\n  " + "\n  ".join(unsaid)
+        )
+    both = [
+        item.nodeid
+        for item in items
+        if "backplane" in getattr(item, "fixturenames", ())
+        and any(mark.name == "any_backplane" for mark in item.own_markers)
+    ]
+    if both:
+        raise pytest.UsageError(
+            "these tests take `backplane` (every backplane) and say @pytest.mark.any_backplane "
+            "(memory only): choose one:\n  " + "\n  ".join(both)
         )
 
 

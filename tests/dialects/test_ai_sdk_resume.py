@@ -149,7 +149,8 @@ async def test_the_stream_as_curl_sees_it(hub: HubServer, backplane: str) -> Non
             assert "error" in await response.json()
 
 
-async def test_a_private_chat_needs_its_grant(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_a_private_chat_needs_its_grant(make_hub: MakeHub) -> None:
     hub = await make_hub(private_channels=["chat/*"], subscribe_jwt_secret=SECRET)
     chat = uuid.uuid4().hex
     for chunk in answer_chunks("m-1"):
@@ -167,8 +168,9 @@ async def test_a_private_chat_needs_its_grant(make_hub: MakeHub, backplane: str)
     assert summary["end"] == "done" and summary["text"] == TEXT
 
 
+@pytest.mark.any_backplane("capacity is counted in the process, checked before the backplane")
 async def test_at_capacity_is_a_json_503_with_retry_after(
-    make_hub: MakeHub, backplane: str, caplog: pytest.LogCaptureFixture
+    make_hub: MakeHub, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The transport does not retry by itself: a refusal is an error it throws, with a delay
     for the application (never 200 + retry:, which it would read as an empty answer). The

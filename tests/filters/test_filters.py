@@ -109,9 +109,10 @@ async def test_reset_and_close_always_pass(hub: HubServer, backplane: str) -> No
     assert close.event == "close"
 
 
-async def test_a_filter_is_one_group_whatever_its_parameters_order(
-    hub: HubServer, backplane: str
-) -> None:
+@pytest.mark.any_backplane(
+    "views are grouped in the hub; delivery per filter is checked on every backplane above"
+)
+async def test_a_filter_is_one_group_whatever_its_parameters_order(hub: HubServer) -> None:
     """Streams with equal filters share one view (one test per event); others have theirs."""
     same = [
         "tag=region:eu&tag=tier:gold|silver&event=price",
@@ -142,7 +143,8 @@ async def test_a_filter_is_one_group_whatever_its_parameters_order(
         "&".join(f"event=e{i}" for i in range(33)),
     ],
 )
-async def test_bad_filters_are_400_json(hub: HubServer, backplane: str, query: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_bad_filters_are_400_json(hub: HubServer, query: str) -> None:
     async with hub.session.get(f"{hub.url}/channels/c/events?{query}") as response:
         assert response.status == 400
         assert response.content_type == "application/json"
@@ -164,8 +166,9 @@ async def test_filters_on_every_subscribe_url(hub: HubServer, backplane: str) ->
     assert [m.data for m in await stream.take(2)] == ["yes", "yes too"]
 
 
+@pytest.mark.any_backplane("counts Filter calls in Hub.deliver, after the backplane")
 async def test_one_test_per_event_and_filter_not_per_subscriber(
-    hub: HubServer, backplane: str, monkeypatch: pytest.MonkeyPatch
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """20 streams under 2 filters: each live event is tested twice, whatever the count."""
     calls: list[str] = []
@@ -186,7 +189,8 @@ async def test_one_test_per_event_and_filter_not_per_subscriber(
     assert calls == [answer["events"][0]["id"]] * 2
 
 
-async def test_a_clock_is_filtered_by_type(hub: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("clock ticks come from the ticker, never through the backplane")
+async def test_a_clock_is_filtered_by_type(hub: HubServer) -> None:
     """A clock's ticks (type UPDATE, no tags) pass event=UPDATE and no tag= filter."""
     ticks = await hub.subscribe("/event-stream?city=Europe/London&sec=1&event=UPDATE")
     assert (await ticks.next()).event == "UPDATE"  # the first at once

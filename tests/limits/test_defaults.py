@@ -80,7 +80,15 @@ class RawStream:
         return int(re.findall(rb"retry: (\d+)", self.head)[-1])
 
     async def refused(self) -> bool:
-        """Whether the hub ended it right after the hint (read until the end, or the data)."""
+        """Whether the hub ended it right after the hint (read until the end, or the data).
+
+        A refusal is a whole answer with a ``Content-Length``: its end is that many bytes, not
+        the connection's close (kept alive until the hub's idle timeout, 30 s later)."""
+        head, _, body = self.head.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)\r$", head)
+        if length is not None:
+            rest = await self.reader.readexactly(int(length[1]) - len(body))
+            return b"data:" not in body + rest
         rest = await self.reader.read(4096)
         while rest and b"data:" not in rest and not rest.endswith(b"0\r\n\r\n"):
             more = await self.reader.read(4096)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import HubServer, MakeHub
 from tests.support.helpers import RawSocket, eventually, gauge, metrics, publish_batch
-from tests.support.raw_http import closed, exchange, json_error, port_of
+from tests.support.raw_http import closed, json_error, one_answer, port_of
 from tests.support.sse_client import Stream, open_stream
 
 
@@ -243,5 +243,5 @@ async def test_slow_body_is_408(make_hub: MakeHub) -> None:
         b"POST /channels/c/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b'Content-Length: 100\r\n\r\n{"data": '
     )
-    error = json_error(await exchange(port_of(hub), request, timeout=15), 408)
+    error = json_error(await one_answer(port_of(hub), request), 408)
     assert "body_timeout" in error

@@ -76,7 +76,8 @@ async def is_refused(stream: Stream) -> bool:
 # -- publishing --------------------------------------------------------------------------------
 
 
-async def test_publish_rate_429_with_retry_after(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("rate buckets live in the process, checked by the route")
+async def test_publish_rate_429_with_retry_after(make_hub: MakeHub) -> None:
     """Past the burst a publisher gets 429 JSON naming publish_rate, with Retry-After; nothing
     was published; its tokens come back at the configured rate."""
     # One token a second: the three publishes and the refused one must fit in the second before
@@ -94,7 +95,8 @@ async def test_publish_rate_429_with_retry_after(make_hub: MakeHub, backplane: s
     assert (await stream.next()).id == after["id"], "the refused event was not published"
 
 
-async def test_publish_rate_per_token(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("rate buckets live in the process, checked by the route")
+async def test_publish_rate_per_token(make_hub: MakeHub) -> None:
     """Each token has its own bucket; a batch counts its events, and a batch larger than the
     burst passes when the bucket is full, then the publisher waits."""
     hub = await make_hub(publish_tokens=[TOKEN, OTHER], publish_rate=0.5, publish_burst=4)

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hub.config import ConfigError, load
 from tests.conftest import MakeHub
-from tests.support.helpers import eventually, metrics
+from tests.support.helpers import eventually, hub_wide_count, metrics
 from tests.support.hubs import AiohttpServer, MakeHubProcess
 from tests.support.sse_client import open_stream
 
@@ -93,8 +93,11 @@ async def test_occupied_and_vacated_signed(
     assert (await metrics(hub))["hub_webhooks_sent_total"] == 2
 
 
+@pytest.mark.any_backplane(
+    "the grace is kept in the process; what is shared hub-wide is test_one_webhook_hub_wide"
+)
 async def test_a_reconnect_within_the_grace_sends_nothing(
-    make_hub: MakeHub, backplane: str, receiver: Receiver
+    make_hub: MakeHub, receiver: Receiver
 ) -> None:
     """A subscriber that leaves and comes back within the grace flaps nothing; one that comes
     and goes within the grace is never told either."""
@@ -111,8 +114,11 @@ async def test_a_reconnect_within_the_grace_sends_nothing(
     await _until(lambda: len(receiver.received) == 2, what="vacated")
 
 
+@pytest.mark.any_backplane(
+    "the sender's retries; what is shared hub-wide is test_one_webhook_hub_wide"
+)
 async def test_retries_on_500_and_never_slows_delivery(
-    make_hub: MakeHub, backplane: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    make_hub: MakeHub, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A receiver that answers 500 twice gets its webhook on the third try (with backoff);
     the failures are counted and logged, the channel escaped, the secret never; meanwhile
@@ -134,8 +140,11 @@ async def test_retries_on_500_and_never_slows_delivery(
     assert values["hub_webhooks_dropped_total"] == 0
 
 
+@pytest.mark.any_backplane(
+    "the sender's queue; what is shared hub-wide is test_one_webhook_hub_wide"
+)
 async def test_a_hanging_receiver_does_not_slow_delivery(
-    make_hub: MakeHub, backplane: str, receiver: Receiver
+    make_hub: MakeHub, receiver: Receiver
 ) -> None:
     """While the receiver holds the first webhook unanswered, events are delivered at once."""
     receiver.answers = ["hang"]
@@ -183,9 +192,11 @@ async def test_one_webhook_hub_wide(
     async with aiohttp.ClientSession() as session:
         first = await open_stream(session, f"{one.url}/channels/shared/events")
         await _until(lambda: len(receiver.received) == 1, what="occupied")
-        await asyncio.sleep(4.5)  # the counts are shared (every 2 s, read every 2 s)
+        # the counts are shared every 2 s and read every 2 s: each step waits until the process
+        # that judges next sees the other's subscriber (/channels adds the others' counts)
+        await hub_wide_count(session, two.url, "shared", 1)
         second = await open_stream(session, f"{two.url}/channels/shared/events")
-        await asyncio.sleep(4.5)  # likewise, before the first one leaves
+        await hub_wide_count(session, one.url, "shared", 2)
         await first.close()
         await asyncio.sleep(5)
         assert [b["type"] for b in receiver.received] == ["channel.occupied"]

@@ -79,14 +79,16 @@ async def ticket(hub: HubServer, channels: list[str], token: str = TOKEN, **body
 # -- grants ------------------------------------------------------------------------------------
 
 
-async def test_public_channels_stay_public(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_public_channels_stay_public(private: HubServer) -> None:
     """A channel outside private_channels needs nothing, as before."""
     stream = await private.subscribe("/channels/news/events")
     await private.publish("news", "hi", headers=AUTH)
     assert (await stream.next()).data == "hi"
 
 
-async def test_no_grant_is_401(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_no_grant_is_401(private: HubServer) -> None:
     """A private channel without any grant: 401 naming the channel and the ways in."""
     for path in ("/channels/user/42/events", "/events?channel=news&channel=private/x"):
         status, answer = await refusal(private, path)
@@ -94,7 +96,8 @@ async def test_no_grant_is_401(private: HubServer, backplane: str) -> None:
         assert "is private" in answer["error"] and "ticket" in answer["error"]
 
 
-async def test_grant_in_header_and_cookie(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_grant_in_header_and_cookie(private: HubServer) -> None:
     """A covering grant opens the stream, sent as a bearer header or in ssehub_grant."""
     token = grant(["user/*"])
     by_header = await private.subscribe("/channels/user/42/events", bearer(token))
@@ -136,9 +139,8 @@ async def test_grant_in_header_and_cookie(private: HubServer, backplane: str) ->
         "garbage",
     ],
 )
-async def test_invalid_grants_are_403(
-    private: HubServer, backplane: str, token: Any, reason: str
-) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_invalid_grants_are_403(private: HubServer, token: Any, reason: str) -> None:
     """Every way a grant can be wrong is a 403 whose JSON names the reason, never the token."""
     text = token()
     for headers, cookies in ((bearer(text), None), (None, {"ssehub_grant": text})):
@@ -148,7 +150,8 @@ async def test_invalid_grants_are_403(
         assert text not in answer["error"]
 
 
-async def test_patterns_star_and_literals(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_patterns_star_and_literals(private: HubServer) -> None:
     """``*`` spans slashes; ``?`` and ``[`` are literal characters, not globs."""
     assert await private.subscribe("/channels/user/42/a/b/events", bearer(grant(["user/*"])))
     status, _ = await refusal(private, "/channels/user/42/events", bearer(grant(["user/4?"])))
@@ -157,7 +160,8 @@ async def test_patterns_star_and_literals(private: HubServer, backplane: str) ->
     assert status == 403
 
 
-async def test_several_channels_need_every_private_one(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_several_channels_need_every_private_one(private: HubServer) -> None:
     """A multi-channel stream needs a grant covering each of its private channels."""
     path = "/events?channel=news&channel=user/42&channel=private/x"
     status, answer = await refusal(private, path, bearer(grant(["user/42"])))
@@ -178,9 +182,8 @@ def _pem(key: Any, tmp_path: Path, name: str) -> tuple[str, bytes]:
 
 
 @pytest.mark.parametrize("kind", ["RS256", "ES256"])
-async def test_public_key_grants(
-    make_hub: MakeHub, backplane: str, tmp_path: Path, kind: str
-) -> None:
+@pytest.mark.any_backplane("grants are checked by the route; nothing stored")
+async def test_public_key_grants(make_hub: MakeHub, tmp_path: Path, kind: str) -> None:
     """RS256/ES256 with a PEM public key (keys made here); HS256 signed with that public key
     (algorithm confusion) and the other asymmetric algorithm are refused."""
     if kind == "RS256":
@@ -268,8 +271,9 @@ async def test_ticket_expires(private: HubServer, backplane: str) -> None:
         (["user/42"], 400, "JSON object"),
     ],
 )
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
 async def test_ticket_requests_are_checked(
-    private: HubServer, backplane: str, body: Any, status: int, message: str
+    private: HubServer, body: Any, status: int, message: str
 ) -> None:
     async with private.session.post(f"{private.url}/tickets", json=body, headers=AUTH) as r:
         answer = await r.json()
@@ -291,7 +295,8 @@ async def test_tickets_need_publish_auth(private: HubServer) -> None:
 # -- scoped publish tokens and /channels -------------------------------------------------------
 
 
-async def test_scoped_token_publishes_inside_only(private: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("token scopes are checked by the route")
+async def test_scoped_token_publishes_inside_only(private: HubServer) -> None:
     """Inside its patterns it publishes; outside: 403 naming the channel; a batch with one
     such item publishes nothing."""
     watcher = await private.subscribe("/events?channel=jobs/1&channel=news")

@@ -118,7 +118,8 @@ async def test_data_null_is_data(hub: HubServer, backplane: str) -> None:
     assert (await stream.next()).data == "null"
 
 
-async def test_json_charset_is_accepted(hub: HubServer, backplane: str) -> None:
+@pytest.mark.any_backplane("the content type is parsed by the route")
+async def test_json_charset_is_accepted(hub: HubServer) -> None:
     """``application/json; charset=utf-8`` is JSON too: accepted, and the event goes out."""
     stream = await hub.subscribe("/channels/c/events")
     status, answer = await post(
@@ -196,16 +197,16 @@ BAD_BATCHES: tuple[tuple[Any, str], ...] = (
         "clock-channel",
     ),
 )
-async def test_bad_batch_publishes_nothing(
-    hub: HubServer, backplane: str, body: Any, message: str
-) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_bad_batch_publishes_nothing(hub: HubServer, body: Any, message: str) -> None:
     """A batch with one bad event is refused whole (400, naming the event); nothing is stored."""
     watcher = await hub.subscribe("/events?channel=a&channel=b")
     await assert_error(hub, "/publish", body, 400, message)
     await assert_nothing_published(hub, "a", "b", watcher=watcher)
 
 
-async def test_batch_over_max_batch(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_batch_over_max_batch(make_hub: MakeHub) -> None:
     """One event more than ``max_batch`` is a 413 naming the setting; nothing is stored."""
     hub = await make_hub(max_batch=3)
     body = [{"channel": "a", "data": i} for i in range(4)]
@@ -213,7 +214,8 @@ async def test_batch_over_max_batch(make_hub: MakeHub, backplane: str) -> None:
     await assert_nothing_published(hub, "a")
 
 
-async def test_batch_with_oversized_event(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_batch_with_oversized_event(make_hub: MakeHub) -> None:
     """One event over ``max_event_bytes`` refuses the whole batch with 413."""
     hub = await make_hub(max_event_bytes=100)
     body = [{"channel": "a", "data": "ok"}, {"channel": "b", "data": "x" * 101}]
@@ -238,7 +240,8 @@ async def test_max_event_bytes(make_hub: MakeHub, backplane: str) -> None:
     await assert_next_is_marker(hub, "big", stream)
 
 
-async def test_max_body_bytes(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_max_body_bytes(make_hub: MakeHub) -> None:
     """A body over ``max_body_bytes`` is a 413, whether its length is announced or not."""
     hub = await make_hub(max_body_bytes=2048, max_event_bytes=1024)
     body = orjson.dumps([{"channel": "a", "data": "x" * 500} for _ in range(5)])
@@ -309,7 +312,8 @@ BAD_EVENTS: tuple[tuple[Any, str], ...] = (
         "non-ASCII-event",
     ),
 )
-async def test_bad_event_is_400(hub: HubServer, backplane: str, body: Any, message: str) -> None:
+@pytest.mark.any_backplane("a refusal by the route, before any backplane call")
+async def test_bad_event_is_400(hub: HubServer, body: Any, message: str) -> None:
     """Missing data, unknown fields and bad event names are 400s; nothing reaches subscribers."""
     stream = await hub.subscribe("/channels/c/events")
     await assert_error(hub, "/channels/c/events", body, 400, message)

@@ -105,9 +105,8 @@ async def test_a_bad_line_is_an_error_line_and_the_stream_goes_on(
     assert (await metrics(hub))["hub_events_published_total"] == 3
 
 
-async def test_a_line_too_long_is_not_kept_while_it_trickles(
-    make_hub: MakeHub, backplane: str
-) -> None:
+@pytest.mark.any_backplane("the line splitter, before any backplane call")
+async def test_a_line_too_long_is_not_kept_while_it_trickles(make_hub: MakeHub) -> None:
     """A line far longer than the limit, sent in pieces: its error line comes before its end
     arrives (it was dropped, not buffered), and the line after it is published."""
     hub = await make_hub(max_event_bytes=100)
@@ -146,7 +145,8 @@ async def test_a_trickled_body(hub: HubServer, backplane: str) -> None:
         assert (message.id, message.data) == (answer["id"], str(i))
 
 
-async def test_auth_as_on_publish(make_hub: MakeHub, backplane: str) -> None:
+@pytest.mark.any_backplane("publish auth is checked by the route")
+async def test_auth_as_on_publish(make_hub: MakeHub) -> None:
     """No token: 401, a wrong one: 403 (JSON, before any line is read); a scoped token's line
     to a channel outside its patterns: a 403 error line, its other lines published."""
     hub = await make_hub(publish_tokens=[TOKEN, {"token": SCOPED, "channels": ["jobs/*"]}])

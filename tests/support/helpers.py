@@ -23,6 +23,7 @@ __all__ = [
     "eventually",
     "frame_of",
     "gauge",
+    "hub_wide_count",
     "metric_types",
     "metrics",
     "metrics_text",
@@ -152,6 +153,19 @@ async def eventually(
             raise AssertionError(f"{what} did not hold within {timeout} s")
         await asyncio.sleep(0.02)
     return time.monotonic() - started
+
+
+async def hub_wide_count(session: Any, url: str, channel: str, count: int) -> None:
+    """Wait until the hub process at ``url`` counts ``count`` subscribers of ``channel`` on
+    every process (its /channels adds the others' counts, shared every 2 s, to its own): what
+    presence and webhooks judge by, so a test waits for it rather than for a fixed time."""
+
+    async def counted() -> bool:
+        async with session.get(f"{url}/channels") as response:
+            found = {c["name"]: c["subscribers"] for c in await response.json()}
+        return bool(found.get(channel) == count)
+
+    await eventually(counted, timeout=15, what=f"{url} counting {count} on {channel}")
 
 
 async def gauge(hub: HubServer, name: str) -> float:

@@ -91,8 +91,13 @@ class HubProcess:
     def output(self) -> str:
         return "".join(self.lines + self.errors)
 
-    async def started(self, timeout: float = 15.0) -> HubProcess:
-        """Wait for the start line; then keep reading both streams in the background."""
+    async def started(self, timeout: float = 30.0) -> HubProcess:
+        """Wait for the start line; then keep reading both streams in the background.
+
+        ``timeout`` only tells a hub that never starts from a slow one: three hubs of the
+        shipped config (two workers each, so nine Python processes importing aiohttp at once)
+        took over 15 s on a 2-core machine under a load of 13, and failed tests that prove
+        nothing about start-up time."""
         stdout, stderr = self.process.stdout, self.process.stderr
         assert stdout is not None and stderr is not None
         self._readers.append(asyncio.create_task(self._read(stderr, self.errors)))

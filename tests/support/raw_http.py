@@ -10,7 +10,7 @@ import orjson
 
 from tests.support.hubs import HubServer
 
-__all__ = ["closed", "exchange", "json_error", "parse", "port_of"]
+__all__ = ["closed", "exchange", "json_error", "one_answer", "parse", "port_of"]
 
 
 async def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
@@ -21,6 +21,23 @@ async def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
         await writer.drain()
         async with asyncio.timeout(timeout):
             return await reader.read()
+    finally:
+        await closed(writer)
+
+
+async def one_answer(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection; the hub's first answer, read to the end its
+    ``Content-Length`` gives. For an answer the hub sends while the request is unfinished:
+    aiohttp then keeps the connection for its lingering close (10 s) before closing it, which
+    ``exchange`` would wait for."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+            _, headers, _ = parse(head)
+            return head + await reader.readexactly(int(headers["content-length"]))
     finally:
         await closed(writer)
 
