@@ -69,7 +69,6 @@ def check_publisher(
     """Raise ``InvalidInput`` (401 or 403) unless the request may publish; return the token
     it publishes with (the key of its rate limit), None with no tokens configured.
     ``origins``: ``publish_cors_origins``, the web pages that count as loopback publishers."""
-    header = request.headers.get("Authorization")
     if not tokens:
         if is_loopback(request):
             if _trusted_origin(request, origins):
@@ -85,6 +84,7 @@ def check_publisher(
             "publish_tokens are configured",
             status=403,
         )
+    header = request.headers.get("Authorization")
     if header is None:
         raise InvalidInput("missing Authorization: Bearer <token>", status=401)
     scheme, _, token = header.partition(" ")

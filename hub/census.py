@@ -6,7 +6,7 @@ Read by /channels, /healthz, /readyz, /metrics and publish receipts, and by a ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from hub.backplane import Backplane, BackplaneState, Counts, Health, Presence
@@ -33,6 +33,9 @@ class Census:
         self._kind = type(backplane).__name__
         self._presence = backplane if isinstance(backplane, Presence) else None
         self._health = backplane if isinstance(backplane, Health) else None
+        #: a worker's: the counts of this hub's other workers (set at wiring, ``hub.app``);
+        #: not ``remote_counts``, which on Redis or NATS are every process on the store
+        self.siblings: Callable[[], Counts] | None = None
 
     def local_counts(self) -> Counts:
         counts = {name: len(channel) for name, channel in self._channels.items()}
@@ -54,7 +57,9 @@ class Census:
         """Subscribers of a channel on every hub process."""
         channel = self._channels.get(name)
         local = 0 if channel is None else len(channel)
-        return local + self.remote_counts().channels.get(name, 0)
+        if self._presence is None:  # one process: every publish's receipt asks
+            return local
+        return local + self._presence.remote_counts().channels.get(name, 0)
 
     def health(self) -> BackplaneState:
         if self._health is not None:
@@ -64,6 +69,21 @@ class Census:
     @property
     def cluster_subscribers(self) -> int:
         return len(self._streams) + self.remote_counts().streams
+
+    def sibling_counts(self) -> Counts:
+        """The other workers' counts of this hub (none for a hub of one process)."""
+        return self.siblings() if self.siblings is not None else _ALONE
+
+    @property
+    def hub_subscribers(self) -> int:
+        """Open streams on every worker of this hub."""
+        return len(self._streams) + self.sibling_counts().streams
+
+    @property
+    def hub_channels(self) -> int:
+        """Channels with subscribers on any worker of this hub."""
+        others = self.sibling_counts().channels
+        return len({*self._channels, *others}) if others else len(self._channels)
 
     @property
     def subscribers(self) -> int:

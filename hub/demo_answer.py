@@ -194,8 +194,8 @@ def add_answer_routes(app: web.Application, hub: Hub, gate: Gate) -> None:
             return error(404, "no such answer: an answer id is 32 hex digits")
         try:
             # rate per address first: the existence check may read the backplane
-            gate.ticket_quota.take(f"answer:{answer_id}", DEFAULT_TICKET_TTL,
-                                   rate_key=f"address:{addresses.of(request)}")  # fmt: skip
+            await gate.ticket_quota.claim(f"answer:{answer_id}", DEFAULT_TICKET_TTL,
+                                          rate_key=f"address:{addresses.of(request)}")  # fmt: skip
             if not await answers.exists(answer_id):
                 return error(404, f"no answer {answer_id}: it was never started, or is gone")
         except TooManyTickets as problem:

@@ -99,16 +99,19 @@ def event_id(position: int, channel: str) -> str:
     return f"{position}:{channel}"
 
 
-def stored_event(position: int, channel: str, body: bytes, published_at: float) -> Event:
+def stored_event(
+    position: int, channel: str, body: bytes, published_at: float, ident: str | None = None
+) -> Event:
     """A stored entry as an ``Event``: the tags line, if any, split off, the id line put on.
-    Every backplane makes its events here, once per event and process."""
+    Every backplane makes its events here, once per event and process. ``ident``: its id
+    (``event_id``) when the caller made it already (the memory backplane's receipt)."""
+    if ident is None:
+        ident = f"{position}:{channel}"
     if body.startswith(TAGS_LINE):
         line, _, body = body.partition(b"\n")
         tags = tuple(line[len(TAGS_LINE) :].decode().split(" "))
-        return Event(
-            position, channel, sse.with_id(f"{position}:{channel}", body), published_at, tags
-        )
-    return Event(position, channel, sse.with_id(f"{position}:{channel}", body), published_at)
+        return Event(position, channel, sse.with_id(ident, body), published_at, tags)
+    return Event(position, channel, sse.with_id(ident, body), published_at)
 
 
 def event_name(frame: bytes) -> bytes:
@@ -131,6 +134,7 @@ def parse_position(last_event_id: str) -> int | None:
 
 
 @functools.lru_cache(maxsize=4096)  # a publisher names the same channels again and again
+@functools.lru_cache(maxsize=4096)  # a publisher names the same channels again and again
 def check_channel(name: str) -> str:
     """The name, or ``InvalidInput``. Cached: a hit costs a fifth of the regex; a refusal raises
     and is never cached, so names an attacker makes up hold no more than the cache's bound."""
@@ -143,11 +147,16 @@ def check_channel(name: str) -> str:
 
 
 def check_event_name(name: Any) -> str:
-    if not isinstance(name, str) or not EVENT_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not _is_event_name(name):
         raise InvalidInput(
             f"invalid event name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . : -"
         )
     return name
+
+
+@functools.lru_cache(maxsize=1024)  # a publisher sends a few event names over and over
+def _is_event_name(name: str) -> bool:
+    return EVENT_NAME_RE.fullmatch(name) is not None
 
 
 def check_tags(tags: Any) -> bytes:

@@ -61,6 +61,23 @@ class TokenBuckets:
         self._buckets[key] = (tokens - cost, now)
         return 0.0
 
+    def grant(self, key: str, cost: int, want: int) -> tuple[int, float]:
+        """``take`` for a lease (``hub.backplane.engine_limits``): ``cost`` tokens as ``take``
+        spends them, and up to ``want`` in all when the bucket holds them, so a worker spends
+        the rest without asking again; (granted, 0.0), or (0, seconds to wait) with nothing
+        taken."""
+        if self._rate <= 0:
+            return want, 0.0
+        wait = self.take(key, cost)
+        if wait:
+            return 0, wait
+        tokens, when = self._buckets[key]
+        extra = min(want - cost, int(tokens))
+        if extra <= 0:
+            return cost, 0.0
+        self._buckets[key] = (tokens - extra, when)
+        return cost + extra, 0.0
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -99,6 +116,11 @@ class ClientCounts:
 
     def close_stream(self, client: str) -> None:
         _decrement(self._streams, client)
+
+    def count_channels_elsewhere(self) -> None:
+        """A worker of several: ``max_client_channels`` is counted hub-wide (``hub.admission``),
+        so the roster's check here is off."""
+        self._max_channels = 0
 
     def may_create(self, client: str, new: int) -> bool:
         """Whether ``client`` may bring ``new`` more channels into being."""

@@ -54,20 +54,24 @@ def encode(event: str, data: str) -> bytes:
 
 
 def encode_line(event: str, data: bytes) -> bytes:
-    """``encode`` for data known to be one line of UTF-8 (compact JSON): no splitting needed."""
-    if b"\n" in data or b"\r" in data:
+    """``encode`` for data known to be one line of UTF-8 (compact JSON): no splitting needed.
+
+    ``find``, not ``in``: ``bytes in bytes`` first tries the needle as an int and raises and
+    clears a TypeError inside, twice per publish (a sixtieth of a single publish's CPU)."""
+    if data.find(b"\n") >= 0 or data.find(b"\r") >= 0:
         return encode(event, data.decode())
-    if _breaks_field(event):
+    if event == DEFAULT_EVENT:
+        return b"data: " + data + b"\n\n"
+    if "\n" in event or "\r" in event or "\0" in event:  # _breaks_field, inlined
         raise ValueError("event must not contain CR, LF or NUL")
-    head = b"" if event == DEFAULT_EVENT else b"event: " + event.encode() + b"\n"
-    return head + b"data: " + data + b"\n\n"
+    return b"".join((b"event: ", event.encode(), b"\ndata: ", data, b"\n\n"))
 
 
 def with_id(event_id: str, body: bytes) -> bytes:
     """Prefix an encoded body with its ``id:`` line: the frame every subscriber receives."""
-    if _breaks_field(event_id):
+    if "\n" in event_id or "\r" in event_id or "\0" in event_id:  # _breaks_field, inlined
         raise ValueError("id must not contain CR, LF or NUL")
-    return b"id: " + event_id.encode() + b"\n" + body
+    return b"".join((b"id: ", event_id.encode(), b"\n", body))
 
 
 def comment(text: str = "") -> bytes:

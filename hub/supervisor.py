@@ -1,11 +1,13 @@
 """A hub of several workers: ``python -m hub serve`` with ``workers`` > 1 supervises them.
 
-The supervisor serves no HTTP. It runs the engine (``hub.backplane.engine_server``: the memory
-backplane, which the workers reach over a Unix socket in a private directory) when the
-backplane is the memory one, and starts ``workers`` processes of ``python -m hub serve`` with
-its own arguments (``hub.worker``), each listening on the same port with ``SO_REUSEPORT``: the
-kernel spreads new connections over them. With a Redis or NATS backplane the workers use it
-directly, as separate hub processes would, and there is no engine.
+The supervisor serves no HTTP. It runs the engine (``hub.backplane.engine_server``, which the
+workers reach over a Unix socket in a private directory): the memory backplane when that is the
+backplane, and with every backplane the hub-wide limits and the sums of ``/metrics`` and
+``/healthz`` (``hub.backplane.engine_limits``); with Redis or NATS the workers use the store
+directly, as separate hub processes would, and the engine serves only that coordination part.
+It starts ``workers`` processes of ``python -m hub serve`` with its own arguments
+(``hub.worker``), each listening on the same port with ``SO_REUSEPORT``: the kernel spreads new
+connections over them.
 
 - **One log stream**: the workers write to the supervisor's stdout and stderr, each line
   tagged with the worker's number; the supervisor logs "listening" once, when every worker
@@ -91,14 +93,14 @@ class Supervisor:
         holder = None
         try:
             holder = self._reserve()
-            if self._config.backplane == "memory":
-                path = (
-                    os.path.join(self._dir, "engine.sock")
-                    if self._dir
-                    else f"@ssehub-engine-{os.getpid()}-{secrets.token_hex(8)}"
-                )
-                self._engine = EngineServer(self._config, path)
-                await self._engine.start()
+            path = (
+                os.path.join(self._dir, "engine.sock")
+                if self._dir
+                else f"@ssehub-engine-{os.getpid()}-{secrets.token_hex(8)}"
+            )
+            store = self._config.backplane == "memory"  # else: coordination only
+            self._engine = EngineServer(self._config, path, store=store)
+            await self._engine.start()
             for number in range(1, self._count + 1):
                 await self._spawn(number)
             code = await self._all_ready()
@@ -185,7 +187,11 @@ class Supervisor:
         host = self._config.host
         where = f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
         pids = " ".join(str(one.process.pid) for one in self._workers.values())
-        engine = "; memory history in the engine (this process)" if self._engine else ""
+        engine = (
+            "; memory history in the engine (this process)"
+            if self._config.backplane == "memory"
+            else "; hub-wide limits in this process"
+        )
         details = start_details(self._config, loop_name(asyncio.get_running_loop()))
         log.info(
             "ssehub listening on http://%s (workers: %d, pids %s%s; %s; ready in %.2fs)",

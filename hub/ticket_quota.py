@@ -11,7 +11,9 @@ token; a client address for loopback publishers; an answer for the demo's ticket
   another process, so this process counts what it issued until the ticket's TTL has passed):
   429 + ``Retry-After`` until the oldest one expires.
 
-Counted per process, like every rate in the hub. Memory is bounded: one heap of expiry times
+Counted per process; a worker of several (``workers``) asks the supervisor instead, where one
+``TicketQuota`` counts for the whole hub (``claim``, ``hub.backplane.engine_limits``). Memory is
+bounded: one heap of expiry times
 per publisher, at most ``max_publisher_tickets`` long, and at most ``MAX_PUBLISHERS`` heaps.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 from hub.config import Config
 from hub.events import InvalidInput
@@ -48,6 +51,16 @@ class TicketQuota:
         self._rate = TokenBuckets(config.ticket_rate, config.ticket_burst)
         self._config = config
         self._waiting: dict[str, list[float]] = {}  # publisher -> heap of expiry times
+        #: a worker's: the hub's quota, in the supervisor (``hub.shared_limits.SharedLimits``'s
+        #: ``ticket``, set at wiring, ``hub.app``)
+        self.shared: Callable[[str, float, str | None], Awaitable[None]] | None = None
+
+    async def claim(self, publisher: str, ttl: float, rate_key: str | None = None) -> None:
+        """``take``, here or hub-wide (a worker of several)."""
+        if self.shared is not None:
+            await self.shared(publisher, ttl, rate_key)
+        else:
+            self.take(publisher, ttl, rate_key)
 
     def take(self, publisher: str, ttl: float, rate_key: str | None = None) -> None:
         """Count one ticket of ``ttl`` seconds for ``publisher`` (its rate is that of

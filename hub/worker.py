@@ -3,7 +3,8 @@
 ``hub.supervisor`` starts each worker as ``python -m hub serve`` with the same arguments and a
 few ``SSEHUB_WORKER*`` variables: its number (stable: a replacement takes the number of the
 worker it replaces, so log lines and ``/healthz`` name the same slot), the port all of them
-share (``SO_REUSEPORT``), the engine's socket when the backplane is the memory one, the
+share (``SO_REUSEPORT``), the engine's socket (the backplane when it is the memory one; else the
+hub-wide limits and sums: ``hub.app``), the
 supervisor's pid, and a pipe to say "listening" on. A worker must not outlive its supervisor
 (the engine, which holds the hub's history, lives there): it asks the kernel for SIGTERM when
 the supervisor ends (``PR_SET_PDEATHSIG``), then drains like a single hub does. This module
@@ -22,7 +23,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hub.config import Config
 
-__all__ = ["ENGINE_ENV", "NUMBER_ENV", "as_worker", "die_with_supervisor", "number", "ready"]
+__all__ = [
+    "ENGINE_ENV",
+    "NUMBER_ENV",
+    "as_worker",
+    "coordinator",
+    "die_with_supervisor",
+    "number",
+    "ready",
+]
 
 NUMBER_ENV = "SSEHUB_WORKER"
 COUNT_ENV = "SSEHUB_WORKER_COUNT"
@@ -44,12 +53,18 @@ def count() -> int:
     return int(text) if text.isdigit() else 1
 
 
+def coordinator() -> str | None:
+    """The socket of the supervisor's engine (with Redis or NATS, its coordination part: the
+    hub-wide limits and sums); None for a hub that is no supervisor's worker."""
+    return os.environ.get(ENGINE_ENV) or None
+
+
 def as_worker(config: Config) -> Config:
     """The worker's settings: its supervisor's, on the shared port, one process, and through
     the engine when the backplane is the memory one."""
     changes: dict[str, object] = {"workers": 1, "port": int(os.environ[PORT_ENV])}
     engine = os.environ.get(ENGINE_ENV)
-    if engine:
+    if engine and config.backplane == "memory":
         changes["backplane"] = f"engine+unix://{engine}"
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
@@ -20,6 +20,9 @@ from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import Metrics
 from hub.ticker import clock_channel, is_clock, timezones
 
+if TYPE_CHECKING:
+    from hub.backplane.engine_client import EngineBackplane
+
 __all__ = ["add_introspection_routes"]
 
 
@@ -30,6 +33,11 @@ class Introspected(NamedTuple):
     census: Census
     backplane: Backplane
     metrics: Metrics
+    #: a worker's: the other workers' counters (the engine's backplane, or the coordinator)
+    totals: Totals | None = None
+    #: a worker's link to its supervisor with Redis or NATS (``hub.app._coordination``; with
+    #: memory the engine's link is the backplane's)
+    coordinator: EngineBackplane | None = None
 
 
 async def _channel_list(hub: Introspected) -> list[dict[str, Any]]:
@@ -70,6 +78,7 @@ def add_introspection_routes(
 ) -> None:
     started = time.monotonic()
     metrics = hub.metrics
+    coordinator = hub.coordinator
 
     async def list_channels(request: web.Request) -> web.Response:
         try:
@@ -93,12 +102,18 @@ def add_introspection_routes(
         if worker.number():  # one of several (hub.supervisor): the whole hub's, and which
             census = hub.census
             answer |= {
-                "subscribers": census.cluster_subscribers,
-                "channels": len({*census.channel_names, *census.remote_counts().channels}),
+                "subscribers": census.hub_subscribers,
+                "channels": census.hub_channels,
                 "worker": worker.number(),
                 "workers": worker.count(),
                 "worker_subscribers": census.subscribers,
             }
+            if coordinator is not None:  # Redis, NATS: the supervisor's link, and its workers
+                linked = coordinator.state()
+                answer["coordinator"] = {
+                    "connected": linked.connected,
+                    "workers": linked.detail.get("workers", 0),
+                }
         return json_response(answer)
 
     async def readyz(request: web.Request) -> web.Response:
@@ -106,19 +121,16 @@ def add_introspection_routes(
         state = hub.census.health()
         if not state.connected:
             return error(503, f"backplane {state.kind} is unreachable")
+        if coordinator is not None and not coordinator.state().connected:  # no hub-wide limits
+            return error(503, "the link to the supervisor is down")
         return json_response({"ready": True})
 
-    totals = hub.backplane if isinstance(hub.backplane, Totals) else None
+    totals = hub.totals
 
     async def render_metrics(request: web.Request) -> web.Response:
         # A worker of several: every figure is the whole hub's, whichever worker answers
         census = hub.census
-        streams = census.cluster_subscribers if totals is not None else census.subscribers
-        channels = (
-            len({*census.channel_names, *census.remote_counts().channels})
-            if totals is not None
-            else census.channel_count
-        )
+        streams, channels = census.hub_subscribers, census.hub_channels
         gauges = (
             ("hub_subscribers", "Open event streams (connections) on this process (with "
              "workers: on all of them).", streams),

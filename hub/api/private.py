@@ -78,7 +78,7 @@ def add_private_routes(
         # a token's share, or a loopback publisher's (no tokens): its address
         publisher = f"token:{token}" if token is not None else f"address:{addresses.of(request)}"
         try:
-            gate.ticket_quota.take(publisher, ttl)
+            await gate.ticket_quota.claim(publisher, ttl)
         except TooManyTickets as problem:
             return answer(problem, {**problem.headers, **headers})
         return await ticket_response(gate.tickets, channels, ttl, headers)

@@ -32,7 +32,7 @@ from hub.events import (
 from hub.grants import Patterns
 from hub.hub import Hub
 from hub.presence import tracked_of
-from hub.ticker import is_clock
+from hub.ticker import CLOCK_PREFIX
 
 __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
 
@@ -41,29 +41,49 @@ _BATCH_FIELDS = frozenset({"channel", "event", "data", "tags"})
 _MAX_IDEMPOTENCY_KEY = 200
 
 
-async def _read_json(request: web.Request, config: Config) -> Any:
+#: ``_json_now``'s answer when the body is still arriving (``None`` is a JSON body: null).
+_LATER = object()
+
+
+def _json_now(request: web.Request, config: Config) -> Any:
+    """The parsed body when all of it is there (a small body: taken as it is, no timer, no
+    copies, no coroutine), else ``_LATER``: then ``_read_json`` waits for it."""
     given = request.headers.get("Content-Type", "")
-    if given.partition(";")[0].strip().lower() != "application/json":
+    if given != "application/json" and given.partition(";")[0].strip().lower() != (
+        "application/json"
+    ):
         raise InvalidInput(
             f"Content-Type must be application/json, not {request.content_type!r}", status=415
         )
-    if request.content_length is not None and request.content_length > config.max_body_bytes:
-        raise _body_too_large(config)
     content = request.content
+    if not content.is_eof():
+        return _LATER
+    body = content.read_nowait()
+    if len(body) > config.max_body_bytes:  # its Content-Length, or a chunked one's
+        raise _body_too_large(config)
+    return _parse(body)
+
+
+async def _read_json(request: web.Request, config: Config) -> Any:
+    parsed = _json_now(request, config)
+    if parsed is not _LATER:
+        return parsed
+    length = request.content_length
+    if length is not None and length > config.max_body_bytes:
+        raise _body_too_large(config)
     try:
-        if content.is_eof():  # all there (a small body): taken as it is, no timer, no copies
-            body = content.read_nowait()
-            if len(body) > config.max_body_bytes:  # a chunked body has no Content-Length
-                raise _body_too_large(config)
-        else:
-            async with asyncio.timeout(config.body_timeout):
-                body = await request.read()
+        async with asyncio.timeout(config.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _body_too_large(config) from None
     except TimeoutError:
         raise InvalidInput(
             f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
         ) from None
+    return _parse(body)
+
+
+def _parse(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as problem:
@@ -119,7 +139,7 @@ def _draft_of(item: Any, channel: str, fields: frozenset[str], where: str, confi
         raise InvalidInput(f"{where}unknown field {unknown[0]!r}; allowed: {allowed}")
     if "data" not in item:
         raise InvalidInput(f"{where}data is required")
-    if is_clock(channel):
+    if channel.startswith(CLOCK_PREFIX):  # is_clock(), inlined on the publish path
         raise InvalidInput(f"{where}{channel!r} is a clock channel: only its ticker writes it")
     if config.presence and tracked_of(channel, _patterns(config.presence)) is not None:
         raise InvalidInput(f"{where}{channel!r} is a presence channel: only the hub writes it")
@@ -182,8 +202,9 @@ async def _publish(
     single: bool,
     token: str | None,
 ) -> web.Response:
-    key = _idempotency_key(request, scope, token)
-    headers = cors_headers(hub.config, request)
+    key = _idempotency_key(request, scope, token) if "Idempotency-Key" in request.headers else None
+    # No publish_cors_origins (the default): no CORS headers on any publish, no Origin lookup.
+    headers = cors_headers(hub.config, request) if hub.config.publish_cors_origins else {}
     try:
         published = await hub.publish(drafts, key)
     except ChannelDeleted as gone:
@@ -239,9 +260,11 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
                     request, config.publish_tokens, config.publish_cors_origins
                 )
             if spend is not None:
-                spend(request, token, 1)
+                await spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
-            body = await _read_json(request, config)
+            body = _json_now(request, config)
+            if body is _LATER:
+                body = await _read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
             return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
@@ -252,7 +275,7 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             token, scope = publishers.check(request)
             drafts = _batch_drafts(await _read_json(request, config), config, scope)
             if spend is not None:
-                spend(request, token, len(drafts))
+                await spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | retry_after(problem))
         return await _publish(hub, request, drafts, "", False, token)

@@ -186,7 +186,7 @@ class _Stream:
         request, token, publishers = self._request, self._token, self._publishers
         # Over publish_rate: wait (so the stream is read more slowly). A token bucket refills
         # with time, not on an event, so sleeping the time it names is the way to wait for it.
-        while wait := publishers.wait(request, token, len(drafts)):  # noqa: ASYNC110
+        while wait := await publishers.wait(request, token, len(drafts)):  # noqa: ASYNC110
             await asyncio.sleep(wait)
         outcomes: dict[int, bytes | InvalidInput] = {}
         left = list(range(len(drafts)))

@@ -5,6 +5,10 @@ One ``Publishers`` per app, shared by the single, batch and streamed publish rou
 ``rate`` of its own on its ``publish_tokens`` entry has a bucket of its own. Over a rate a
 publisher gets ``429`` with ``Retry-After`` (and the operator a log line, ``hub.refusals``); the
 streamed route waits instead (``wait``), reading more slowly.
+
+A worker of several (``workers``) spends from the hub's one bucket per publisher, leased a
+twentieth of a second's worth at a time (``hub.shared_limits``; ``hub.backplane.engine_limits``
+says why a lease and not a request per publish, nor a N-th of the rate per worker).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from hub.events import InvalidInput
 from hub.grants import Patterns
 from hub.limits import TokenBuckets
 from hub.refusals import Refusals
+from hub.shared_limits import SharedLimits
 
 __all__ = ["Publishers", "TooFast", "publish_limits", "retry_after"]
 
@@ -48,8 +53,11 @@ class Publishers:
     token's (or an address's) ``publish_rate`` counts its events on all of them. A token
     whose ``publish_tokens`` entry has its own ``rate`` has its own bucket (``publish_limits``)."""
 
-    def __init__(self, config: Config, refusals: Refusals) -> None:
+    def __init__(
+        self, config: Config, refusals: Refusals, shared: SharedLimits | None = None
+    ) -> None:
         self._config = config
+        self._shared = shared  # a worker's: the hub's buckets
         self._addresses = ClientAddresses(config.trusted_proxies)
         self._rate = TokenBuckets(config.publish_rate, config.publish_burst)
         self._own = publish_limits(config)
@@ -67,17 +75,20 @@ class Publishers:
             return auth.publisher_scope(request, tokens, self._config.publish_cors_origins)
         return auth.check_publisher(request, tokens, self._config.publish_cors_origins), None
 
-    def wait(self, request: web.Request, token: str | None, events: int) -> float:
+    async def wait(self, request: web.Request, token: str | None, events: int) -> float:
         """Spend ``events`` of the publisher's rate: 0.0, or the seconds to wait (nothing spent)."""
         if not self.limited:
             return 0.0
         own = self._own.get(token) if token is not None else None
-        buckets = self._rate if own is None else own[0]
-        return buckets.take(token or self._addresses.of(request), events)
+        buckets, setting = (self._rate, "publish_rate") if own is None else own
+        key = token or self._addresses.of(request)
+        if self._shared is None or not buckets.enabled:
+            return buckets.take(key, events)
+        return await self._shared.lease(setting, key, events, buckets.rate, buckets.burst)
 
-    def spend(self, request: web.Request, token: str | None, events: int) -> None:
+    async def spend(self, request: web.Request, token: str | None, events: int) -> None:
         """``wait``, refusing with 429 (and a log line, hub.refusals) instead of waiting."""
-        wait = self.wait(request, token, events)
+        wait = await self.wait(request, token, events)
         if wait:
             config = self._config
             own = self._own.get(token) if token is not None else None

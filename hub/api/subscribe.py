@@ -8,9 +8,9 @@ request, builds an ``Ask`` and makes one call, ``hub.stream``, with the native v
 A browser's ``EventSource`` gives up for good on any answer but ``200 text/event-stream``, so
 a hub at capacity, or with its backplane away, answers ``200`` with a jittered ``retry:`` and
 ends the stream (``_refuse``); only bad requests get a JSON 4xx. The same polite refusal
-answers a client address over ``subscribe_rate`` or ``max_client_streams`` (``hub.limits``,
-counted here around the stream) or ``max_client_channels`` (counted by the hub, which knows when
-a channel comes and goes).
+answers a client address over ``subscribe_rate`` or ``max_client_streams`` (``hub.admission``,
+counted around the stream, hub-wide with workers) or ``max_client_channels`` (counted by the
+hub, which knows when a channel comes and goes).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from hub import sse
+from hub.admission import Admission
 from hub.api.responses import Handler, answer, cors_headers
 from hub.backplane import BackplaneUnavailable
 from hub.clients import ClientAddresses
@@ -30,7 +31,6 @@ from hub.events import InvalidInput, check_channel
 from hub.filters import parse_filter, parse_since
 from hub.grants import Gate
 from hub.hub import AllDeleted, Ask, AtCapacity, Hub
-from hub.limits import TokenBuckets
 from hub.metrics import Metrics
 from hub.outlet import Outlet
 from hub.refusals import Refusals
@@ -75,6 +75,8 @@ class Wiring(NamedTuple):
     metrics: Metrics
     #: log lines of clients turned away by a limit
     refusals: Refusals
+    #: the subscribe rate and stream counts, of this process or of the whole hub (workers)
+    admission: Admission
 
 
 def _refuse(
@@ -109,8 +111,7 @@ def _stream_handler(
     core = wired.hub
     config = wired.config
     addresses = ClientAddresses(config.trusted_proxies, config.limits_per_address)
-    rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
-    clients = core.clients
+    admission = wired.admission
     # The kernel drops a connection whose data goes unacknowledged this long (a vanished
     # peer): with a write at least every heartbeat interval, it is released within two.
     ack_timeout = config.tcp_user_timeout or config.heartbeat
@@ -136,13 +137,9 @@ def _stream_handler(
         except BackplaneUnavailable:
             return _refuse(request, hub, "the backplane is unavailable")  # a ticket unread
         client = addresses.of(request)
-        wait = rate.take(client)
-        if wait:
-            why = "too many new streams from your address (subscribe_rate)"
-            return _refuse(request, hub, why, wait, client, "subscribe_rate")
-        if not clients.open_stream(client):
-            why = "too many streams from your address (max_client_streams)"
-            return _refuse(request, hub, why, 0.0, client, "max_client_streams")
+        refused = await admission.admit(client, channels)
+        if refused is not None:
+            return _refuse(request, hub, refused.named, refused.wait, client, refused.setting)
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         response = Outlet(request, cors_headers(config, request), ack_timeout)
         try:
@@ -171,7 +168,7 @@ def _stream_handler(
             # 204: the EventSource stops reconnecting
             return web.Response(status=204, headers=cors_headers(config, request))
         finally:
-            clients.close_stream(client)
+            admission.leave(client, channels)
         return response
 
     return stream

@@ -63,7 +63,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from hub.backplane.registry import SCHEMES, scheme_of
 from hub.events import Draft, Event
@@ -158,9 +158,11 @@ class History:
     more: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """The ids of a publish; ``replayed`` when an idempotency key had already published them."""
+class Published(NamedTuple):
+    """The ids of a publish; ``replayed`` when an idempotency key had already published them.
+
+    A NamedTuple: one is made per publish, and a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``."""
 
     ids: list[str]
     replayed: bool = False

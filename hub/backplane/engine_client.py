@@ -256,6 +256,13 @@ class EngineBackplane(StreamsFront):
         """Asked at each scrape (the others' reports are a second old at most)."""
         return await self._reports.fetch_totals(self._link)
 
+    @property
+    def coordinator_link(self) -> EngineLink | None:
+        """The link of the hub-wide limits too (``hub.shared_limits``): one link a worker. (A
+        worker on Redis or NATS has an ``EngineBackplane`` as well, as its coordinator: on the
+        supervisor's coordination-only engine, following nothing; ``hub.app``.)"""
+        return self._link
+
     def state(self) -> BackplaneState:
         up = self._link is not None and self._link.up
         detail = {"engine": self._path, **self._reports.detail}

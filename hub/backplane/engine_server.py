@@ -27,6 +27,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, cast
 
 from hub.backplane import History, Published
+from hub.backplane.engine_limits import HubLimits, limit_methods, served
 from hub.backplane.engine_streams import stream_methods
 from hub.backplane.engine_sums import others_counts, others_totals, pushed_counts
 from hub.backplane.engine_wire import (
@@ -91,9 +92,10 @@ class _Link(asyncio.Protocol):
 class EngineServer:
     """The memory backplane served on a Unix socket at ``path``; the ``Listener`` of it."""
 
-    def __init__(self, config: Config, path: str) -> None:
+    def __init__(self, config: Config, path: str, *, store: bool = True) -> None:
         self.path = path
         self.backplane = MemoryBackplane(config)
+        self.limits = HubLimits(config)
         self.links: set[_Link] = set()
         self._followers: dict[str, set[_Link]] = {}
         self._dirty: set[_Link] = set()
@@ -115,7 +117,9 @@ class EngineServer:
             "counts": self._counts,
             "totals": self._totals,
             **stream_methods(self),
+            **limit_methods(self.limits, lambda: self._link),
         }
+        self._methods = served(self._methods, store)  # False: coordination (Redis, NATS)
         self._link: _Link | None = None  # the link whose request runs now
         #: while a link's data is processed: its frames are written when it is done (flush)
         self.receiving = False
@@ -290,6 +294,7 @@ class EngineServer:
         for name in list(link.channels):
             self._forget(link, name)
         self._retired = add_snapshots(self._retired, link.totals)
+        self.limits.drop(link)
         if link.worker:
             log.info("engine: worker %d left", link.worker)
 

@@ -94,11 +94,14 @@ class MemoryBackplane(MemoryStreams):
             seen = self._idempotency.get(idempotency_key)
             if seen is not None:
                 return Published(ids=seen[1], replayed=True)
-        if self._tombstones and (gone := self._tombstones.among([d.channel for d in drafts])):
+        if self._tombstones.standing and (
+            gone := self._tombstones.among([d.channel for d in drafts])
+        ):
             raise ChannelDeleted(gone[0])
-        if self._closed and (done := self._closed.among([d.channel for d in drafts])):
+        if self._closed.standing and (done := self._closed.among([d.channel for d in drafts])):
             raise ChannelClosed(done[0])
-        self._make_room(drafts, now)
+        if len(drafts) != 1 or drafts[0].channel not in self._logs:  # else room enough
+            self._make_room(drafts, now)
         ids = self._store(drafts, now)
         if idempotency_key is not None:
             self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
@@ -115,19 +118,21 @@ class MemoryBackplane(MemoryStreams):
         logs = self._logs
         keep = self._history_size
         streams = self._streams
+        time_ns = time.time_ns
         for draft in drafts:
-            position = next_position(position)
-            event = stored_event(position, draft.channel, draft.body, now)
+            channel = draft.channel
+            position = max(position + 1, time_ns() // 1000)  # next_position(), inlined
+            ident = f"{position}:{channel}"  # event_id(), inlined on the publish path
+            event = stored_event(position, channel, draft.body, now, ident)
             events.append(event)
-            ids.append(f"{position}:{draft.channel}")  # event_id(), inlined on the publish path
-            log = logs.get(draft.channel)
+            ids.append(ident)
+            log = logs.get(channel)
             if log is None:
-                log = logs[draft.channel] = Log()
+                log = logs[channel] = Log()
             before = log.bytes
-            log.append(event, keep)
-            log.expire(cutoff)
+            log.append(event, keep, cutoff)
             self._bytes += log.bytes - before
-            if streams and (stream := streams.get(draft.channel)) is not None:
+            if streams and (stream := streams.get(channel)) is not None:
                 stream.tail = position
         self._last = position
         if self._max_bytes and self._bytes > self._max_bytes:
@@ -242,8 +247,6 @@ class MemoryBackplane(MemoryStreams):
         return BackplaneState(kind="memory", detail=detail)
 
     def _make_room(self, drafts: Sequence[Draft], now: float) -> None:
-        if len(drafts) == 1 and drafts[0].channel in self._logs:  # the common case, quickly
-            return
         new = {d.channel for d in drafts if d.channel not in self._logs}
         if len(self._logs) + len(new) <= self._max_channels:
             return

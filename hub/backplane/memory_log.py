@@ -47,11 +47,22 @@ class Log:
     def newest(self) -> Event | None:
         return Event(*self.events[-1]) if self.head < len(self.events) else None
 
-    def append(self, event: Event, keep: int) -> None:
-        self.events.append(event[:])  # a plain tuple (see the class's docstring)
+    def append(self, event: Event, keep: int, cutoff: float) -> None:
+        """Keep ``event``, then drop what is past ``keep`` events or older than ``cutoff``
+        (one call per stored event: ``expire`` as well would be a second)."""
+        events = self.events
+        events.append(event[:])  # a plain tuple (see the class's docstring)
         self.bytes += len(event.frame) + EVENT_OVERHEAD
-        if len(self.events) - self.head > keep:
-            self._drop(self.head + 1)
+        head = self.head
+        if len(events) - head > keep:  # a full log: every publish, once full
+            self.bytes -= len(events[head][2]) + EVENT_OVERHEAD  # _drop(head + 1), inlined
+            self.trimmed = events[head][0]
+            self.head = head = head + 1
+            if head > 64 and head * 2 > len(events):
+                del events[:head]
+                self.head = head = 0
+        if head < len(events) and events[head][3] < cutoff:  # (history_size 0 keeps none)
+            self._drop(bisect.bisect_left(events, cutoff, self.head, key=_published_at))
 
     def expire(self, cutoff: float) -> None:
         events, head = self.events, self.head
@@ -67,11 +78,8 @@ class Log:
     def _drop(self, end: int) -> None:
         """Drop events[head:end] (end > head)."""
         events, head = self.events, self.head
-        if end == head + 1:  # a full log taking one more event: every publish, once full
-            self.bytes -= len(events[head][2]) + EVENT_OVERHEAD
-        else:
-            self.bytes -= sum(len(events[i][2]) for i in range(head, end))
-            self.bytes -= (end - head) * EVENT_OVERHEAD
+        self.bytes -= sum(len(events[i][2]) for i in range(head, end))
+        self.bytes -= (end - head) * EVENT_OVERHEAD
         self.trimmed = self.events[end - 1][0]
         self.head = end
         if end > 64 and end * 2 > len(self.events):

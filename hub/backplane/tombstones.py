@@ -20,11 +20,13 @@ class Tombstones:
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._until: dict[str, float] = {}
+        #: channel -> when its tombstone ends; may hold ended ones until the next sweep (a
+        #: plain attribute: the memory backplane tests it on every publish, without a call)
+        self.standing: dict[str, float] = {}
         self._sweep_at = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self._until)
+        return bool(self.standing)
 
     def mark(self, channel: str, stored: float) -> bool:
         """A tombstone stored at ``stored`` (seconds since the epoch): whether it stands."""
@@ -34,24 +36,24 @@ class Tombstones:
         """A tombstone that ends at ``until``: whether it stands."""
         if until <= time.time():
             return False
-        self._until[channel] = max(until, self._until.get(channel, 0.0))
+        self.standing[channel] = max(until, self.standing.get(channel, 0.0))
         return True
 
     def among(self, channels: Sequence[str]) -> list[str]:
         """Those of ``channels`` whose tombstone stands."""
-        if not self._until:
+        if not self.standing:
             return []
         now = time.time()
         if now >= self._sweep_at:  # at most once a second: this runs for every subscribe
-            self._until = {name: end for name, end in self._until.items() if end > now}
+            self.standing = {name: end for name, end in self.standing.items() if end > now}
             self._sweep_at = now + 1.0
-        return [name for name in channels if self._until.get(name, 0.0) > now]
+        return [name for name in channels if self.standing.get(name, 0.0) > now]
 
     def ends(self, channels: Sequence[str]) -> dict[str, float]:
         """When the standing tombstones of ``channels`` end (for a proxy that keeps a copy)."""
-        return {name: self._until[name] for name in self.among(channels)}
+        return {name: self.standing[name] for name in self.among(channels)}
 
     def lift(self, channel: str) -> None:
         """End the channel's mark now: a Durable Stream created again on a deleted channel, or
         a closed stream deleted (its close outlives ``history_ttl``; ``hub.backplane.streams``)."""
-        self._until.pop(channel, None)
+        self.standing.pop(channel, None)

@@ -40,8 +40,8 @@ async def spawn() -> AsyncIterator[Spawn]:
             "127.0.0.1",
             "--port",
             "0",
-            # one process: limits per client are counted per worker (docs/deployment/workers.md),
-            # and these tests are about one process's; tests/workers covers a hub of several
+            # one process: these tests are about one process's limits; a hub of several counts
+            # them in its supervisor, tests/workers/test_hubwide_limits.py
             env={"HUB_DEMO_JOBS": "false", "HUB_WORKERS": "1", **(env or {})},
         )
         started.append(hub)

@@ -390,3 +390,16 @@ async def test_long_last_event_id_is_a_reset(hub: HubServer) -> None:
     reset = await stream.next()
     assert reset.event == "reset" and orjson.loads(reset.data)["reason"] == "unknown-id"
     assert (await stream.next()).data == "kept"
+
+
+@pytest.mark.any_backplane  # the memory one: Redis and NATS refuse history_size = 0
+async def test_history_size_zero_keeps_nothing_and_delivers_live(make_hub: MakeHub) -> None:
+    """``history_size = 0``: every event goes out live and none is kept, also past the log's
+    compaction (more than 64 dropped): ``from=start`` then replays nothing."""
+    hub = await make_hub(history_size=0)
+    live = await hub.subscribe("/channels/c/events")
+    ids = await publish_many(hub, [("c", f"e{i}") for i in range(70)])
+    assert data_and_ids(await live.take(70)) == [(f"e{i}", ids[i]) for i in range(70)]
+    stream = await hub.subscribe("/channels/c/events?from=start")
+    last = await hub.publish("c", "after")
+    assert data_and_ids([await stream.next()]) == [("after", last["id"])]

@@ -8,6 +8,7 @@ keeps that connection (a session of one keep-alive connection: ``on_worker``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import aiohttp
 from tests.support.processes import HubProcess
 from tests.support.sse_client import Stream, open_stream
 
-__all__ = ["WORKER", "on_worker", "pids_of", "publish_on", "stream_on"]
+__all__ = ["WORKER", "metrics_reach", "on_worker", "pids_of", "publish_on", "stream_on"]
 
 WORKER = "X-Ssehub-Worker"
 #: Connections tried before a test gives up on reaching a worker (each lands on one of N at
@@ -84,6 +85,20 @@ _SESSIONS: list[aiohttp.ClientSession] = []
 async def close_sessions() -> None:
     while _SESSIONS:
         await _SESSIONS.pop().close()
+
+
+async def metrics_reach(
+    session: aiohttp.ClientSession, hub: HubProcess, wanted: dict[str, str]
+) -> None:
+    """Scrape ``/metrics`` through ``session`` until it shows ``wanted`` (name: value): the
+    other workers' counters come with their reports, once a second, so a few scrapes at most."""
+    values: dict[str, str] = {}
+    async with asyncio.timeout(10):
+        while {k: values.get(k) for k in wanted} != wanted:
+            async with session.get(f"{hub.url}/metrics") as answer:
+                text = await answer.text()
+            values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+            await asyncio.sleep(0.2)
 
 
 async def publish_on(session: aiohttp.ClientSession, hub: HubProcess, channel: str, data: Any,

@@ -22,7 +22,15 @@ import pytest
 from tests.conftest import MakeHubProcess
 from tests.support.processes import HubProcess, clean_env, run_to_end
 from tests.support.sse_client import Message, Stream, open_stream
-from tests.support.workers import WORKER, close_sessions, on_worker, pids_of, publish_on, stream_on
+from tests.support.workers import (
+    WORKER,
+    close_sessions,
+    metrics_reach,
+    on_worker,
+    pids_of,
+    publish_on,
+    stream_on,
+)
 
 pytestmark = [pytest.mark.any_backplane, pytest.mark.slow]
 
@@ -223,16 +231,7 @@ async def test_metrics_and_health_show_the_whole_hub(two: HubProcess) -> None:
             "hub_subscribers": "3",
         }
         for session, number in ((one, 1), (other, 2)):
-            # the others' counters come with their reports, once a second: a few at most
-            values: dict[str, str] = {}
-            async with asyncio.timeout(10):
-                while {k: values.get(k) for k in wanted} != wanted:
-                    async with session.get(f"{two.url}/metrics") as answer:
-                        text = await answer.text()
-                    values = dict(
-                        line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#"
-                    )
-                    await asyncio.sleep(0.2)
+            await metrics_reach(session, two, wanted)
             async with session.get(f"{two.url}/healthz") as answer:
                 health = await answer.json()
             assert health["worker"] == number and health["workers"] == 2
@@ -296,9 +295,10 @@ async def test_a_taken_port_stops_the_hub_with_one_line() -> None:
 async def test_on_every_backplane_a_publish_reaches_the_other_worker(
     make_hub_process: MakeHubProcess, backplane: str
 ) -> None:
-    """With Redis or NATS the workers use the store directly (no engine), as separate hub
-    processes do; with memory, the engine. Either way a publish on one worker reaches a
-    subscriber on the other, and a resume there is exact."""
+    """With Redis or NATS the workers use the store directly (the supervisor's engine only
+    coordinates: limits and sums), as separate hub processes do; with memory, the engine.
+    Either way a publish on one worker reaches a subscriber on the other, and a resume there is
+    exact."""
     hub = await make_hub_process(workers=2, publish_tokens=TOKEN)
     engine = "memory history in the engine" in hub.output
     assert engine == (backplane == "memory"), hub.output

@@ -34,7 +34,6 @@ from hub.dialects.ai_sdk.wire import AI_SDK
 from hub.events import InvalidInput, check_channel
 from hub.grants import Gate
 from hub.hub import AllDeleted, Ask, AtCapacity
-from hub.limits import TokenBuckets
 from hub.outlet import Outlet
 from hub.ticker import is_clock
 
@@ -49,10 +48,8 @@ HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 
 
 def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
-    core, config, metrics, refusals = wired
+    core, config, metrics, refusals, admission = wired
     addresses = ClientAddresses(config.trusted_proxies, config.limits_per_address)
-    rate = TokenBuckets(config.subscribe_rate, config.subscribe_burst)
-    clients = core.clients
     ack_timeout = config.tcp_user_timeout or config.heartbeat
     if gate is not None and gate.private is None:
         gate = None
@@ -76,13 +73,11 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
         except BackplaneUnavailable:
             return refuse(request, 503, "the backplane is unavailable (a ticket unread)")
         client = addresses.of(request)
-        wait = rate.take(client)
-        if wait:
-            refusals.refused(client, "subscribe_rate", "a stream")
-            return refuse(request, 429, "too many new streams from your address", wait)
-        if not clients.open_stream(client):
-            refusals.refused(client, "max_client_streams", "a stream")
-            return refuse(request, 429, "too many streams from your address")
+        refused = await admission.admit(client, (name,))
+        if refused is not None:
+            refusals.refused(client, refused.setting, "a stream")
+            status = 429 if refused.per_address else 503
+            return refuse(request, status, refused.why, refused.wait or 1.0)
         try:
             try:
                 if not (await core.history([name], None, 1)).events:
@@ -103,7 +98,7 @@ def _stream_handler(wired: Wiring, gate: Gate | None) -> Handler:
         except AllDeleted:
             return web.Response(status=204, headers=headers)
         finally:
-            clients.close_stream(client)
+            admission.leave(client, (name,))
         return outlet
 
     return stream

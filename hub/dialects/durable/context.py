@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from hub import auth
+from hub.admission import Admission
 from hub.api.publishers import Publishers
 from hub.api.responses import cors_headers, error
 from hub.backplane.streams import Streams
@@ -19,7 +20,6 @@ from hub.dialects.durable.wire import Wire
 from hub.events import InvalidInput, check_channel
 from hub.grants import Gate
 from hub.hub import Hub
-from hub.limits import TokenBuckets
 from hub.metrics import Metrics
 from hub.refusals import Refusals
 from hub.ticker import is_clock
@@ -50,7 +50,7 @@ class Context:
     publishers: Publishers
     wire: Wire
     addresses: ClientAddresses
-    rate: TokenBuckets  # subscribe_rate, for SSE and long-poll reads
+    admission: Admission  # subscribe_rate and stream counts, for SSE and long-poll reads
 
     def channel(self, request: web.Request) -> str:
         """The stream's channel: the path after /v1/stream/ (400 when it is no channel name)."""
@@ -66,10 +66,10 @@ class Context:
         auth.check_scope(scope, channel)
         return token
 
-    def spend(self, request: web.Request, token: str | None, events: int) -> None:
+    async def spend(self, request: web.Request, token: str | None, events: int) -> None:
         """The publish rate, for ``events`` events (at least one: a close or a delete counts
         as one); 429 past it."""
-        self.publishers.spend(request, token, max(1, events))
+        await self.publishers.spend(request, token, max(1, events))
 
     async def may_read(self, request: web.Request, channel: str) -> float | None:
         """What a subscribe needs: for a private channel, a grant, ticket or token (401/403);

@@ -111,16 +111,15 @@ def _refuse(ctx: Context, headers: dict[str, str], status: int, why: str) -> web
     return fail(status, why, headers, {"Retry-After": "1"})
 
 
-def _admit(ctx: Context, request: web.Request, headers: dict[str, str]) -> str | web.Response:
-    """The client's address, counted as one more stream; or the refusal (429)."""
+async def _admit(
+    ctx: Context, request: web.Request, channel: str, headers: dict[str, str]
+) -> str | web.Response:
+    """The client's address, counted as one more stream; or the refusal (429, 503)."""
     client = ctx.addresses.of(request)
-    wait = ctx.rate.take(client)
-    if wait:
-        ctx.refusals.refused(client, "subscribe_rate", "a stream")
-        return _refuse(ctx, headers, 429, "too many new streams from your address")
-    if not ctx.hub.clients.open_stream(client):
-        ctx.refusals.refused(client, "max_client_streams", "a stream")
-        return _refuse(ctx, headers, 429, "too many streams from your address")
+    refused = await ctx.admission.admit(client, (channel,))
+    if refused is not None:
+        ctx.refusals.refused(client, refused.setting, "a stream")
+        return _refuse(ctx, headers, 429 if refused.per_address else 503, refused.why)
     return client
 
 
@@ -173,7 +172,7 @@ async def sse(
             await response.write(first)
             await response.write_eof()
             return response
-    admitted = _admit(ctx, request, headers)
+    admitted = await _admit(ctx, request, channel, headers)
     if isinstance(admitted, web.Response):
         return admitted
     try:
@@ -182,7 +181,7 @@ async def sse(
         ask = Ask((channel,), str(after), (), admitted, deadline)
         refused = await _stream(ctx, ask, wire.sse[kind], outlet, headers)
     finally:
-        ctx.hub.clients.close_stream(admitted)
+        ctx.admission.leave(admitted, (channel,))
     return refused or outlet
 
 
@@ -202,14 +201,14 @@ async def long_poll(
     wire.cursors.echoed(request.query.get("cursor"))
     page = await read_page(ctx, channel, state, after)
     if not page.events and not state.closed:
-        admitted = _admit(ctx, request, headers)
+        admitted = await _admit(ctx, request, channel, headers)
         if isinstance(admitted, web.Response):
             return admitted
         try:
             ask = Ask((channel,), str(after), (), admitted, deadline)
             refused = await _wait(ctx, ask, headers)
         finally:
-            ctx.hub.clients.close_stream(admitted)
+            ctx.admission.leave(admitted, (channel,))
         if refused is not None:
             return refused
         assert ctx.streams is not None

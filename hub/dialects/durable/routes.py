@@ -27,7 +27,6 @@ from hub.dialects.durable.context import SECURITY, Context, fail, headers_for
 from hub.dialects.durable.wire import Wire
 from hub.events import InvalidInput
 from hub.grants import Gate
-from hub.limits import TokenBuckets
 
 __all__ = ["DURABLE_PATH", "add_durable_routes"]
 
@@ -129,7 +128,7 @@ def add_durable_routes(
     publishers: Publishers,
     backplane: Backplane,
 ) -> None:
-    hub, config, metrics, refusals = wired
+    hub, config, metrics, refusals, admission = wired
     ctx = Context(
         hub=hub,
         config=config,
@@ -141,7 +140,7 @@ def add_durable_routes(
         publishers=publishers,
         wire=Wire(),
         addresses=ClientAddresses(config.trusted_proxies, config.limits_per_address),
-        rate=TokenBuckets(config.subscribe_rate, config.subscribe_burst),
+        admission=admission,
     )
     handle = _handler(ctx)
     for method in _METHODS:

@@ -57,7 +57,7 @@ async def create(
     kind = kind_of(media_type(shape.content_type))
     drafts = drafts_of(channel, kind, body, ctx.config.max_event_bytes, create=True)
     _check_batch(ctx, len(drafts))
-    ctx.spend(request, token, len(drafts))
+    await ctx.spend(request, token, len(drafts))
     created, state = await ctx.streams.create_stream(channel, shape, drafts, closed)
     ctx.metrics.events_published += len(drafts) if created else 0
     answer = headers | state_headers(state) | {"Content-Type": state.shape.content_type}
@@ -122,7 +122,7 @@ async def append(
                 return fail(409, f"stream {channel!r} is closed", headers, state_headers(state))
             raise
         _check_batch(ctx, len(drafts))
-    ctx.spend(request, token, len(drafts))
+    await ctx.spend(request, token, len(drafts))
     done = await ctx.streams.append_stream(
         channel,
         drafts,
@@ -173,7 +173,7 @@ async def delete(
     ctx: Context, request: web.Request, channel: str, headers: dict[str, str]
 ) -> web.Response:
     assert ctx.streams is not None
-    ctx.spend(request, ctx.writer(request, channel), 1)
+    await ctx.spend(request, ctx.writer(request, channel), 1)
     if not await ctx.streams.delete_stream(channel):
         return fail(404, f"no stream at {channel!r}", headers)
     return web.Response(status=204, headers=headers)
