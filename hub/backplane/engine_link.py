@@ -29,6 +29,7 @@ class EngineLink(asyncio.Protocol):
         self._frames = Frames()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
+        self._loop = asyncio.get_running_loop()  # asked once: each ask is a getpid() syscall
 
     @property
     def up(self) -> bool:
@@ -42,7 +43,7 @@ class EngineLink(asyncio.Protocol):
         if not self.up:
             raise BackplaneUnavailable("the engine is not reachable")
         ident = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ident] = future
         self._send(frame([ident, method, *args]))
         return future
@@ -61,7 +62,7 @@ class EngineLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            messages = list(self._frames.feed(data))
+            messages = self._frames.feed(data)
         except ValueError:
             self.close()
             return

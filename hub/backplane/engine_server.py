@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, cast
 
 from hub.backplane import History, Published
@@ -143,11 +144,12 @@ class EngineServer:
     # -- requests ----------------------------------------------------------------------------
 
     def handle(self, link: _Link, message: list[Any]) -> None:
-        ident, method, *args = message
+        ident = message[0]
+        method = message[1]
         self._link = link
         try:
-            result = self._methods[method](*args)
-            if isinstance(result, Coroutine):
+            result = self._methods[method](*message[2:])
+            if type(result) is CoroutineType:  # a memory backplane method (no ABC check: hot)
                 result = run_now(result)
         except Exception as problem:  # every error goes back: the worker decides
             kind, detail = error_of(problem)

@@ -18,7 +18,7 @@ ASCII of an SSE frame as it is, so the common frame costs a copy, not an escape)
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -54,6 +54,7 @@ MAX_FRAME = 1 << 30
 _dumps = orjson.dumps
 _loads = orjson.loads
 _pack = HEADER.pack
+_unpack_from = HEADER.unpack_from
 
 
 def frame(message: Any) -> bytes:
@@ -70,19 +71,27 @@ class Frames:
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, data: bytes) -> Iterator[Any]:
+    def feed(self, data: bytes) -> list[Any]:
+        """The messages complete with ``data``; raises ``ValueError`` for a broken peer."""
         buffer = self._buffer + data if self._buffer else data
-        start = 0
         end = len(buffer)
+        if end >= 4:  # the common read: one whole frame
+            (size,) = _unpack_from(buffer)
+            if size == end - 4:
+                self._buffer = b""
+                return [_loads(memoryview(buffer)[4:])]
+        messages = []
+        start = 0
         while end - start >= 4:
-            (size,) = HEADER.unpack_from(buffer, start)
+            (size,) = _unpack_from(buffer, start)
             if size > MAX_FRAME:
                 raise ValueError(f"a frame of {size} bytes: the peer is broken")
             if end - start - 4 < size:
                 break
-            yield _loads(buffer[start + 4 : start + 4 + size])
+            messages.append(_loads(memoryview(buffer)[start + 4 : start + 4 + size]))
             start += 4 + size
         self._buffer = buffer[start:] if start < end else b""
+        return messages
 
 
 #: A mark that never ends (a Durable Stream's close lasts as long as the stream) as a number

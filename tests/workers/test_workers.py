@@ -355,3 +355,34 @@ async def test_tag_filters_and_since_across_workers(two: HubProcess) -> None:
         assert [m.event for m in got] == ["reset", "message", "message"]
         assert [m.id for m in got[1:]] == eu
         assert await replay.quiet(0.3) == []
+
+
+async def test_big_frames_and_bursts_cross_the_engine_whole(two: HubProcess) -> None:
+    """The engine's wire cut at any byte: a batch of large events (its request, and the history
+    pages of about 256 KiB, longer than one socket read) and a burst of concurrent publishes
+    on both workers (many frames in one read, both ways), with text that is not ASCII, arrive
+    on the other worker exact."""
+    big = [f"{n:04d}-é✓-" + "x" * 3000 for n in range(200)]
+    small = [f"{n}-ü" for n in range(300)]
+    async with on_worker(two, 1) as one:
+        live = await stream_on(one, two, 2, "/channels/wide/events")
+        items = [{"channel": "wide", "data": text} for text in big]
+        async with one.post(f"{two.url}/publish", json=items, headers=AUTH) as answer:
+            assert answer.status == 202, await answer.text()
+            ids = [receipt["id"] for receipt in (await answer.json())["events"]]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=30)) as burst:
+
+            async def publish(text: str) -> str:
+                url = f"{two.url}/channels/wide/events"
+                async with burst.post(url, json={"data": text}, headers=AUTH) as answer:
+                    assert answer.status == 202, await answer.text()
+                    return str((await answer.json())["id"])
+
+            ids += await asyncio.gather(*(publish(text) for text in small))
+        replay = await stream_on(one, two, 2, "/channels/wide/events?from=start")
+    for stream in (live, replay):
+        got = await stream.take(len(ids), timeout=15)
+        assert_exact(got, ids)
+        assert [m.data for m in got[: len(big)]] == big
+        assert sorted(m.data for m in got[len(big) :]) == sorted(small)
+        assert await stream.quiet(0.3) == []

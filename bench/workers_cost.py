@@ -1,0 +1,253 @@
+"""Where the price of ``workers`` goes, per publish: instructions, CPU, syscalls, switches.
+
+    python -m bench.workers_cost                      # CPU and switches, 1 and 2 workers
+    python -m bench.workers_cost --callgrind          # + instructions (valgrind), ~5 min
+    python -m bench.workers_cost --subs 1000 --channels 64 --rate 500   # "small"
+    python -m bench.workers_cost --strace             # + syscalls per publish, per process
+    python -m bench.workers_cost --root /work/main    # another checkout's hub (A/B)
+
+``bench.workers`` gives the CPU ratio on a busy machine; this says what it is made of, per
+process of the hub (1 worker: the one process; 2 workers: the supervisor's engine and each
+worker), over ``-n`` single publishes on one keep-alive connection (sequential, or paced at
+``--rate``), with ``--subs`` raw-socket subscribers when asked. Everything pinned to core 0
+(the client here on core 1), as ``bench.workers``'s price is.
+
+- CPU user and system, and voluntary and involuntary context switches, from ``/proc``;
+- ``--callgrind``: instructions executed (valgrind's callgrind, counters zeroed after the
+  warm-up and dumped after the window): the one figure that other processes' load does not
+  move. Python under valgrind starts ~50x slower than the supervisor's start timeout allows,
+  so the hub runs from a copy of this checkout's ``hub/`` with ``START_TIMEOUT`` raised;
+- ``--strace``: syscalls per publish (``strace -c`` attached to each process for the window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/workers_cost.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.servers import PYTHON, REPO, free_port
+
+__all__ = ["main"]
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _hub_root(checkout: Path, callgrind: bool, tmp: Path) -> Path:
+    if not callgrind:
+        return checkout
+    root = tmp / "root"
+    shutil.copytree(checkout / "hub", root / "hub")
+    shutil.copy(checkout / "config.toml", root / "config.toml")
+    supervisor = root / "hub/supervisor.py"
+    text = re.sub(
+        r"^START_TIMEOUT = .*$", "START_TIMEOUT = 900.0", supervisor.read_text(), flags=re.M
+    )
+    supervisor.write_text(text)
+    return root
+
+
+class Client:
+    """One keep-alive publisher, and subscribers read by a thread (counting ``id:`` lines)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = socket.create_connection(("127.0.0.1", port))
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.received = 0
+        self.stopping = False
+
+    def publish(self, channel: str, n: int) -> None:
+        body = json.dumps({"event": "tick", "data": {"s": n, "t": time.time_ns()}}).encode()
+        self.conn.sendall(
+            f"POST /channels/{channel}/events HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        while True:
+            head, found, rest = self.buffer.partition(b"\r\n\r\n")
+            if found:
+                length = int(re.search(rb"(?i)content-length: (\d+)", head)[1])  # type: ignore[index]
+                if len(rest) >= length:
+                    assert head.startswith(b"HTTP/1.1 202"), head
+                    self.buffer = rest[length:]
+                    return
+            self.buffer += self.conn.recv(65536)
+
+    def subscribe(self, count: int, channels: int) -> None:
+        sockets = []
+        for n in range(count):
+            sub = socket.create_connection(("127.0.0.1", self.port))
+            sub.sendall(
+                f"GET /channels/c{n % channels}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            sub.setblocking(False)
+            sockets.append(sub)
+        threading.Thread(target=self._read, args=(sockets,), daemon=True).start()
+
+    def _read(self, sockets: list[socket.socket]) -> None:
+        chosen = selectors.DefaultSelector()
+        for sub in sockets:
+            chosen.register(sub, selectors.EVENT_READ)
+        while not self.stopping:
+            for key, _ in chosen.select(0.2):
+                data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+                self.received += data.count(b"\nid: ") + data.startswith(b"id: ")
+
+
+def _proc(pid: int) -> dict[str, float]:
+    """CPU (s) and context switches of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    found = {"user": int(fields[11]) / TICK, "sys": int(fields[12]) / TICK}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")):
+            found[line.split("_")[0]] = int(line.split(":")[1])
+    return found
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if probe.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the hub did not get ready (exit code {proc.poll()})")
+
+
+def measure(workers: int, args: argparse.Namespace, root: Path, tmp: Path) -> dict[str, Any]:
+    out = tmp / f"w{workers}"
+    out.mkdir()
+    port = free_port()
+    command = [PYTHON, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--config", str(root / "config.toml")]  # fmt: skip
+    if args.callgrind:
+        command = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                   f"--callgrind-out-file={out}/cg.%p", *command]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(root), HUB_WORKERS=str(workers), HUB_LOG_LEVEL="warning")
+    proc = subprocess.Popen(["taskset", "-c", str(args.core), *command], cwd=root, env=env,
+                            stdout=(out / "log").open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _wait_ready(port, proc, 900 if args.callgrind else 60)
+        settle = 10 if args.callgrind else 1
+        time.sleep(settle)
+        client = Client(port)
+        if args.subs:
+            client.subscribe(args.subs, args.channels)
+            time.sleep(settle + 2)
+        for n in range(args.warm):
+            client.publish(f"c{n % args.channels}", n)
+        pids = [int(p) for p in subprocess.check_output(["pgrep", "-s", str(proc.pid)]).split()]
+        tracers = _start_tracers(pids, args, out)
+        before = {pid: _proc(pid) for pid in pids}
+        start = time.monotonic()
+        for n in range(args.n):
+            if args.rate and (wait := start + n / args.rate - time.monotonic()) > 0:
+                time.sleep(wait)
+            client.publish(f"c{n % args.channels}", args.warm + n)
+        time.sleep(0.5 if args.subs else 0)
+        after = {pid: _proc(pid) for pid in pids}
+        _stop_tracers(tracers, pids, args)
+        client.stopping = True
+        return _figures(pids, before, after, args, out)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _start_tracers(pids: list[int], args: argparse.Namespace, out: Path) -> list[Any]:
+    tracers = []
+    if args.strace:
+        for pid in pids:
+            command = ["strace", "-c", "-o", f"{out}/strace.{pid}", "-p", str(pid)]
+            tracers.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
+        time.sleep(2)
+    if args.callgrind:
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=False)
+    return tracers
+
+
+def _stop_tracers(tracers: list[Any], pids: list[int], args: argparse.Namespace) -> None:
+    for tracer in tracers:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait()
+    if args.callgrind:
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=False)
+        time.sleep(2)
+
+
+def _figures(pids: list[int], before: dict[int, Any], after: dict[int, Any],
+             args: argparse.Namespace, out: Path) -> dict[str, Any]:  # fmt: skip
+    n = args.n
+    per: dict[str, Any] = {}
+    for pid in pids:
+        scale = {"user": 1e6, "sys": 1e6}  # seconds to us; switches as they are
+        one = {key: round((after[pid][key] - before[pid][key]) * scale.get(key, 1) / n, 2)
+               for key in after[pid]}  # fmt: skip
+        if args.callgrind and (dump := out / f"cg.{pid}.1").exists():
+            total = re.search(r"^summary: (\d+)", dump.read_text(), re.M)
+            one["instructions"] = round(int(total[1]) / n) if total else None
+        if args.strace and (trace := out / f"strace.{pid}").exists():
+            calls = re.findall(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$",
+                               trace.read_text(), re.M)  # fmt: skip
+            one["syscalls"] = {name: round(int(count) / n, 2) for count, name in calls}
+        per[str(pid)] = one
+    return per
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.workers_cost")
+    parser.add_argument("-n", type=int, default=3000, help="publishes measured")
+    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=0.0, help="publishes/s (0: sequential)")
+    parser.add_argument("--subs", type=int, default=0)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--strace", action="store_true")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--root", default=str(REPO), help="the checkout whose hub runs (A/B)")
+    parser.add_argument(
+        "--core", type=int, default=0, help="the hub's core (the client: the other)"
+    )
+    args = parser.parse_args(argv)
+    if args.callgrind:
+        args.n = min(args.n, 500)
+    os.sched_setaffinity(0, {1 - args.core})
+    with tempfile.TemporaryDirectory(prefix="ssehub-workers-cost-") as tmp:
+        root = _hub_root(Path(args.root).resolve(), args.callgrind, Path(tmp))
+        for workers in (int(w) for w in args.workers.split(",")):
+            figures = measure(workers, args, root, Path(tmp))
+            keys = ("user", "sys", "voluntary", "nonvoluntary", "instructions")
+            total = {key: round(sum(p.get(key) or 0 for p in figures.values()), 2) for key in keys}
+            print(json.dumps({"workers": workers, "per_publish": total, "per_process": figures}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
