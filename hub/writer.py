@@ -149,11 +149,17 @@ class Writer:
         self._limit = max_pending
         #: asked before a slow reader is cut off: True keeps it (``hub.conflation``)
         self.spare: Callable[[Output], bool] | None = None
+        #: the loop, kept at the first schedule: on CPython 3.11 each get_running_loop() is a
+        #: getpid() syscall (seen by strace, one per published event)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write every dirty stream's pending frames in one write each."""

@@ -37,6 +37,7 @@ from hub.backplane.engine_wire import (
     events_out,
     frame,
     marks_out,
+    pushes,
     run_now,
     socket_path,
 )
@@ -247,17 +248,8 @@ class EngineServer:
                 for link in links:
                     self._queue(link, data)
             return
-        by_link: dict[_Link, list[Event]] = {}
-        for event in events:
-            for link in followers.get(event.channel, ()):
-                by_link.setdefault(link, []).append(event)
-        encoded: dict[tuple[int, ...], bytes] = {}  # one encoding per distinct selection
-        for link, chosen in by_link.items():
-            key = tuple(event.position for event in chosen)
-            found = encoded.get(key)
-            if found is None:
-                found = encoded[key] = frame([0, "d", events_out(chosen)])
-            self._queue(link, found)
+        for link, data in pushes(events, followers):
+            self._queue(link, data)
 
     def lost(self, channel: str) -> None:
         self._push(channel, frame([0, "l", channel]))

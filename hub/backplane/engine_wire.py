@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -42,6 +42,7 @@ __all__ = [
     "events_out",
     "frame",
     "marks_out",
+    "pushes",
     "run_now",
     "socket_path",
 ]
@@ -107,6 +108,28 @@ def marks_out(
         None if (d := deleted.get(channel)) is None else min(d, FOREVER),
         None if (c := closed.get(channel)) is None else min(c, FOREVER),
     ]
+
+
+_L = TypeVar("_L")
+
+
+def pushes(events: Sequence[Event], followers: dict[str, set[_L]]) -> list[tuple[_L, bytes]]:
+    """The frames of a batch of events for each link that follows some of their channels:
+    each link gets its events in one frame, and one encoding serves every link that gets the
+    same selection (usually all of them)."""
+    by_link: dict[_L, list[Event]] = {}
+    for event in events:
+        for link in followers.get(event.channel, ()):
+            by_link.setdefault(link, []).append(event)
+    encoded: dict[tuple[int, ...], bytes] = {}
+    out = []
+    for link, chosen in by_link.items():
+        key = tuple(event.position for event in chosen)
+        found = encoded.get(key)
+        if found is None:
+            found = encoded[key] = frame([0, "d", events_out(chosen)])
+        out.append((link, found))
+    return out
 
 
 def socket_path(path: str) -> str:
