@@ -10,6 +10,7 @@ from typing import Any
 from hub.backplane import History, Reset
 from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
+    NEWEST,
     api,
     batch_get,
     is_closing,
@@ -177,16 +178,27 @@ class Pages:
         request = {"subjects_filter": f"{self._bp.subjects.prefix}.*"}
         info = await api(nc, f"$JS.API.STREAM.INFO.{self._bp.stream}", request)
         subjects = list(info["state"].get("subjects") or {})[:MAX_LISTED_CHANNELS]
+        first = max(1, int(info["state"].get("first_seq") or 1))
         found: dict[str, str] = {}
         closed: list[tuple[str, int]] = []  # a closed channel's last message is its marker
-        for at in range(0, len(subjects), 100):
-            chunk = subjects[at : at + 100]
-            for msg in await batch_get(nc, self._bp.stream, {"multi_last": chunk}):
+        # 100 subjects a read, all at once: one after the other, a hub busy publishing (a
+        # thousand demo jobs) took seconds over a thousand channels, and a read past
+        # API_TIMEOUT made the list a 503
+        lasts = [
+            batch_get(nc, self._bp.stream, {"multi_last": subjects[at : at + 100]})
+            for at in range(0, len(subjects), 100)
+        ]
+        for reply in await asyncio.gather(*lasts):
+            for msg in reply:
                 headers = msg.headers or {}
                 channel = self._bp.subjects.channel(headers["Nats-Subject"])
                 seq = int(headers["Nats-Sequence"])
                 if channel is not None and is_closing(headers):
-                    closed.append((headers["Nats-Subject"], seq))
+                    newest = headers.get(NEWEST)
+                    if newest is None:  # a marker that does not say: read below
+                        closed.append((headers["Nats-Subject"], seq))
+                    elif int(newest) >= first:  # (0: none; below the first: expired)
+                        found[channel] = event_id(self._bp.base + int(newest), channel)
                 elif channel is not None and not is_marker(headers):
                     found[channel] = event_id(self._bp.base + seq, channel)
         # Its newest event, before the marker: one read each, 50 at once (closed Durable

@@ -33,6 +33,7 @@ __all__ = [
     "CREATED",
     "GONE",
     "MIN_VERSION",
+    "NEWEST",
     "PREV",
     "UNAVAILABLE",
     "ApiError",
@@ -64,6 +65,10 @@ GONE = "Ssehub-Deleted"
 CLOSED = "Ssehub-Closed"
 #: The header of a Durable Stream's create marker (``hub.backplane.nats_streams``).
 CREATED = "Ssehub-Created"
+#: On a close marker: the sequence of the channel's newest event before it ("0": none), so the
+#: channel list names it without a read per closed channel (``hub.backplane.nats_history``).
+#: Markers written without it (a close that raced a publish, a Durable Stream's) are read.
+NEWEST = "Ssehub-Newest"
 #: Seconds a JetStream API call or publish may take before it counts as NATS being away.
 API_TIMEOUT = 3.0
 

@@ -75,11 +75,13 @@ from hub.backplane.nats_connection import Connection
 from hub.backplane.nats_link import (
     CLOSED,
     GONE,
+    NEWEST,
     PREV,
     UNAVAILABLE,
     ApiError,
     api,
     batch_get,
+    is_marker,
     stamp,
 )
 from hub.backplane.nats_publish import Publisher
@@ -218,6 +220,9 @@ class PrivateChannels:
             return False
         expect = "Nats-Expected-Last-Subject-Sequence"
         claim = {CLOSED: "1", PREV: "0", expect: str(last.seq if last is not None else 0)}
+        # the newest event it closes on: the last message, unless that is a marker (a create
+        # marker, an expired tombstone), and only while the expectation holds (else: unknown)
+        claim[NEWEST] = str(last.seq if last is not None and not is_marker(last.headers) else 0)
         first: bool | None = True
         try:
             marker = int((await self._publisher.send(subject, b"", claim))["seq"])
@@ -226,7 +231,7 @@ class PrivateChannels:
                 raise
             # Published on, deleted or closed meanwhile: in it goes as it is, and the message
             # just before it says whether a deletion or a close came first.
-            del claim[expect]
+            del claim[expect], claim[NEWEST]
             marker = int((await self._publisher.send(subject, b"", claim))["seq"])
             request = {"multi_last": [subject], "up_to_seq": marker - 1}
             for msg in await batch_get(bp.require(), bp.stream, request):
