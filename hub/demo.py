@@ -47,10 +47,7 @@ JOB_PREFIX = "job/"
 STAGES = ("Download", "Parse", "Aggregate", "Report")
 _DONE = {"Download": "Downloaded", "Parse": "Parsed", "Aggregate": "Aggregated"}
 STEPS_PER_STAGE = 5
-#: Rows a job really processes: 12,000 cost ~13 ms of CPU on the hub's one loop (120,000 cost
-#: ~130 ms, so a few hundred jobs at once starved every request of that hub for seconds: a fuzz
-#: run starting many made the channel list on NATS time out)
-ROWS = 12_000
+ROWS = 12_000  # ~13 ms of CPU a job (120,000: a few hundred jobs starved their hub for seconds)
 SLICE = 2_000
 REGIONS = ("Africa", "Americas", "Asia", "Europe", "Oceania")
 #: Publish attempts while the backplane is unavailable (backing off up to 2 s between them).
