@@ -134,7 +134,6 @@ def parse_position(last_event_id: str) -> int | None:
 
 
 @functools.lru_cache(maxsize=4096)  # a publisher names the same channels again and again
-@functools.lru_cache(maxsize=4096)  # a publisher names the same channels again and again
 def check_channel(name: str) -> str:
     """The name, or ``InvalidInput``. Cached: a hit costs a fifth of the regex; a refusal raises
     and is never cached, so names an attacker makes up hold no more than the cache's bound."""
