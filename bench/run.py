@@ -779,6 +779,8 @@ def build_table(results: dict[str, dict[str, Any]], plan: Plan, markdown: bool =
     baselines = [t for t in targets if t not in SERVERS or SERVERS[t].baseline]
     subjects = [t for t in targets if t not in baselines] or baselines[:1]
     ratio_cols = [(s, b) for s in subjects for b in baselines if s != b]
+    if "hub" in targets and "hub2" in targets:  # the price of workers, row by row
+        ratio_cols.insert(0, ("hub2", "hub"))
     header = ["metric", *targets, *(f"{s}÷{b}" for s, b in ratio_cols), "better"]
     body: list[list[str]] = []
     for row in rows_for(plan):

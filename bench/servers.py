@@ -172,6 +172,9 @@ class ServerSpec:
 
 SERVERS = {
     "hub": ServerSpec("hub", "hub", baseline=False),
+    # the shipped config's ``workers`` at 2, pinned like every server to the one core: each
+    # row's hub2÷hub is then the price of coordinating workers (issue 22), not the second core
+    "hub2": ServerSpec("hub2", "hub", baseline=False, env=(("HUB_WORKERS", "2"),)),
     "naive": ServerSpec("naive", "hub", baseline=True, stop_grace=0.5),
     "nchan": ServerSpec("nchan", "nchan", baseline=True),
     "uws": ServerSpec("uws", "hub", baseline=True, stop_grace=1.0),
