@@ -38,9 +38,9 @@ from hub.backplane import (
 from hub.backplane.engine_link import EngineLink
 from hub.backplane.engine_reports import Reports
 from hub.backplane.engine_streams import StreamsFront
-from hub.backplane.engine_wire import drafts_out, events_in, socket_path
+from hub.backplane.engine_wire import drafts_out, events_in, record, socket_path
 from hub.backplane.tombstones import Tombstones
-from hub.events import Draft
+from hub.events import Draft, Event
 
 if TYPE_CHECKING:
     from hub.config import Config
@@ -119,8 +119,16 @@ class EngineBackplane(StreamsFront):
     # -- Backplane ---------------------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
-        ids, replayed = await self._call("publish", drafts_out(drafts), idempotency_key)
-        return Published(ids, replayed)
+        link = self._link
+        if link is None:
+            raise BackplaneUnavailable("the engine is not reachable")
+        if len(drafts) == 1:  # the common publish: drafts_out() written out
+            channel, body = drafts[0]
+            wire = [[channel, body.decode("latin-1")]]
+        else:
+            wire = drafts_out(drafts)
+        ids, replayed = await link.call("publish", wire, idempotency_key)
+        return record(Published, (ids, replayed))
 
     async def history(
         self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
@@ -169,8 +177,14 @@ class EngineBackplane(StreamsFront):
         if listener is None:
             return
         kind = message[1]
-        if kind == "d":
-            listener.deliver(events_in(message[2]))
+        if kind == "d":  # the hot push: one event built from C (engine_wire.record)
+            wire = message[2]
+            if len(wire) == 1:
+                p, c, f, at, tags = wire[0]
+                tags = tuple(tags) if tags else ()
+                listener.deliver((record(Event, (p, c, f.encode("latin-1"), at, tags)),))
+            else:
+                listener.deliver(events_in(wire))
         elif kind == "x":
             self._set_marks(*message[2:5])
             listener.deleted(message[2])

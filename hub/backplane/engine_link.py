@@ -13,10 +13,15 @@ import itertools
 from collections.abc import Callable
 from typing import Any, cast
 
+import orjson
+
 from hub.backplane import BackplaneUnavailable
-from hub.backplane.engine_wire import ERRORS, Frames, frame
+from hub.backplane.engine_wire import ERRORS, HEADER, Frames, frame
 
 __all__ = ["EngineLink"]
+
+_dumps = orjson.dumps
+_pack = HEADER.pack
 
 
 class EngineLink(asyncio.Protocol):
@@ -39,13 +44,17 @@ class EngineLink(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass
 
     def call(self, method: str, *args: Any) -> asyncio.Future[Any]:
-        """Send a request; the future gets its answer, or raises what the engine raised."""
-        if not self.up:
+        """Send a request; the future gets its answer, or raises what the engine raised. Sent
+        at once (``_send``: why), with ``up``, ``frame()`` and ``_send()`` written out: one
+        call a publish."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
             raise BackplaneUnavailable("the engine is not reachable")
         ident = next(self._ids)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ident] = future
-        self._send(frame([ident, method, *args]))
+        body = _dumps([ident, method, *args])
+        transport.write(_pack(len(body)) + body)
         return future
 
     def tell(self, method: str, *args: Any) -> None:
