@@ -21,7 +21,9 @@ from hub.backplane.engine_wire import ERRORS, HEADER, Frames, frame
 __all__ = ["EngineLink"]
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 _pack = HEADER.pack
+_length = HEADER.unpack_from
 
 
 class EngineLink(asyncio.Protocol):
@@ -70,9 +72,13 @@ class EngineLink(asyncio.Protocol):
         self._transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        frames = self._frames
         try:
-            messages = self._frames.feed(data)
-        except ValueError:
+            if not frames.rest and len(data) >= 4 and _length(data)[0] == len(data) - 4:
+                messages = [_loads(memoryview(data)[4:])]  # one answer or push: no feed()
+            else:
+                messages = frames.feed(data)
+        except ValueError:  # orjson's errors are ValueErrors too
             self.close()
             return
         pending = self._pending

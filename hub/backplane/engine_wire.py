@@ -72,20 +72,16 @@ def frame(message: Any) -> bytes:
 class Frames:
     """Cuts a byte stream into messages; keeps at most one unfinished frame."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("rest",)
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self.rest = b""  # the start of an unfinished frame
 
     def feed(self, data: bytes) -> list[Any]:
-        """The messages complete with ``data``; raises ``ValueError`` for a broken peer."""
-        buffer = self._buffer + data if self._buffer else data
+        """The messages complete with ``data``; raises ``ValueError`` for a broken peer. (The
+        common read, one whole frame and no rest, both ends parse without this call.)"""
+        buffer = self.rest + data if self.rest else data
         end = len(buffer)
-        if end >= 4:  # the common read: one whole frame
-            (size,) = _unpack_from(buffer)
-            if size == end - 4:
-                self._buffer = b""
-                return [_loads(memoryview(buffer)[4:])]
         messages = []
         start = 0
         while end - start >= 4:
@@ -96,7 +92,7 @@ class Frames:
                 break
             messages.append(_loads(memoryview(buffer)[start + 4 : start + 4 + size]))
             start += 4 + size
-        self._buffer = buffer[start:] if start < end else b""
+        self.rest = buffer[start:] if start < end else b""
         return messages
 
 
