@@ -40,7 +40,7 @@ from hub.backplane.engine_reports import Reports
 from hub.backplane.engine_streams import StreamsFront
 from hub.backplane.engine_wire import drafts_out, events_in, record, socket_path
 from hub.backplane.tombstones import Tombstones
-from hub.events import Draft, Event
+from hub.events import Draft
 
 if TYPE_CHECKING:
     from hub.config import Config
@@ -82,8 +82,10 @@ class EngineBackplane(StreamsFront):
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        listener = self._listener  # set by start(), before the first connect
+        deliver = listener.deliver if listener is not None else lambda events: None
         _, link = await loop.create_unix_connection(
-            lambda: EngineLink(self._pushed, self._lost), socket_path(self._path)
+            lambda: EngineLink(self._pushed, self._lost, deliver), socket_path(self._path)
         )
         self._link = link
         await link.call("hello", self._worker)
@@ -176,16 +178,8 @@ class EngineBackplane(StreamsFront):
         listener = self._listener
         if listener is None:
             return
-        kind = message[1]
-        if kind == "d":  # the hot push: one event built from C (engine_wire.record)
-            wire = message[2]
-            if len(wire) == 1:
-                p, c, f, at, tags = wire[0]
-                tags = tuple(tags) if tags else ()
-                listener.deliver((record(Event, (p, c, f.encode("latin-1"), at, tags)),))
-            else:
-                listener.deliver(events_in(wire))
-        elif kind == "x":
+        kind = message[1]  # not "d": the link hands events to the listener's deliver itself
+        if kind == "x":
             self._set_marks(*message[2:5])
             listener.deleted(message[2])
         elif kind == "c":

@@ -2,21 +2,22 @@
 
 The byte half of ``hub.backplane.engine_client``: one Unix socket connection, frames out
 (each written at once: a request is waited for) and in
-(answers resolve their request's future; pushes go to ``on_push`` in the order they came, which
-is the engine's order).
+(answers resolve their request's future; pushes go to ``on_events`` and ``on_push`` in the
+order they came, which is the engine's order).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import orjson
 
 from hub.backplane import BackplaneUnavailable
-from hub.backplane.engine_wire import ERRORS, HEADER, Frames, frame
+from hub.backplane.engine_wire import ERRORS, HEADER, Frames, events_in, frame, record
+from hub.events import Event
 
 __all__ = ["EngineLink"]
 
@@ -27,11 +28,19 @@ _length = HEADER.unpack_from
 
 
 class EngineLink(asyncio.Protocol):
-    """``on_push(message)`` for every push; ``on_lost()`` once when the connection ends."""
+    """``on_events(events)`` for every push of events (as ``Event``s, made here: the hot push
+    is one call from the socket to the hub's ``deliver``), ``on_push(message)`` for every other
+    push; ``on_lost()`` once when the connection ends."""
 
-    def __init__(self, on_push: Callable[[list[Any]], None], on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_push: Callable[[list[Any]], None],
+        on_lost: Callable[[], None],
+        on_events: Callable[[Sequence[Event]], None] = lambda events: None,
+    ) -> None:
         self._on_push = on_push
         self._on_lost = on_lost
+        self._on_events = on_events
         self._transport: asyncio.Transport | None = None
         self._frames = Frames()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -85,7 +94,14 @@ class EngineLink(asyncio.Protocol):
         for message in messages:
             ident = message[0]
             if ident == 0:
-                self._on_push(message)
+                if message[1] != "d":
+                    self._on_push(message)
+                elif len(wire := message[2]) == 1:  # one event: built from C (record)
+                    p, c, f, at, tags = wire[0]
+                    tags = tuple(tags) if tags else ()
+                    self._on_events((record(Event, (p, c, f.encode("latin-1"), at, tags)),))
+                else:
+                    self._on_events(events_in(wire))
             elif ident > 0:
                 future = pending.pop(ident, None)
                 if future is not None and not future.done():
