@@ -165,6 +165,23 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float) -> Non
     raise SystemExit(f"the hub did not get ready (exit code {proc.poll()})")
 
 
+def _wait_subscribed(port: int, subs: int, limit_s: float) -> None:
+    """Until the hub counts every subscriber (``/healthz``: the whole hub's): under valgrind a
+    thousand subscribes take minutes, and one still served in the window is counted in it."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := probe.recv(65536):
+                answer += chunk
+        found = re.search(rb'"subscribers":\s*(\d+)', answer)
+        if found and int(found[1]) >= subs:
+            return
+        time.sleep(1)
+    raise SystemExit(f"the hub did not count {subs} subscribers in {limit_s} s")
+
+
 def measure(workers: int, args: argparse.Namespace, root: Path, tmp: Path) -> dict[str, Any]:
     out = tmp / f"w{workers}"
     out.mkdir()
@@ -188,6 +205,7 @@ def measure(workers: int, args: argparse.Namespace, root: Path, tmp: Path) -> di
         client = Client(port)
         if args.subs:
             client.subscribe(args.subs, args.channels)
+            _wait_subscribed(port, args.subs, 900 if args.callgrind else 60)
             time.sleep(settle + 2)
         for n in range(args.warm):
             client.publish(f"c{n % args.channels}", n)
