@@ -13,8 +13,9 @@ the link is registered on the channels, so every event stored after that answer 
 worker, and the answer's frontier (the newest position) bounds those stored before.
 
 An event's frame is encoded once per set of links that receive it (usually: once); the frames a
-request produced are written when its data is processed, one write per link. A dead worker's
-follows go with its link; its counters stay in the sums (``hub.backplane.totals``).
+request produced are written when its data is processed, one write per link
+(``engine_outbox``). A dead worker's follows go with its link; its counters stay in the sums
+(``hub.backplane.totals``).
 """
 
 from __future__ import annotations
