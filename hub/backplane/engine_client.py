@@ -38,7 +38,7 @@ from hub.backplane import (
 from hub.backplane.engine_link import EngineLink
 from hub.backplane.engine_reports import Reports
 from hub.backplane.engine_streams import StreamsFront
-from hub.backplane.engine_wire import drafts_out, events_in, socket_path
+from hub.backplane.engine_wire import drafts_out, events_in, record, socket_path
 from hub.backplane.tombstones import Tombstones
 from hub.events import Draft
 
@@ -82,8 +82,10 @@ class EngineBackplane(StreamsFront):
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        listener = self._listener  # set by start(), before the first connect
+        deliver = listener.deliver if listener is not None else lambda events: None
         _, link = await loop.create_unix_connection(
-            lambda: EngineLink(self._pushed, self._lost), socket_path(self._path)
+            lambda: EngineLink(self._pushed, self._lost, deliver), socket_path(self._path)
         )
         self._link = link
         await link.call("hello", self._worker)
@@ -119,8 +121,16 @@ class EngineBackplane(StreamsFront):
     # -- Backplane ---------------------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
-        ids, replayed = await self._call("publish", drafts_out(drafts), idempotency_key)
-        return Published(ids, replayed)
+        link = self._link
+        if link is None:
+            raise BackplaneUnavailable("the engine is not reachable")
+        if len(drafts) == 1:  # the common publish: drafts_out() written out
+            channel, body = drafts[0]
+            wire = [[channel, body.decode("latin-1")]]
+        else:
+            wire = drafts_out(drafts)
+        ids, replayed = await link.call("publish", wire, idempotency_key)
+        return record(Published, (ids, replayed))
 
     async def history(
         self, channels: Sequence[str], after: int | None, max_bytes: int, *, continued: bool = False
@@ -168,10 +178,8 @@ class EngineBackplane(StreamsFront):
         listener = self._listener
         if listener is None:
             return
-        kind = message[1]
-        if kind == "d":
-            listener.deliver(events_in(message[2]))
-        elif kind == "x":
+        kind = message[1]  # not "d": the link hands events to the listener's deliver itself
+        if kind == "x":
             self._set_marks(*message[2:5])
             listener.deleted(message[2])
         elif kind == "c":

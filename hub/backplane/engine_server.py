@@ -13,8 +13,9 @@ the link is registered on the channels, so every event stored after that answer 
 worker, and the answer's frontier (the newest position) bounds those stored before.
 
 An event's frame is encoded once per set of links that receive it (usually: once); the frames a
-request produced are written when its data is processed, one write per link. A dead worker's
-follows go with its link; its counters stay in the sums (``hub.backplane.totals``).
+request produced are written when its data is processed, one write per link
+(``engine_outbox``). A dead worker's follows go with its link; its counters stay in the sums
+(``hub.backplane.totals``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ from collections.abc import Callable, Sequence
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from hub.backplane import History, Published
 from hub.backplane.engine_limits import HubLimits, limit_methods, served
+from hub.backplane.engine_outbox import Outbox
 from hub.backplane.engine_streams import stream_methods
 from hub.backplane.engine_sums import others_counts, others_totals, pushed_counts
 from hub.backplane.engine_wire import (
+    HEADER,
     Frames,
     drafts_in,
     error_of,
+    events_frame,
     events_out,
     frame,
     marks_out,
@@ -51,6 +57,10 @@ if TYPE_CHECKING:
 __all__ = ["EngineServer"]
 
 log = logging.getLogger("hub.engine")
+_dumps = orjson.dumps
+_loads = orjson.loads
+_pack = HEADER.pack
+_length = HEADER.unpack_from
 
 
 class _Link(asyncio.Protocol):
@@ -73,17 +83,23 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         engine = self.engine
-        engine.receiving = True
+        outbox = engine.outbox
+        outbox.receiving = True
         try:
-            for message in self.frames.feed(data):
-                engine.handle(self, message)
+            frames = self.frames
+            if not frames.rest and len(data) >= 4 and _length(data)[0] == len(data) - 4:
+                engine.handle(self, _loads(memoryview(data)[4:]))  # one request: no feed()
+            else:
+                for message in frames.feed(data):
+                    engine.handle(self, message)
         except ValueError as problem:  # not our wire: drop the link
             log.error("engine: a broken link from worker %s: %s", self.worker, problem)
             if self.transport is not None:
                 self.transport.abort()
         finally:
-            engine.receiving = False
-        engine.flush()
+            outbox.receiving = False
+        if outbox.dirty:
+            outbox.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -99,7 +115,7 @@ class EngineServer:
         self.limits = HubLimits(config)
         self.links: set[_Link] = set()
         self._followers: dict[str, set[_Link]] = {}
-        self._dirty: set[_Link] = set()
+        self.outbox = Outbox()
         self._retired: dict[str, Any] = {}  # the counters of the workers that ended
         self._server: asyncio.AbstractServer | None = None
         self._methods: dict[str, Callable[..., Any]] = {
@@ -122,8 +138,6 @@ class EngineServer:
         }
         self._methods = served(self._methods, store)  # False: coordination (Redis, NATS)
         self._link: _Link | None = None  # the link whose request runs now
-        #: while a link's data is processed: its frames are written when it is done (flush)
-        self.receiving = False
 
     async def start(self) -> None:
         await self.backplane.start(self)
@@ -145,6 +159,7 @@ class EngineServer:
     # -- requests ----------------------------------------------------------------------------
 
     def handle(self, link: _Link, message: list[Any]) -> None:
+        """One request, inside ``_Link.data_received``: its answer goes out with the data's."""
         ident = message[0]
         method = message[1]
         self._link = link
@@ -156,13 +171,13 @@ class EngineServer:
             kind, detail = error_of(problem)
             if kind == "unavailable":
                 log.exception("engine: %s failed", method)
-            if ident:
-                self._queue(link, frame([-ident, kind, detail]))
-            return
+            result, ident = [kind, detail], -ident
         finally:
             self._link = None
-        if ident:
-            self._queue(link, frame([ident, result]))
+        if ident:  # frame() and queue() written out (receiving: no flush to schedule)
+            body = _dumps([ident, result] if ident > 0 else [ident, *result])
+            link.out.append(_pack(len(body)) + body)
+            self.outbox.dirty.add(link)
 
     def _hello(self, worker: int) -> int:
         assert self._link is not None
@@ -232,7 +247,7 @@ class EngineServer:
         assert link is not None
         link.counts, link.streams = counts, streams
         for other, channels, others in pushed_counts(self.links):
-            self._queue(cast(_Link, other), frame([0, "n", channels, others]))
+            self.outbox.queue(cast(_Link, other), frame([0, "n", channels, others]))
 
     def _totals(self) -> dict[str, Any]:
         return others_totals(self.links, self._retired, self._link)
@@ -241,15 +256,13 @@ class EngineServer:
 
     def deliver(self, events: Sequence[Event]) -> None:
         followers = self._followers
-        if len(events) == 1:
+        if len(events) == 1:  # the common push
             links = followers.get(events[0].channel)
             if links:
-                data = frame([0, "d", events_out(events)])
-                for link in links:
-                    self._queue(link, data)
+                self.outbox.queue_all(links, events_frame(events))
             return
         for link, data in pushes(events, followers):
-            self._queue(link, data)
+            self.outbox.queue(link, data)
 
     def lost(self, channel: str) -> None:
         self._push(channel, frame([0, "l", channel]))
@@ -261,28 +274,14 @@ class EngineServer:
         self._push(channel, frame([0, "c", channel, *self.marks(channel)]))
 
     def _push(self, channel: str, data: bytes) -> None:
-        for link in self._followers.get(channel, ()):
-            self._queue(link, data)
+        self.outbox.queue_all(self._followers.get(channel, ()), data)
 
-    # -- output ------------------------------------------------------------------------------
-
-    def _queue(self, link: _Link, data: bytes) -> None:
-        link.out.append(data)
-        if not self._dirty and not self.receiving:  # else flush() runs at the end of the data
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._dirty.add(link)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for link in dirty:
-            out, link.out = link.out, []
-            if link.transport is not None and not link.transport.is_closing():
-                link.transport.write(out[0] if len(out) == 1 else b"".join(out))
+    # -- links -----------------------------------------------------------------------------
 
     def drop(self, link: _Link) -> None:
         """A worker went away: its follows end; its counters stay in the sums."""
         self.links.discard(link)
-        self._dirty.discard(link)
+        self.outbox.dirty.discard(link)
         for name in list(link.channels):
             self._forget(link, name)
         self._retired = add_snapshots(self._retired, link.totals)
