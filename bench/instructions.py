@@ -11,10 +11,13 @@ On a shared 2-core machine the CPU per publish read from ``/proc`` (``bench.run`
 runs; the instructions a server executes per request do not. Each server runs under
 ``valgrind --tool=callgrind`` with collection off; after a warm-up, collection is switched on
 for ``--seconds`` of ``wrk -t1 -c1`` publishing (one connection: one request per loop pass, so
-how requests batch, which does move with the load, does not change the figure) and the total is
-divided by the requests wrk made. Subscribers, if any, are ``curl -N`` streams on the channel,
-so a publish's figure then includes its deliveries (their ``send()`` in the kernel is not
-counted: callgrind sees user space only). Runs of one tree agree within ~1-2 %.
+how requests batch, which does move with the load, does not change the figure) and the total,
+less the server's idle instructions (its timers: counted as long again after the window, with
+no request), is divided by the requests wrk made. Subscribers, if any, are ``curl -N`` streams
+on the channel, so a publish's figure then includes its deliveries (their ``send()`` in the
+kernel is not counted: callgrind sees user space only). Runs of one tree agree within ~1-2 %
+when the window holds a few hundred requests; a very busy machine gives a slow valgrind a few
+dozen (each run prints its count): raise ``--seconds``.
 
 Instructions are not time (the C servers of ``bench.run`` would look better per instruction than
 they are per µs), so compare the Python servers with each other: the hub and the bare aiohttp
