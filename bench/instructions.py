@@ -4,16 +4,20 @@ does not move.
     .venv/bin/python -m bench.instructions                          # hub and bare aiohttp
     .venv/bin/python -m bench.instructions --base main              # + main's hub, same run
     .venv/bin/python -m bench.instructions --subscribers 10         # 10 streams on the channel
+    .venv/bin/python -m bench.instructions --tree /tmp/ssehub-mypyc  # + a checkout on disk
 
 On a shared 2-core machine the CPU per publish read from ``/proc`` (``bench.run``'s row
 ``publish single, 8 conns: server CPU us/publish``) moves by tens of percent with what else
 runs; the instructions a server executes per request do not. Each server runs under
 ``valgrind --tool=callgrind`` with collection off; after a warm-up, collection is switched on
 for ``--seconds`` of ``wrk -t1 -c1`` publishing (one connection: one request per loop pass, so
-how requests batch, which does move with the load, does not change the figure) and the total is
-divided by the requests wrk made. Subscribers, if any, are ``curl -N`` streams on the channel,
-so a publish's figure then includes its deliveries (their ``send()`` in the kernel is not
-counted: callgrind sees user space only). Runs of one tree agree within ~1-2 %.
+how requests batch, which does move with the load, does not change the figure) and the total,
+less the server's idle instructions (its timers: counted as long again after the window, with
+no request), is divided by the requests wrk made. Subscribers, if any, are ``curl -N`` streams
+on the channel, so a publish's figure then includes its deliveries (their ``send()`` in the
+kernel is not counted: callgrind sees user space only). Runs of one tree agree within ~1-2 %
+when the window holds a few hundred requests; a very busy machine gives a slow valgrind a few
+dozen (each run prints its count): raise ``--seconds``.
 
 Instructions are not time (the C servers of ``bench.run`` would look better per instruction than
 they are per µs), so compare the Python servers with each other: the hub and the bare aiohttp
@@ -64,8 +68,10 @@ def _healthy(port: int, limit_s: float = 120.0) -> None:
 def _wrk(port: int, seconds: int, lua: Path) -> int:
     assert WRK is not None
     url = f"http://127.0.0.1:{port}/"
+    # --timeout: under valgrind on a busy machine a request can take over wrk's default 2 s
+    # (its socket error "timeout", not the hub's); the count per request does not change.
     out = subprocess.run(
-        [WRK, "-t1", "-c1", f"-d{seconds}s", "-s", str(lua), url],
+        [WRK, "-t1", "-c1", f"-d{seconds}s", "--timeout", "60s", "-s", str(lua), url],
         capture_output=True,
         text=True,
         check=True,
@@ -76,7 +82,9 @@ def _wrk(port: int, seconds: int, lua: Path) -> int:
     return int(found["requests"])
 
 
-def measure(kind: str, root: Path, seconds: int, subscribers: int, work: Path) -> float:
+def measure(
+    kind: str, root: Path, seconds: int, subscribers: int, work: Path, keep: Path | None = None
+) -> float:
     """Instructions per publish of one server (``hub`` or ``aiohttp``) from ``root``."""
     port = free_port()
     out = work / f"{kind}-{root.name}-{port}.cg"
@@ -101,25 +109,58 @@ def measure(kind: str, root: Path, seconds: int, subscribers: int, work: Path) -
         _wrk(port, 2, lua)  # warm-up, not counted
         control = ["callgrind_control", "-i"]
         subprocess.run([*control, "on", str(server.pid)], capture_output=True, check=True)
+        started = time.monotonic()
         requests = _wrk(port, seconds, lua)
-        subprocess.run([*control, "off", str(server.pid)], capture_output=True, check=True)
+        counted = time.monotonic() - started
         subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True)
+        # The same server idle as long (its timers, its heartbeats): subtracted per second, as
+        # a busy machine gives fewer requests in the window to spread them over.
+        started = time.monotonic()
+        time.sleep(seconds)
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True)
+        idle_s = time.monotonic() - started
+        subprocess.run([*control, "off", str(server.pid)], capture_output=True, check=True)
     finally:
         for stream in streams:
             stream.terminate()
         server.terminate()
         server.wait(30)
-    dump = Path(f"{out}.1")
+    instructions, idle = (_total(Path(f"{out}.{n}")) for n in (1, 2))
+    net = instructions - idle * counted / idle_s
+    print(
+        f"  {kind} from {root}: {instructions:,} instructions, {requests} requests in "
+        f"{counted:.1f} s, idle {idle / idle_s:,.0f} a second: {net / requests:,.0f} net a publish",
+        flush=True,
+    )
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for n in (1, 2):
+            shutil.copy(f"{out}.{n}", keep / f"{kind}-{root.name}-{port}.{n}.cg")
+    return net / requests
+
+
+def _total(dump: Path) -> int:
     text = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True)
     total = re.search(r"^([\d,]+) .*PROGRAM TOTALS", text.stdout, re.MULTILINE)
     if total is None:
         raise RuntimeError(f"no totals in {dump}")
-    return int(total.group(1).replace(",", "")) / requests
+    return int(total.group(1).replace(",", ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help="a git revision of this repository: its hub as well")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkout on disk (e.g. bench.mypyc_build's compiled copy): its hub as well "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="a directory to keep the callgrind dumps in (callgrind_annotate)"
+    )
     parser.add_argument("--seconds", type=int, default=6, help="counted wrk window (6)")
     parser.add_argument("--subscribers", type=int, default=0, help="streams on the channel (0)")
     args = parser.parse_args()
@@ -139,9 +180,11 @@ def main() -> None:
             )
             subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
             runs.append(("hub", base, f"hub {args.base}"))
+        for tree in args.tree:
+            runs.append(("hub", tree.resolve(), f"hub {tree}"))
         figures = {}
         for kind, root, label in runs:
-            figures[label] = measure(kind, root, args.seconds, args.subscribers, work)
+            figures[label] = measure(kind, root, args.seconds, args.subscribers, work, args.keep)
             print(f"{label}: {figures[label]:,.0f} instructions per publish", flush=True)
         floor = figures["aiohttp"]
         for label, value in figures.items():
