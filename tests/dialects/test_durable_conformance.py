@@ -43,6 +43,9 @@ HUB_LONG_POLL = 0.5
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.conformance,
+    # one pytest-xdist worker runs the three backplanes: the reference runs once per worker
+    # (_REFERENCE), and one run of it is enough
+    pytest.mark.xdist_group("durable-conformance"),
     pytest.mark.skipif(
         shutil.which("node") is None or not VITEST.exists(),
         reason="needs node and tests/js-dialects/node_modules (scripts/test runs npm ci there)",

@@ -1,6 +1,13 @@
 """The page in Chromium: the browser's settings, a page watched for problems, the fixtures
 (``browser``, ``open_page``, ``start_hub``, ``session``; tests/web/conftest.py offers them to
 tests/web/) and what the browser tests ask of the page and of the hub behind it.
+
+One Chromium serves every browser test of a session (of a pytest-xdist worker), each test in
+browser contexts of its own (no cookie, storage or cache is shared): starting Playwright's node
+driver and Chromium took 2-7 s a test, over three minutes of CI for 28 tests. Playwright's
+objects belong to the event loop that made them, so the browser tests and the fixtures they
+take run in the session's loop (``BROWSER_LOOP``, on each browser module's ``pytestmark``);
+``start_hub`` is that loop's own ``make_hub_process``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import pytest_asyncio
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -24,10 +32,11 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from tests.support.hubs import MakeHubProcess
+from tests.support.hubs import hub_processes
 from tests.support.processes import HubProcess
 
 __all__ = [
+    "BROWSER_LOOP",
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "SETTINGS",
@@ -40,6 +49,7 @@ __all__ = [
     "console_data",
     "done_event",
     "gauge",
+    "launched_browser",
     "one_connection",
     "open_page",
     "publish",
@@ -66,6 +76,10 @@ SETTINGS = {"retry": 300, "demo_jobs": "true", "demo_job_seconds": 1.5}
 WAIT_MS = 8000  # the longest any single page condition may take
 
 StartHub = Callable[..., Awaitable[HubProcess]]
+
+#: The mark of a browser test module: its tests run in the session's event loop, where the
+#: session's Chromium lives.
+BROWSER_LOOP = pytest.mark.asyncio(loop_scope="session")
 
 
 @dataclass
@@ -111,8 +125,9 @@ class WatchedPage:
 OpenPage = Callable[..., Awaitable[WatchedPage]]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def launched_browser() -> AsyncIterator[Browser]:
+    """Chromium through Playwright, closed on exit."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
     async with async_playwright() as playwright:
@@ -123,7 +138,15 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """The session's Chromium: a test opens contexts of its own in it (``open_page``) and
+    closes them."""
+    async with launched_browser() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     """Open a URL in a fresh browser context; after the test, no page may have had a problem."""
     watched: list[WatchedPage] = []
@@ -153,18 +176,19 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     assert not problems, "\n".join(problems)
 
 
-@pytest.fixture
-def start_hub(make_hub_process: MakeHubProcess) -> StartHub:
+@pytest_asyncio.fixture(loop_scope="session")
+async def start_hub(backplane_url: str) -> AsyncIterator[StartHub]:
     """Start ``python -m hub serve`` processes with the page's ``SETTINGS`` on the test's
-    backplane; each is stopped after the test."""
+    backplane; each is stopped after the test (``make_hub_process``, in the browser's loop)."""
+    async with hub_processes(backplane_url) as make:
 
-    async def start(**settings: Any) -> HubProcess:
-        return await make_hub_process(**(SETTINGS | settings))
+        async def start(**settings: Any) -> HubProcess:
+            return await make(**(SETTINGS | settings))
 
-    return start
+        yield start
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client

@@ -23,6 +23,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.support.browser import (
+    BROWSER_LOOP,
     WAIT_MS,
     OpenPage,
     StartHub,
@@ -41,7 +42,7 @@ from tests.support.browser import (
 from tests.support.processes import ROOT, dies_with_us
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
+pytestmark = [pytest.mark.browser, pytest.mark.any_backplane, BROWSER_LOOP]
 
 WORKER = ROOT / "examples" / "job_worker.py"
 

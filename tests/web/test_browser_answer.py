@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from hub.demo_answer import ANSWER_TEXT, tokens
-from tests.support.browser import OpenPage, StartHub
+from tests.support.browser import BROWSER_LOOP, OpenPage, StartHub
 
-pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
+pytestmark = [pytest.mark.browser, pytest.mark.any_backplane, BROWSER_LOOP]
 
 
 @pytest.mark.parametrize(

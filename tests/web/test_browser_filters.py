@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.support.browser import (
+    BROWSER_LOOP,
     OpenPage,
     StartHub,
     console_data,
@@ -20,7 +21,7 @@ from tests.support.browser import (
 )
 from tests.support.processes import HubProcess
 
-pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
+pytestmark = [pytest.mark.browser, pytest.mark.any_backplane, BROWSER_LOOP]
 
 
 async def send(

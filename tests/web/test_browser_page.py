@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from tests.support.browser import (
+    BROWSER_LOOP,
     OpenPage,
     StartHub,
     channel_live,
@@ -16,7 +17,7 @@ from tests.support.browser import (
     publish,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.any_backplane]
+pytestmark = [pytest.mark.browser, pytest.mark.any_backplane, BROWSER_LOOP]
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}

@@ -22,6 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.conftest import MakeHubProcess
+from tests.support.browser import launched_browser
 from tests.support.front import Front, client_tls, run_front
 from tests.support.processes import ROOT, HubProcess, run_to_end
 from tests.support.sse_client import Stream, open_stream
@@ -40,6 +41,14 @@ async def hub_process(make_hub_process: MakeHubProcess) -> HubProcess:
 async def front(hub_process: HubProcess) -> AsyncIterator[Front]:
     async with run_front(hub_process.url) as started:
         yield started
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """A Chromium of this test's own: the session's (``browser``) lives in the browser tests'
+    event loop, and this test's fixtures (the hub, the front) in the test's."""
+    async with launched_browser() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -219,11 +228,11 @@ async def publish_to_all(session: aiohttp.ClientSession, hub: HubProcess) -> Non
 
 @pytest.mark.browser
 async def test_twenty_event_sources_over_http2_but_six_over_http1(
-    browser: Browser, front: Front, hub_process: HubProcess, session: aiohttp.ClientSession
+    chromium: Browser, front: Front, hub_process: HubProcess, session: aiohttp.ClientSession
 ) -> None:
     """Chromium (Debian's) through the front: all 20 open and receive, over h2. Straight on the
     hub, over HTTP/1.1, only 6 open: the browser's limit of connections per origin."""
-    page = await open_twenty(browser, front.url)
+    page = await open_twenty(chromium, front.url)
     assert await page.evaluate(PROTOCOL) == "h2"
     await page.wait_for_function(f"() => ({OPENED})() === {STREAMS}")
     await publish_to_all(session, hub_process)
@@ -231,7 +240,7 @@ async def test_twenty_event_sources_over_http2_but_six_over_http1(
     assert await _metric(session, hub_process, "hub_subscribers") == STREAMS
     await page.context.close()
 
-    page = await open_twenty(browser, hub_process.url)
+    page = await open_twenty(chromium, hub_process.url)
     assert await page.evaluate(PROTOCOL) == "http/1.1"
     await page.wait_for_function(f"() => ({OPENED})() === 6")
     await publish_to_all(session, hub_process)
