@@ -2,7 +2,9 @@
 
 Everything a publisher sends is checked here before the hub sees it: the token (``hub.auth``),
 the content type, the body size, the JSON, each event's fields, the idempotency key. A batch is
-all-or-nothing: one bad item and nothing is published.
+all-or-nothing: one bad item and nothing is published. The common single publish takes
+``hub.api.publish_single`` first, a fast path that must answer as ``publish_channel`` does and
+hands it every other case.
 """
 
 from __future__ import annotations
