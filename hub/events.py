@@ -42,6 +42,7 @@ __all__ = [
     "encode_draft",
     "event_id",
     "event_name",
+    "is_event_name",
     "parse_position",
     "stored_event",
 ]
@@ -146,7 +147,7 @@ def check_channel(name: str) -> str:
 
 
 def check_event_name(name: Any) -> str:
-    if not isinstance(name, str) or not _is_event_name(name):
+    if not isinstance(name, str) or not is_event_name(name):
         raise InvalidInput(
             f"invalid event name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . : -"
         )
@@ -154,7 +155,7 @@ def check_event_name(name: Any) -> str:
 
 
 @functools.lru_cache(maxsize=1024)  # a publisher sends a few event names over and over
-def _is_event_name(name: str) -> bool:
+def is_event_name(name: str) -> bool:
     return EVENT_NAME_RE.fullmatch(name) is not None
 
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from hub.ask import AllDeleted, Ask, AtCapacity
 from hub.backplane import Backplane, Closing, Deletion, History, Presence, Published
+from hub.backplane.now import PublishNow
 from hub.backplane.since import Since
 from hub.census import Census
 from hub.channel import Channel, Channels, SourceFactory
@@ -77,6 +78,8 @@ class Hub:
         self._deletion = backplane if isinstance(backplane, Deletion) else None
         self._closer = backplane if isinstance(backplane, Closing) else None
         self._times = backplane if isinstance(backplane, Since) else None
+        self._now = backplane if isinstance(backplane, PublishNow) else None
+        self.publishes_now = self._now is not None  # (hub.api.publish_single's fast path)
         #: what the hub can say about itself (counts, health): given to the routes at wiring
         self.census = Census(self._channels, self._streams, backplane)
         hooks = make_hooks(config, self._writer, self._tasks, self.publish, self.census, metrics)
@@ -192,6 +195,14 @@ class Hub:
             self._metrics.events_published += len(drafts)
         return published
 
+    def publish_now(self, channel: str, body: bytes) -> tuple[str, int] | None:
+        """``publish`` of one event without a key, in one call where the backplane can
+        (``PublishNow``): its id and subscribers (no other process), or None: ``publish`` it."""
+        if self._now is None or (ident := self._now.publish_now(channel, body)) is None:
+            return None
+        self._metrics.events_published += 1
+        return ident, len(self._channels.get(channel, ()))
+
     async def close_channel(self, name: str) -> bool | None:
         """Close a finished channel (the demo's answers; the route is ``hub.api.closing``): True,
         False when closed already, None when deleted. Raises ``BackplaneUnavailable``, or
@@ -282,11 +293,6 @@ class Hub:
                 self._roster.close(stream)
         for stream in live:
             self._roster.detach(stream, name)
-
-    @property
-    def subscribers(self) -> int:
-        """Open streams on this process."""
-        return len(self._streams)
 
 
 def _beat_of(stream: Stream) -> bytes:

@@ -164,7 +164,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None, *, worker: bo
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         stopping = time.monotonic()
-        subscribers = app[HUB].subscribers
+        subscribers = app[HUB].census.subscribers
         await runner.cleanup()
         log.info(
             "ssehub stopped (%d stream(s) ended) in %.2fs",

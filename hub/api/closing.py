@@ -17,7 +17,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import auth
-from hub.api.publish import _read_json
+from hub.api.publish_body import read_json
 from hub.api.responses import cors_headers, error, json_errors, json_response
 from hub.backplane import BackplaneUnavailable, Closing
 from hub.events import InvalidInput, check_channel
@@ -36,7 +36,7 @@ def add_close_route(app: web.Application, hub: Hub, closing: Closing | None) -> 
         scope = auth.publisher_scope(request, config.publish_tokens, config.publish_cors_origins)
         name = check_channel(request.match_info["name"])
         auth.check_scope(scope[1], name)
-        if request.body_exists and await _read_json(request, config) != {}:
+        if request.body_exists and await read_json(request, config) != {}:
             raise InvalidInput("the body, if any, must be {}: closing takes no options")
         headers = cors_headers(config, request)
         if is_clock(name):

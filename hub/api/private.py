@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from hub import auth
-from hub.api.publish import _read_json
+from hub.api.publish_body import read_json
 from hub.api.responses import answer, cors_headers, error, json_errors, json_response
 from hub.backplane import BackplaneFull, BackplaneUnavailable, Deletion, Tickets
 from hub.clients import ClientAddresses
@@ -72,7 +72,7 @@ def add_private_routes(
         token, scope = auth.publisher_scope(
             request, config.publish_tokens, config.publish_cors_origins
         )
-        body = await _read_json(request, config)
+        body = await read_json(request, config)
         channels, ttl = _ticket_request(body, config.max_stream_channels, scope)
         headers = cors_headers(config, request)
         # a token's share, or a loopback publisher's (no tokens): its address

@@ -2,20 +2,22 @@
 
 Everything a publisher sends is checked here before the hub sees it: the token (``hub.auth``),
 the content type, the body size, the JSON, each event's fields, the idempotency key. A batch is
-all-or-nothing: one bad item and nothing is published.
+all-or-nothing: one bad item and nothing is published. The common single publish takes
+``hub.api.publish_single`` first, a fast path that must answer as ``publish_channel`` does and
+hands it every other case.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from hub import auth
+from hub.api.publish_body import LATER, json_now, read_json
+from hub.api.publish_single import single_publisher
 from hub.api.publishers import Publishers, retry_after
 from hub.api.responses import answer, cors_headers, json_errors, json_response
 from hub.api.subscribe import CHANNEL_PATH
@@ -39,66 +41,6 @@ __all__ = ["Publishers", "add_publish_routes", "batch_item", "not_published"]
 _SINGLE_FIELDS = frozenset({"event", "data", "tags"})
 _BATCH_FIELDS = frozenset({"channel", "event", "data", "tags"})
 _MAX_IDEMPOTENCY_KEY = 200
-
-
-#: ``_json_now``'s answer when the body is still arriving (``None`` is a JSON body: null).
-_LATER = object()
-
-
-def _json_now(request: web.Request, config: Config) -> Any:
-    """The parsed body when all of it is there (a small body: taken as it is, no timer, no
-    copies, no coroutine), else ``_LATER``: then ``_read_json`` waits for it."""
-    given = request.headers.get("Content-Type", "")
-    if given != "application/json" and given.partition(";")[0].strip().lower() != (
-        "application/json"
-    ):
-        raise InvalidInput(
-            f"Content-Type must be application/json, not {request.content_type!r}", status=415
-        )
-    content = request.content
-    if not content.is_eof():
-        return _LATER
-    body = content.read_nowait()
-    if len(body) > config.max_body_bytes:  # its Content-Length, or a chunked one's
-        raise _body_too_large(config)
-    return _parse(body)
-
-
-async def _read_json(request: web.Request, config: Config) -> Any:
-    parsed = _json_now(request, config)
-    if parsed is not _LATER:
-        return parsed
-    length = request.content_length
-    if length is not None and length > config.max_body_bytes:
-        raise _body_too_large(config)
-    try:
-        async with asyncio.timeout(config.body_timeout):
-            body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _body_too_large(config) from None
-    except TimeoutError:
-        raise InvalidInput(
-            f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
-        ) from None
-    return _parse(body)
-
-
-def _parse(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as problem:
-        raise InvalidInput(f"the body is not valid JSON: {problem}") from None
-
-
-def _body_too_large(config: Config) -> InvalidInput:
-    """Names both limits: raising max_body_bytes alone would only move the refusal to
-    max_event_bytes, and a newcomer would meet the second one after a restart."""
-    return InvalidInput(
-        f"the body is larger than max_body_bytes ({config.max_body_bytes} bytes); one event's "
-        f"data is also limited by max_event_bytes ({config.max_event_bytes}): raise both to "
-        "publish bigger events, or split the data",
-        status=413,
-    )
 
 
 def _idempotency_key(request: web.Request, scope: str, token: str | None) -> str | None:
@@ -262,23 +204,35 @@ def add_publish_routes(app: web.Application, hub: Hub, publishers: Publishers) -
             if spend is not None:
                 await spend(request, token, 1)
             channel = check_channel(request.match_info["name"])
-            body = _json_now(request, config)
-            if body is _LATER:
-                body = await _read_json(request, config)
+            body = json_now(request, config)
+            if body is LATER:
+                body = await read_json(request, config)
             draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
             return await _publish(hub, request, [draft], channel, True, token)
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | retry_after(problem))
 
+    async def publish_parsed(
+        request: web.Request, body: Any, channel: str, token: str | None
+    ) -> web.Response:
+        """``publish_channel`` from a parsed body on: ``publish_single``'s way back to it."""
+        draft = _draft_of(body, channel, _SINGLE_FIELDS, "", config)
+        return await _publish(hub, request, [draft], channel, True, token)
+
     async def publish_batch(request: web.Request) -> web.Response:
         try:
             token, scope = publishers.check(request)
-            drafts = _batch_drafts(await _read_json(request, config), config, scope)
+            drafts = _batch_drafts(await read_json(request, config), config, scope)
             if spend is not None:
                 await spend(request, token, len(drafts))
         except InvalidInput as problem:
             return answer(problem, cors_headers(config, request) | retry_after(problem))
         return await _publish(hub, request, drafts, "", False, token)
 
-    _channel_resource(app).add_route("POST", publish_channel)
+    single = (
+        publish_channel
+        if scoped
+        else single_publisher(hub, config, spend, publish_channel, publish_parsed)
+    )
+    _channel_resource(app).add_route("POST", single)
     app.router.add_post("/publish", json_errors(config, publish_batch))

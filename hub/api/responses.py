@@ -19,6 +19,7 @@ from hub.config import Config
 from hub.events import InvalidInput
 
 __all__ = [
+    "JSON_HEADERS",
     "Handler",
     "add_fallback",
     "allowed_origin",
@@ -32,7 +33,8 @@ __all__ = [
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
+#: Every JSON answer's headers (shared, never changed: a dict a response is made of)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def json_response(
@@ -43,7 +45,7 @@ def json_response(
     return web.Response(
         status=status,
         body=orjson.dumps(data, None, orjson.OPT_APPEND_NEWLINE),
-        headers={**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS,
+        headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS,
     )
 
 

@@ -18,18 +18,16 @@ from typing import TYPE_CHECKING
 from hub.backplane import (
     BackplaneFull,
     BackplaneState,
-    ChannelClosed,
-    ChannelDeleted,
     History,
     Listener,
-    Published,
     Reset,
 )
-from hub.backplane.memory_log import Log, cost, position_of
+from hub.backplane.memory_log import Log, position_of
+from hub.backplane.memory_publish import MemoryPublish
 from hub.backplane.memory_streams import MemoryStreams, StreamRecord
 from hub.backplane.since import time_floor
 from hub.backplane.tombstones import Tombstones
-from hub.events import Draft, Event, stored_event
+from hub.events import Draft, Event
 
 if TYPE_CHECKING:
     from hub.config import Config
@@ -38,8 +36,7 @@ __all__ = ["MemoryBackplane", "next_position"]
 
 #: How often quiet channels and expired idempotency keys are swept, in seconds.
 SWEEP_INTERVAL = 60.0
-#: Idempotency keys kept at most, whatever their age (a memory guard); tickets likewise.
-MAX_IDEMPOTENCY_KEYS = 100_000
+#: Tickets waiting to be spent at most, whatever their age (a memory guard).
 MAX_TICKETS = 100_000
 
 
@@ -52,7 +49,7 @@ def next_position(last: int) -> int:
     return max(last + 1, time.time_ns() // 1000)
 
 
-class MemoryBackplane(MemoryStreams):
+class MemoryBackplane(MemoryPublish, MemoryStreams):
     """``Backplane`` with ``Health``, ``Catalog``, ``Tickets``, ``Deletion``, ``Closing``,
     ``Streams`` (``memory_streams``) and ``Since``; no ``Presence`` (one process counts alone)."""
 
@@ -86,60 +83,6 @@ class MemoryBackplane(MemoryStreams):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-
-    async def publish(self, drafts: Sequence[Draft], idempotency_key: str | None) -> Published:
-        now = time.time()
-        if idempotency_key is not None:
-            self._expire_keys(now)
-            seen = self._idempotency.get(idempotency_key)
-            if seen is not None:
-                return Published(ids=seen[1], replayed=True)
-        if self._tombstones.standing and (
-            gone := self._tombstones.among([d.channel for d in drafts])
-        ):
-            raise ChannelDeleted(gone[0])
-        if self._closed.standing and (done := self._closed.among([d.channel for d in drafts])):
-            raise ChannelClosed(done[0])
-        if len(drafts) != 1 or drafts[0].channel not in self._logs:  # else room enough
-            self._make_room(drafts, now)
-        ids = self._store(drafts, now)
-        if idempotency_key is not None:
-            self._idempotency[idempotency_key] = (now + self._history_ttl, ids)
-            if len(self._idempotency) > MAX_IDEMPOTENCY_KEYS:
-                self._idempotency.popitem(last=False)
-        return Published(ids=ids)
-
-    def _store(self, drafts: Sequence[Draft], now: float) -> list[str]:
-        """Store checked drafts and deliver them, without awaiting (the caller checked first)."""
-        events: list[Event] = []
-        ids: list[str] = []
-        position = self._last
-        cutoff = now - self._history_ttl
-        logs = self._logs
-        keep = self._history_size
-        streams = self._streams
-        time_ns = time.time_ns
-        for draft in drafts:
-            channel = draft.channel
-            position = max(position + 1, time_ns() // 1000)  # next_position(), inlined
-            ident = f"{position}:{channel}"  # event_id(), inlined on the publish path
-            event = stored_event(position, channel, draft.body, now, ident)
-            events.append(event)
-            ids.append(ident)
-            log = logs.get(channel)
-            if log is None:
-                log = logs[channel] = Log()
-            before = log.bytes
-            log.append(event, keep, cutoff)
-            self._bytes += log.bytes - before
-            if streams and (stream := streams.get(channel)) is not None:
-                stream.tail = position
-        self._last = position
-        if self._max_bytes and self._bytes > self._max_bytes:
-            self._shed()
-        if self._listener is not None:
-            self._listener.deliver(events)
-        return ids
 
     def _next_position(self) -> int:
         return next_position(self._last)
@@ -257,14 +200,6 @@ class MemoryBackplane(MemoryStreams):
                 f"(max_channels) is {self._max_channels}"
             )
 
-    def _expire_keys(self, now: float) -> None:
-        keys = self._idempotency
-        while keys:
-            key, (expires, _) = next(iter(keys.items()))
-            if expires > now:
-                break
-            del keys[key]
-
     def _sweep(self, now: float) -> None:
         cutoff = now - self._history_ttl
         for name in list(self._logs):
@@ -279,23 +214,6 @@ class MemoryBackplane(MemoryStreams):
         self._expire_streams(now)
         monotonic = time.monotonic()
         self._tickets = {k: v for k, v in self._tickets.items() if v[0] > monotonic}
-
-    def _shed(self) -> None:
-        """Over ``max_history_bytes``: drop the oldest events of all channels, by position,
-        down to 7/8 of it (so this O(channels) pass runs once per 1/8 of the bound published).
-        A resume from before them then gets a reset ("expired"), as after any trim."""
-        excess = self._bytes - self._max_bytes * 7 // 8
-        merged = heapq.merge(*(log.after(None) for log in self._logs.values()), key=position_of)
-        cutoff = 0
-        for event in merged:
-            excess -= cost(event)
-            cutoff = event.position
-            if excess <= 0:
-                break
-        for log in self._logs.values():
-            before = log.bytes
-            log.drop_through(cutoff)
-            self._bytes += log.bytes - before
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -153,7 +153,7 @@ async def test_live_stream_gets_each_event_once(make_core: Any) -> None:
     assert ids(sink) == sent
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert hub.subscribers == 0
+    assert hub.census.subscribers == 0
 
 
 async def test_resume_while_publishes_race_the_replay(make_core: Any) -> None:
@@ -247,7 +247,7 @@ async def test_slow_live_reader_is_cut_off_and_forgotten(make_core: Any) -> None
     await settle()
     assert sink._transport.aborted
     await asyncio.wait_for(task, 1)  # the stream's call returned
-    assert hub.subscribers == 0
+    assert hub.census.subscribers == 0
     assert hub.census.channel_count == 0
 
 
@@ -263,7 +263,7 @@ async def test_too_much_held_while_syncing_is_cut_off(make_core: Any) -> None:
     assert sink._transport.aborted
     sink.release.set()
     await asyncio.wait_for(task, 1)
-    assert hub.subscribers == 0
+    assert hub.census.subscribers == 0
 
 
 async def test_slow_replay_reader_is_cut_off(make_core: Any) -> None:
@@ -272,7 +272,7 @@ async def test_slow_replay_reader_is_cut_off(make_core: Any) -> None:
     sink = RecordingSink()
     sink.slow = True
     await asyncio.wait_for(hub.stream(Ask(["a"], last_event_id="0"), SSE, sink), 1)
-    assert hub.subscribers == 0
+    assert hub.census.subscribers == 0
 
 
 # -- deletion ------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ async def test_live_events_held_for_a_stalled_replay_are_bounded(
     stalled = await RawSocket.get(hub, "/channels/held/events?from=start", receive_buffer=4096)
 
     async def subscribers(count: int) -> bool:
-        return hub.hub.subscribers == count
+        return hub.hub.census.subscribers == count
 
     try:
         await eventually(lambda: subscribers(1))
