@@ -9,6 +9,7 @@ limit that refused, so an operator knows which setting to raise.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from aiohttp import web
 from hub.config import Config
 from hub.events import InvalidInput
 
-__all__ = ["LATER", "body_too_large", "json_now", "parse", "read_json"]
+__all__ = ["LATER", "body_too_large", "json_now", "parse", "read_body", "read_json"]
 
 #: ``json_now``'s answer when the body is still arriving (``None`` is a JSON body: null).
 LATER = object()
@@ -46,19 +47,29 @@ async def read_json(request: web.Request, config: Config) -> Any:
     parsed = json_now(request, config)
     if parsed is not LATER:
         return parsed
+    return parse(await read_body(request, config))
+
+
+async def read_body(
+    request: web.Request,
+    config: Config,
+    too_large: Callable[[Config], InvalidInput] | None = None,
+) -> bytes:
+    """The body within ``max_body_bytes`` (413: ``too_large``'s words, the publish routes' by
+    default) and ``body_timeout`` (408), however slowly it arrives."""
+    refuse = body_too_large if too_large is None else too_large
     length = request.content_length
     if length is not None and length > config.max_body_bytes:
-        raise body_too_large(config)
+        raise refuse(config)
     try:
         async with asyncio.timeout(config.body_timeout):
-            body = await request.read()
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise body_too_large(config) from None
+        raise refuse(config) from None
     except TimeoutError:
         raise InvalidInput(
             f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
         ) from None
-    return parse(body)
 
 
 def parse(body: bytes) -> Any:

@@ -4,13 +4,13 @@ subscribe), the request body under the hub's limits, the headers of every answer
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from hub import auth
 from hub.admission import Admission
+from hub.api.publish_body import read_body
 from hub.api.publishers import Publishers
 from hub.api.responses import cors_headers, error
 from hub.backplane.streams import Streams
@@ -110,19 +110,9 @@ def fail(
 
 
 async def body_of(request: web.Request, config: Config) -> bytes:
-    """The request body within ``max_body_bytes`` (413) and ``body_timeout`` (408)."""
-    length = request.content_length
-    if length is not None and length > config.max_body_bytes:
-        raise _too_large(config)
-    try:
-        async with asyncio.timeout(config.body_timeout):
-            return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(config) from None
-    except TimeoutError:
-        raise InvalidInput(
-            f"the body did not arrive within body_timeout ({config.body_timeout:g} s)", 408
-        ) from None
+    """The request body within ``max_body_bytes`` (413, in this dialect's words) and
+    ``body_timeout`` (408)."""
+    return await read_body(request, config, _too_large)
 
 
 def _too_large(config: Config) -> InvalidInput:
